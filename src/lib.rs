@@ -1,0 +1,18 @@
+//! Keel: an MQTT 3.1.1 / 5.0 broker that runs alone or as a Raft cluster, and whose
+//! correctness is checked by deterministic simulation.
+//!
+//! # Module map
+//!
+//! | module  | owns                                                          | must not import |
+//! |---------|---------------------------------------------------------------|-----------------|
+//! | `codec` | MQTT packets: bytes ↔ [`codec::Packet`], validation, limits   | tokio, tonic, rocksdb, clocks, randomness, I/O |
+//!
+//! Modules still to come (see `../shared/DESIGN.md` §3): `session` (per-client protocol state
+//! machine), `router` (topic trie, shared subscriptions), `broker` (session table, retained,
+//! wills), `state` (durable commands and state), `cluster` (openraft, gRPC), `storage`
+//! (`KvStore`: RocksDB and in-memory), `net` (the I/O, clock and randomness seam), `transport`
+//! (TCP, TLS, WebSocket), `admin` (HTTP API, metrics). The pure core (`codec`, `session`,
+//! `router`, `broker`, `state`) takes inputs and `now` and returns outputs; only the shell
+//! touches sockets, clocks and disks.
+
+pub mod codec;
