@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "keel", version, about = "An MQTT 3.1.1/5.0 broker, alone or as a Raft cluster")]
+#[command(
+    name = "keel",
+    version,
+    about = "An MQTT 3.1.1/5.0 broker, alone or as a Raft cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

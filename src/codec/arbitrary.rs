@@ -21,7 +21,9 @@ use super::wire::VAR_INT_MAX;
 
 /// Characters strings are drawn from most of the time: readable, with the topic separators
 /// and a few multi-byte characters so UTF-8 lengths differ from char counts.
-const ALPHABET: &[char] = &['a', 'b', 'z', '0', '9', '/', '$', ' ', '-', 'é', 'ß', '中', '😀'];
+const ALPHABET: &[char] = &[
+    'a', 'b', 'z', '0', '9', '/', '$', ' ', '-', 'é', 'ß', '中', '😀',
+];
 
 /// A valid packet of any type that exists in `protocol`.
 pub fn packet(u: &mut Unstructured, protocol: Protocol) -> Result<Packet> {
@@ -48,7 +50,11 @@ pub fn packet_of(u: &mut Unstructured, protocol: Protocol, kind: PacketType) -> 
             Packet::ConnAck(ConnAck {
                 session_present: reason_code == ReasonCode::Success && u.arbitrary()?,
                 reason_code,
-                properties: if v5 { connack_properties(u)? } else { Default::default() },
+                properties: if v5 {
+                    connack_properties(u)?
+                } else {
+                    Default::default()
+                },
             })
         }
         PacketType::Publish => Packet::Publish(publish(u, protocol)?),
@@ -74,7 +80,11 @@ pub fn packet_of(u: &mut Unstructured, protocol: Protocol, kind: PacketType) -> 
             }
             Packet::SubAck(SubAck {
                 packet_id: packet_id(u)?,
-                properties: if v5 { ack_properties(u)? } else { Default::default() },
+                properties: if v5 {
+                    ack_properties(u)?
+                } else {
+                    Default::default()
+                },
                 reason_codes,
             })
         }
@@ -156,7 +166,11 @@ fn connect(u: &mut Unstructured, protocol: Protocol) -> Result<Connect> {
             payload: binary(u)?,
             qos: qos(u)?,
             retain: u.arbitrary()?,
-            properties: if v5 { will_properties(u)? } else { Default::default() },
+            properties: if v5 {
+                will_properties(u)?
+            } else {
+                Default::default()
+            },
         })
     } else {
         None
@@ -165,7 +179,11 @@ fn connect(u: &mut Unstructured, protocol: Protocol) -> Result<Connect> {
         protocol,
         clean_start: u.arbitrary()?,
         keep_alive: u.arbitrary()?,
-        properties: if v5 { connect_properties(u)? } else { Default::default() },
+        properties: if v5 {
+            connect_properties(u)?
+        } else {
+            Default::default()
+        },
         client_id: string(u)?,
         will,
         username,
@@ -175,7 +193,11 @@ fn connect(u: &mut Unstructured, protocol: Protocol) -> Result<Connect> {
 
 fn publish(u: &mut Unstructured, protocol: Protocol) -> Result<Publish> {
     let v5 = protocol.is_v5();
-    let properties = if v5 { publish_properties(u)? } else { Default::default() };
+    let properties = if v5 {
+        publish_properties(u)?
+    } else {
+        Default::default()
+    };
     // An empty topic is valid only in MQTT 5 with a topic alias.
     let topic = if properties.topic_alias.is_some() && u.arbitrary()? {
         TopicName::default()

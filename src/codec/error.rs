@@ -11,9 +11,13 @@ pub enum DecodeError {
     // --- Framing (fixed header) ---
     #[error("[MQTT-1.5.5-1] malformed variable byte integer (more than 4 bytes or not minimal)")]
     MalformedVarInt,
-    #[error("[MQTT-2.1.2] packet type {packet_type} is reserved or not part of this protocol version")]
+    #[error(
+        "[MQTT-2.1.2] packet type {packet_type} is reserved or not part of this protocol version"
+    )]
     InvalidPacketType { packet_type: u8 },
-    #[error("[MQTT-2.1.3-1] reserved fixed header flags {flags:#06b} on packet type {packet_type}")]
+    #[error(
+        "[MQTT-2.1.3-1] reserved fixed header flags {flags:#06b} on packet type {packet_type}"
+    )]
     InvalidHeaderFlags { packet_type: u8, flags: u8 },
     #[error("§3.2.2.3.6 packet of {size} bytes exceeds the maximum packet size {max}")]
     PacketTooLarge { size: usize, max: usize },
@@ -21,7 +25,9 @@ pub enum DecodeError {
     Truncated,
     #[error("§2.1.4 {extra} bytes left over after the packet's last field")]
     TrailingBytes { extra: usize },
-    #[error("[MQTT-3.1.0-1] the first packet of a connection must be CONNECT, got type {packet_type}")]
+    #[error(
+        "[MQTT-3.1.0-1] the first packet of a connection must be CONNECT, got type {packet_type}"
+    )]
     FirstPacketNotConnect { packet_type: u8 },
 
     // --- Data types ---

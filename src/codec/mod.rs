@@ -26,8 +26,8 @@ mod tests;
 pub use decoder::{Decoder, PACKET_SIZE_LIMIT};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Auth, ConnAck, Connect, Disconnect, FixedHeader, LastWill, Packet, PacketType, PubReply, Publish,
-    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, FixedHeader, LastWill, Packet, PacketType, PubReply,
+    Publish, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,

@@ -216,7 +216,10 @@ impl<B: BufMut> PropertySink for WriteSink<'_, B> {
 
 /// Length of the property bytes, without the variable byte integer that prefixes them.
 pub fn properties_len<P: PropertySet>(properties: &P) -> Result<usize, EncodeError> {
-    let mut sink = LenSink { len: 0, error: None };
+    let mut sink = LenSink {
+        len: 0,
+        error: None,
+    };
     properties.visit(&mut sink);
     match sink.error {
         Some(e) => Err(e),
@@ -231,9 +234,15 @@ pub fn properties_len<P: PropertySet>(properties: &P) -> Result<usize, EncodeErr
 /// Writes the length prefix and the properties. The caller sized the packet with
 /// [`properties_len`] first, which is where over-long fields are reported.
 pub fn put_properties<P: PropertySet>(buf: &mut impl BufMut, properties: &P) {
-    let mut sink = LenSink { len: 0, error: None };
+    let mut sink = LenSink {
+        len: 0,
+        error: None,
+    };
     properties.visit(&mut sink);
-    debug_assert!(sink.error.is_none(), "properties written without sizing them first");
+    debug_assert!(
+        sink.error.is_none(),
+        "properties written without sizing them first"
+    );
     wire::put_var_int(buf, sink.len as u32);
     properties.visit(&mut WriteSink(buf));
 }
@@ -330,7 +339,12 @@ fn visit_user_properties<S: PropertySink>(sink: &mut S, user: &[UserProperty]) {
     }
 }
 
-fn visit_string<S: PropertySink>(sink: &mut S, id: u8, field: &'static str, s: &Option<MqttString>) {
+fn visit_string<S: PropertySink>(
+    sink: &mut S,
+    id: u8,
+    field: &'static str,
+    s: &Option<MqttString>,
+) {
     if let Some(s) = s {
         sink.binary(id, field, s.as_bytes());
     }
@@ -428,15 +442,45 @@ impl PropertySet for ConnectProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_u32(sink, id::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        visit_string(sink, id::AUTHENTICATION_METHOD, "authentication method", &self.authentication_method);
-        visit_binary(sink, id::AUTHENTICATION_DATA, "authentication data", &self.authentication_data);
-        visit_flag(sink, id::REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
-        visit_flag(sink, id::REQUEST_RESPONSE_INFORMATION, self.request_response_information);
-        visit_u16(sink, id::RECEIVE_MAXIMUM, self.receive_maximum.map(NonZeroU16::get));
+        visit_u32(
+            sink,
+            id::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
+        visit_string(
+            sink,
+            id::AUTHENTICATION_METHOD,
+            "authentication method",
+            &self.authentication_method,
+        );
+        visit_binary(
+            sink,
+            id::AUTHENTICATION_DATA,
+            "authentication data",
+            &self.authentication_data,
+        );
+        visit_flag(
+            sink,
+            id::REQUEST_PROBLEM_INFORMATION,
+            self.request_problem_information,
+        );
+        visit_flag(
+            sink,
+            id::REQUEST_RESPONSE_INFORMATION,
+            self.request_response_information,
+        );
+        visit_u16(
+            sink,
+            id::RECEIVE_MAXIMUM,
+            self.receive_maximum.map(NonZeroU16::get),
+        );
         visit_u16(sink, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         visit_user_properties(sink, &self.user_properties);
-        visit_u32(sink, id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size.map(NonZeroU32::get));
+        visit_u32(
+            sink,
+            id::MAXIMUM_PACKET_SIZE,
+            self.maximum_packet_size.map(NonZeroU32::get),
+        );
     }
 }
 
@@ -482,13 +526,26 @@ impl PropertySet for WillProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_flag(sink, id::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
-        visit_u32(sink, id::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
+        visit_flag(
+            sink,
+            id::PAYLOAD_FORMAT_INDICATOR,
+            self.payload_format_indicator,
+        );
+        visit_u32(
+            sink,
+            id::MESSAGE_EXPIRY_INTERVAL,
+            self.message_expiry_interval,
+        );
         visit_string(sink, id::CONTENT_TYPE, "content type", &self.content_type);
         if let Some(topic) = &self.response_topic {
             sink.binary(id::RESPONSE_TOPIC, "response topic", topic.as_bytes());
         }
-        visit_binary(sink, id::CORRELATION_DATA, "correlation data", &self.correlation_data);
+        visit_binary(
+            sink,
+            id::CORRELATION_DATA,
+            "correlation data",
+            &self.correlation_data,
+        );
         visit_u32(sink, id::WILL_DELAY_INTERVAL, self.will_delay_interval);
         visit_user_properties(sink, &self.user_properties);
     }
@@ -578,25 +635,79 @@ impl PropertySet for ConnAckProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_u32(sink, id::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        visit_string(sink, id::ASSIGNED_CLIENT_IDENTIFIER, "assigned client identifier", &self.assigned_client_identifier);
+        visit_u32(
+            sink,
+            id::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
+        visit_string(
+            sink,
+            id::ASSIGNED_CLIENT_IDENTIFIER,
+            "assigned client identifier",
+            &self.assigned_client_identifier,
+        );
         visit_u16(sink, id::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        visit_string(sink, id::AUTHENTICATION_METHOD, "authentication method", &self.authentication_method);
-        visit_binary(sink, id::AUTHENTICATION_DATA, "authentication data", &self.authentication_data);
-        visit_string(sink, id::RESPONSE_INFORMATION, "response information", &self.response_information);
-        visit_string(sink, id::SERVER_REFERENCE, "server reference", &self.server_reference);
-        visit_string(sink, id::REASON_STRING, "reason string", &self.reason_string);
-        visit_u16(sink, id::RECEIVE_MAXIMUM, self.receive_maximum.map(NonZeroU16::get));
+        visit_string(
+            sink,
+            id::AUTHENTICATION_METHOD,
+            "authentication method",
+            &self.authentication_method,
+        );
+        visit_binary(
+            sink,
+            id::AUTHENTICATION_DATA,
+            "authentication data",
+            &self.authentication_data,
+        );
+        visit_string(
+            sink,
+            id::RESPONSE_INFORMATION,
+            "response information",
+            &self.response_information,
+        );
+        visit_string(
+            sink,
+            id::SERVER_REFERENCE,
+            "server reference",
+            &self.server_reference,
+        );
+        visit_string(
+            sink,
+            id::REASON_STRING,
+            "reason string",
+            &self.reason_string,
+        );
+        visit_u16(
+            sink,
+            id::RECEIVE_MAXIMUM,
+            self.receive_maximum.map(NonZeroU16::get),
+        );
         visit_u16(sink, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         if let Some(qos) = self.maximum_qos {
             sink.byte(id::MAXIMUM_QOS, qos as u8);
         }
         visit_flag(sink, id::RETAIN_AVAILABLE, self.retain_available);
         visit_user_properties(sink, &self.user_properties);
-        visit_u32(sink, id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size.map(NonZeroU32::get));
-        visit_flag(sink, id::WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
-        visit_flag(sink, id::SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifiers_available);
-        visit_flag(sink, id::SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
+        visit_u32(
+            sink,
+            id::MAXIMUM_PACKET_SIZE,
+            self.maximum_packet_size.map(NonZeroU32::get),
+        );
+        visit_flag(
+            sink,
+            id::WILDCARD_SUBSCRIPTION_AVAILABLE,
+            self.wildcard_subscription_available,
+        );
+        visit_flag(
+            sink,
+            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+            self.subscription_identifiers_available,
+        );
+        visit_flag(
+            sink,
+            id::SHARED_SUBSCRIPTION_AVAILABLE,
+            self.shared_subscription_available,
+        );
     }
 }
 
@@ -656,13 +767,26 @@ impl PropertySet for PublishProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_flag(sink, id::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
-        visit_u32(sink, id::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
+        visit_flag(
+            sink,
+            id::PAYLOAD_FORMAT_INDICATOR,
+            self.payload_format_indicator,
+        );
+        visit_u32(
+            sink,
+            id::MESSAGE_EXPIRY_INTERVAL,
+            self.message_expiry_interval,
+        );
         visit_string(sink, id::CONTENT_TYPE, "content type", &self.content_type);
         if let Some(topic) = &self.response_topic {
             sink.binary(id::RESPONSE_TOPIC, "response topic", topic.as_bytes());
         }
-        visit_binary(sink, id::CORRELATION_DATA, "correlation data", &self.correlation_data);
+        visit_binary(
+            sink,
+            id::CORRELATION_DATA,
+            "correlation data",
+            &self.correlation_data,
+        );
         for sub_id in &self.subscription_identifiers {
             sink.var_int(id::SUBSCRIPTION_IDENTIFIER, sub_id.get());
         }
@@ -697,7 +821,12 @@ impl PropertySet for AckProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_string(sink, id::REASON_STRING, "reason string", &self.reason_string);
+        visit_string(
+            sink,
+            id::REASON_STRING,
+            "reason string",
+            &self.reason_string,
+        );
         visit_user_properties(sink, &self.user_properties);
     }
 }
@@ -788,9 +917,23 @@ impl PropertySet for DisconnectProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_u32(sink, id::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        visit_string(sink, id::SERVER_REFERENCE, "server reference", &self.server_reference);
-        visit_string(sink, id::REASON_STRING, "reason string", &self.reason_string);
+        visit_u32(
+            sink,
+            id::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
+        visit_string(
+            sink,
+            id::SERVER_REFERENCE,
+            "server reference",
+            &self.server_reference,
+        );
+        visit_string(
+            sink,
+            id::REASON_STRING,
+            "reason string",
+            &self.reason_string,
+        );
         visit_user_properties(sink, &self.user_properties);
     }
 }
@@ -833,9 +976,24 @@ impl PropertySet for AuthProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_string(sink, id::AUTHENTICATION_METHOD, "authentication method", &self.authentication_method);
-        visit_binary(sink, id::AUTHENTICATION_DATA, "authentication data", &self.authentication_data);
-        visit_string(sink, id::REASON_STRING, "reason string", &self.reason_string);
+        visit_string(
+            sink,
+            id::AUTHENTICATION_METHOD,
+            "authentication method",
+            &self.authentication_method,
+        );
+        visit_binary(
+            sink,
+            id::AUTHENTICATION_DATA,
+            "authentication data",
+            &self.authentication_data,
+        );
+        visit_string(
+            sink,
+            id::REASON_STRING,
+            "reason string",
+            &self.reason_string,
+        );
         visit_user_properties(sink, &self.user_properties);
     }
 }

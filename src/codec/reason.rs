@@ -240,7 +240,9 @@ impl ReasonCode {
                     | SubscriptionIdentifiersNotSupported
                     | WildcardSubscriptionsNotSupported
             ),
-            ReasonContext::Auth => matches!(self, Success | ContinueAuthentication | ReAuthenticate),
+            ReasonContext::Auth => {
+                matches!(self, Success | ContinueAuthentication | ReAuthenticate)
+            }
         }
     }
 

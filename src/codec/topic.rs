@@ -170,14 +170,19 @@ mod tests {
     fn topic_name_rejects_wildcards() {
         assert_eq!(TopicName::new("a/+"), Err(DecodeError::WildcardInTopicName));
         assert_eq!(TopicName::new("a/#"), Err(DecodeError::WildcardInTopicName));
-        assert_eq!(TopicName::new("a/b+c"), Err(DecodeError::WildcardInTopicName));
+        assert_eq!(
+            TopicName::new("a/b+c"),
+            Err(DecodeError::WildcardInTopicName)
+        );
         assert!(TopicName::new("a/b c/").is_ok());
         assert!(TopicName::new("$SYS/x").unwrap().is_system());
     }
 
     #[test]
     fn filter_wildcard_placement() {
-        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/", "a//b", "+/#", "$SYS/#"] {
+        for ok in [
+            "#", "+", "a/#", "a/+/b", "+/+", "/", "a//b", "+/#", "$SYS/#",
+        ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok}");
         }
         assert_eq!(TopicFilter::new(""), Err(DecodeError::EmptyTopicFilter));
@@ -204,7 +209,14 @@ mod tests {
         let f = TopicFilter::new("$share/g1/a/+").unwrap();
         assert_eq!(f.shared(), Some(("g1", "a/+")));
         assert_eq!(f.matching_filter(), "a/+");
-        for bad in ["$share/", "$share//a", "$share/g", "$share/g/", "$share/g+/a", "$share/#/a"] {
+        for bad in [
+            "$share/",
+            "$share//a",
+            "$share/g",
+            "$share/g/",
+            "$share/g+/a",
+            "$share/#/a",
+        ] {
             assert_eq!(
                 TopicFilter::new(bad),
                 Err(DecodeError::InvalidSharedSubscription),

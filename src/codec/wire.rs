@@ -34,7 +34,10 @@ pub fn decode_var_int(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeError>
 
 /// Bytes a variable byte integer of this value takes.
 pub fn var_int_len(value: u32) -> usize {
-    debug_assert!(value <= VAR_INT_MAX, "variable byte integer {value} too large");
+    debug_assert!(
+        value <= VAR_INT_MAX,
+        "variable byte integer {value} too large"
+    );
     match value {
         0..=127 => 1,
         128..=16_383 => 2,
@@ -44,7 +47,10 @@ pub fn var_int_len(value: u32) -> usize {
 }
 
 pub fn put_var_int(buf: &mut impl BufMut, mut value: u32) {
-    debug_assert!(value <= VAR_INT_MAX, "variable byte integer {value} too large");
+    debug_assert!(
+        value <= VAR_INT_MAX,
+        "variable byte integer {value} too large"
+    );
     loop {
         let byte = (value & 0x7F) as u8;
         value >>= 7;
@@ -161,7 +167,16 @@ mod tests {
 
     #[test]
     fn var_int_boundaries_round_trip() {
-        for value in [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, VAR_INT_MAX] {
+        for value in [
+            0,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            VAR_INT_MAX,
+        ] {
             let mut buf = Vec::new();
             put_var_int(&mut buf, value);
             assert_eq!(buf.len(), var_int_len(value));
@@ -193,8 +208,14 @@ mod tests {
             decode_var_int(&[0x80, 0x80, 0x80, 0x80]),
             Err(DecodeError::MalformedVarInt)
         );
-        assert_eq!(decode_var_int(&[0x80, 0x00]), Err(DecodeError::MalformedVarInt));
-        assert_eq!(decode_var_int(&[0x81, 0x80, 0x00]), Err(DecodeError::MalformedVarInt));
+        assert_eq!(
+            decode_var_int(&[0x80, 0x00]),
+            Err(DecodeError::MalformedVarInt)
+        );
+        assert_eq!(
+            decode_var_int(&[0x81, 0x80, 0x00]),
+            Err(DecodeError::MalformedVarInt)
+        );
     }
 
     #[test]

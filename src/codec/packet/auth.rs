@@ -3,7 +3,9 @@
 use bytes::BufMut;
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, AuthProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, AuthProperties,
+};
 use crate::codec::reason::{ReasonCode, ReasonContext};
 use crate::codec::wire::Reader;
 

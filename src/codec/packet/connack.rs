@@ -3,7 +3,9 @@
 use bytes::BufMut;
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, ConnAckProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, ConnAckProperties,
+};
 use crate::codec::reason::{ReasonCode, ReasonContext};
 use crate::codec::types::Protocol;
 use crate::codec::wire::Reader;
@@ -27,7 +29,8 @@ impl ConnAck {
         let reason_code = if protocol.is_v5() {
             ReasonCode::decode(code, ReasonContext::ConnAck)?
         } else {
-            ReasonCode::from_v3_connack(code).ok_or(DecodeError::InvalidConnectReturnCode { code })?
+            ReasonCode::from_v3_connack(code)
+                .ok_or(DecodeError::InvalidConnectReturnCode { code })?
         };
         let session_present = flags & 1 != 0;
         // [MQTT-3.2.2-6]: a refused connection never has a session.

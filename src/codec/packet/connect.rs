@@ -113,8 +113,16 @@ impl Connect {
         } else {
             None
         };
-        let username = if has_username { Some(r.string()?) } else { None };
-        let password = if has_password { Some(r.binary()?) } else { None };
+        let username = if has_username {
+            Some(r.string()?)
+        } else {
+            None
+        };
+        let password = if has_password {
+            Some(r.binary()?)
+        } else {
+            None
+        };
         Ok(Connect {
             protocol,
             clean_start: flags & flag::CLEAN_START != 0,

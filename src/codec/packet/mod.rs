@@ -75,7 +75,9 @@ impl PacketType {
 
     /// The packet type of the high nibble of the first byte; `None` for the reserved 0.
     pub fn from_u8(value: u8) -> Option<PacketType> {
-        PacketType::ALL.get(usize::from(value).checked_sub(1)?).copied()
+        PacketType::ALL
+            .get(usize::from(value).checked_sub(1)?)
+            .copied()
     }
 
     /// True when the packet type exists in the protocol (AUTH is MQTT 5 only).
@@ -170,12 +172,20 @@ impl Packet {
         buf.reserve(total);
         let before = buf.len();
         self.write(protocol, remaining, buf);
-        debug_assert_eq!(buf.len() - before, total, "sized and written lengths differ");
+        debug_assert_eq!(
+            buf.len() - before,
+            total,
+            "sized and written lengths differ"
+        );
         Ok(total)
     }
 
     /// Writes the packet to the front of `out`; fails without writing when it does not fit.
-    pub fn encode_to_slice(&self, protocol: Protocol, out: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode_to_slice(
+        &self,
+        protocol: Protocol,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
         let remaining = self.remaining_len(protocol)?;
         let total = 1 + wire::var_int_len(remaining as u32) + remaining;
         if out.len() < total {
@@ -267,7 +277,10 @@ impl FixedHeader {
     ///
     /// Checks the packet type and its reserved flag bits as soon as the first byte is known,
     /// so garbage is rejected without waiting for a body.
-    pub fn parse(bytes: &[u8], protocol: Option<Protocol>) -> Result<Option<FixedHeader>, DecodeError> {
+    pub fn parse(
+        bytes: &[u8],
+        protocol: Option<Protocol>,
+    ) -> Result<Option<FixedHeader>, DecodeError> {
         let Some(&first) = bytes.first() else {
             return Ok(None);
         };
@@ -312,9 +325,15 @@ pub fn decode_body(
         PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut r)?)),
         PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(protocol, &mut r)?),
         PacketType::Publish => Packet::Publish(Publish::decode(protocol, header.flags, &mut r)?),
-        PacketType::PubAck => Packet::PubAck(PubReply::decode(protocol, ReasonContext::PubAck, &mut r)?),
-        PacketType::PubRec => Packet::PubRec(PubReply::decode(protocol, ReasonContext::PubRec, &mut r)?),
-        PacketType::PubRel => Packet::PubRel(PubReply::decode(protocol, ReasonContext::PubRel, &mut r)?),
+        PacketType::PubAck => {
+            Packet::PubAck(PubReply::decode(protocol, ReasonContext::PubAck, &mut r)?)
+        }
+        PacketType::PubRec => {
+            Packet::PubRec(PubReply::decode(protocol, ReasonContext::PubRec, &mut r)?)
+        }
+        PacketType::PubRel => {
+            Packet::PubRel(PubReply::decode(protocol, ReasonContext::PubRel, &mut r)?)
+        }
         PacketType::PubComp => {
             Packet::PubComp(PubReply::decode(protocol, ReasonContext::PubComp, &mut r)?)
         }

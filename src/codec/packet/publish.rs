@@ -3,7 +3,9 @@
 use bytes::{BufMut, Bytes};
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, PublishProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, PublishProperties,
+};
 use crate::codec::topic::TopicName;
 use crate::codec::types::{PacketId, Protocol, QoS, QosPid};
 use crate::codec::wire::{self, Reader};
@@ -49,9 +51,14 @@ impl Publish {
         flags
     }
 
-    pub(crate) fn decode(protocol: Protocol, flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
+    pub(crate) fn decode(
+        protocol: Protocol,
+        flags: u8,
+        r: &mut Reader,
+    ) -> Result<Publish, DecodeError> {
         let dup = flags & flag::DUP != 0;
-        let qos = QoS::from_bits((flags & flag::QOS) >> flag::QOS_SHIFT).ok_or(DecodeError::InvalidQoS)?;
+        let qos = QoS::from_bits((flags & flag::QOS) >> flag::QOS_SHIFT)
+            .ok_or(DecodeError::InvalidQoS)?;
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::DupWithQoS0);
         }

@@ -4,7 +4,9 @@
 use bytes::BufMut;
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, AckProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, AckProperties,
+};
 use crate::codec::reason::{ReasonCode, ReasonContext};
 use crate::codec::types::{PacketId, Protocol};
 use crate::codec::wire::Reader;
@@ -54,7 +56,11 @@ impl PubReply {
         if !self.properties.is_empty() {
             return Ok(3 + properties_wire_len(&self.properties)?);
         }
-        Ok(if self.reason_code == ReasonCode::Success { 2 } else { 3 })
+        Ok(if self.reason_code == ReasonCode::Success {
+            2
+        } else {
+            3
+        })
     }
 
     pub(crate) fn write_body(&self, protocol: Protocol, buf: &mut impl BufMut) {

@@ -3,7 +3,9 @@
 use bytes::BufMut;
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, AckProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, AckProperties,
+};
 use crate::codec::reason::{ReasonCode, ReasonContext};
 use crate::codec::types::{PacketId, Protocol};
 use crate::codec::wire::Reader;
@@ -30,7 +32,8 @@ impl SubAck {
             reason_codes.push(if protocol.is_v5() {
                 ReasonCode::decode(code, ReasonContext::SubAck)?
             } else {
-                ReasonCode::from_v3_suback(code).ok_or(DecodeError::InvalidSubAckReturnCode { code })?
+                ReasonCode::from_v3_suback(code)
+                    .ok_or(DecodeError::InvalidSubAckReturnCode { code })?
             });
         }
         Ok(SubAck {

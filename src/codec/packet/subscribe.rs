@@ -3,7 +3,9 @@
 use bytes::BufMut;
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, SubscribeProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, SubscribeProperties,
+};
 use crate::codec::topic::TopicFilter;
 use crate::codec::types::{PacketId, Protocol, QoS};
 use crate::codec::wire::{self, Reader};

@@ -3,7 +3,9 @@
 use bytes::BufMut;
 
 use crate::codec::error::{DecodeError, EncodeError};
-use crate::codec::properties::{properties_wire_len, put_properties, read_properties, AckProperties};
+use crate::codec::properties::{
+    properties_wire_len, put_properties, read_properties, AckProperties,
+};
 use crate::codec::reason::{ReasonCode, ReasonContext};
 use crate::codec::types::{PacketId, Protocol};
 use crate::codec::wire::Reader;
@@ -28,7 +30,8 @@ impl UnsubAck {
             ack.properties = read_properties(r, "UNSUBACK")?;
             ack.reason_codes.reserve(r.remaining());
             while !r.is_empty() {
-                ack.reason_codes.push(ReasonCode::decode(r.u8()?, ReasonContext::UnsubAck)?);
+                ack.reason_codes
+                    .push(ReasonCode::decode(r.u8()?, ReasonContext::UnsubAck)?);
             }
         }
         Ok(ack)

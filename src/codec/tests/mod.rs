@@ -15,10 +15,10 @@ use super::{DecodeError, Decoder, EncodeError, Packet, PacketType, Protocol, PAC
 
 /// Valid packets of one type, drawn from random bytes so that proptest can shrink them.
 fn packets(protocol: Protocol, kind: PacketType) -> impl Strategy<Value = Packet> {
-    proptest::collection::vec(any::<u8>(), 0..768).prop_filter_map(
-        "generator needs more bytes",
-        move |bytes| packet_of(&mut Unstructured::new(&bytes), protocol, kind).ok(),
-    )
+    proptest::collection::vec(any::<u8>(), 0..768)
+        .prop_filter_map("generator needs more bytes", move |bytes| {
+            packet_of(&mut Unstructured::new(&bytes), protocol, kind).ok()
+        })
 }
 
 fn decode_all(protocol: Protocol, bytes: &[u8]) -> Result<Option<Packet>, DecodeError> {
@@ -44,7 +44,12 @@ fn check_round_trip(protocol: Protocol, packet: &Packet) -> Result<(), TestCaseE
 
     // Every strict prefix is incomplete, never an error or a different packet.
     for cut in 0..bytes.len() {
-        prop_assert_eq!(decode_all(protocol, &bytes[..cut]), Ok(None), "prefix {}", cut);
+        prop_assert_eq!(
+            decode_all(protocol, &bytes[..cut]),
+            Ok(None),
+            "prefix {}",
+            cut
+        );
     }
 
     // A buffer one byte short fails cleanly and is left untouched.
@@ -60,7 +65,10 @@ fn check_round_trip(protocol: Protocol, packet: &Packet) -> Result<(), TestCaseE
 
     // An exact-size buffer gets the same bytes as the growable one.
     let mut exact = vec![0; bytes.len()];
-    prop_assert_eq!(packet.encode_to_slice(protocol, &mut exact), Ok(bytes.len()));
+    prop_assert_eq!(
+        packet.encode_to_slice(protocol, &mut exact),
+        Ok(bytes.len())
+    );
     prop_assert_eq!(&exact[..], &bytes[..]);
 
     // Packets are framed by their own length: one that follows is left for the next call.
