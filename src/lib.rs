@@ -16,3 +16,4 @@
 //! touches sockets, clocks and disks.
 
 pub mod codec;
+pub mod router;
