@@ -16,4 +16,7 @@
 //! touches sockets, clocks and disks.
 
 pub mod codec;
+pub mod net;
 pub mod router;
+pub mod state;
+pub mod transport;

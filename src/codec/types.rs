@@ -188,6 +188,14 @@ impl std::ops::Deref for MqttString {
     }
 }
 
+/// Lets maps keyed by `MqttString` be looked up by `&str`; order and equality are those of
+/// the UTF-8 bytes, as for `str`.
+impl std::borrow::Borrow<str> for MqttString {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl std::fmt::Debug for MqttString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)

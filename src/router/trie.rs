@@ -205,6 +205,15 @@ impl<K: Ord + Clone, V> Router<K, V> {
         }
     }
 
+    /// The shared subscription `$share/{group}/{filter}`, if it has members.
+    pub fn shared_group(&self, group: &str, filter: &str) -> Option<&SharedGroup<K, V>> {
+        let mut node = &self.root;
+        for level in filter.split('/') {
+            node = node.child(level)?;
+        }
+        node.shared.get(group)
+    }
+
     /// Calls `visit` for every subscription whose filter matches `topic`, in a deterministic
     /// order. Overlapping subscriptions of one subscriber are reported once each.
     ///

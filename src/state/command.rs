@@ -1,0 +1,113 @@
+//! The commands that change durable state, and what applying one reports back.
+//!
+//! Every change to sessions, subscriptions, queues, QoS 2 receive state and retained messages
+//! is one of these, applied in order by [`super::State::apply`]. A single node applies them as
+//! it goes; a cluster replicates them in a log first. Commands carry everything they need
+//! (including `now_ms`), so applying one is deterministic.
+
+use std::sync::Arc;
+
+use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
+
+use super::message::{ClientId, Message};
+use super::session::{Subscription, Will};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A client connected. With `clean_start` (or no session) a new session begins; otherwise
+    /// the existing one resumes. A session still connected is taken over.
+    OpenSession {
+        client_id: ClientId,
+        clean_start: bool,
+        expiry_secs: u32,
+        will: Option<Will>,
+        now_ms: u64,
+    },
+    /// The connection of a session ended. `expiry_secs` is the final Session Expiry Interval
+    /// (MQTT 5 may change it at DISCONNECT); with 0 the session ends now. With
+    /// `publish_will` false (a normal DISCONNECT) the will is discarded.
+    CloseSession {
+        client_id: ClientId,
+        expiry_secs: u32,
+        publish_will: bool,
+        now_ms: u64,
+    },
+    /// The session expired: it ends, publishing a will still pending.
+    EndSession { client_id: ClientId, now_ms: u64 },
+    /// The will delay of a disconnected session passed: publish its will.
+    PublishWill { client_id: ClientId, now_ms: u64 },
+    Subscribe {
+        client_id: ClientId,
+        subscriptions: Vec<(TopicFilter, Subscription)>,
+        now_ms: u64,
+    },
+    Unsubscribe {
+        client_id: ClientId,
+        filters: Vec<TopicFilter>,
+    },
+    /// Route a message to the matching sessions. `origin` is the publisher and packet id of
+    /// a QoS 2 publish: the id is remembered until PUBREL, and a resent publish with the same
+    /// id is not routed again.
+    Publish {
+        message: Arc<Message>,
+        origin: Option<(ClientId, PacketId)>,
+    },
+    /// Set (or, with `None`, clear) the retained message of a topic.
+    SetRetained {
+        topic: TopicName,
+        message: Option<Arc<Message>>,
+    },
+    /// The subscriber acknowledged the message at `seq` (PUBACK or PUBCOMP), or the broker
+    /// gave up on it (expired, too large for the client, refused by the client).
+    Acked { client_id: ClientId, seq: u64 },
+    /// The subscriber sent PUBREC for the QoS 2 message at `seq`.
+    PubRecReceived { client_id: ClientId, seq: u64 },
+    /// The publisher released a QoS 2 packet id with PUBREL.
+    PubRelReceived {
+        client_id: ClientId,
+        packet_id: PacketId,
+    },
+    /// The shared-subscription messages at `seqs` go to other members of their groups (the
+    /// session's connection ended before it acknowledged them).
+    ReleaseShared { client_id: ClientId, seqs: Vec<u64> },
+}
+
+/// A QoS 0 delivery decided while applying a command: sent at once to a connected session,
+/// never queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectDelivery {
+    pub client_id: ClientId,
+    pub message: Arc<Message>,
+    pub retain: bool,
+    pub subscription_ids: Vec<std::num::NonZeroU32>,
+}
+
+/// What applying a command did, for the broker to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// OpenSession: an existing session was resumed.
+    pub session_present: bool,
+    /// OpenSession: the session was connected elsewhere and is taken over.
+    pub taken_over: bool,
+    /// Sessions that got new queued messages (to send if connected).
+    pub queued_for: Vec<ClientId>,
+    /// QoS 0 deliveries to connected sessions.
+    pub direct: Vec<DirectDelivery>,
+    /// Publish: sessions the message reached (queued or direct), for "no matching
+    /// subscribers" (0x10).
+    pub matched: usize,
+    /// Publish: a QoS 2 resend whose packet id was already routed; nothing was done.
+    pub duplicate: bool,
+    /// Messages dropped because a session's queue was full.
+    pub dropped_queue_full: usize,
+    /// Unsubscribe: whether each filter had a subscription. Subscribe: whether each existed
+    /// before (for Retain Handling 1). PubRelReceived: whether the id was known.
+    pub existed: Vec<bool>,
+    /// Sessions that ended (expired, clean start, expiry 0), to forget their connections.
+    pub ended: Vec<ClientId>,
+}
+
+/// QoS of a delivery: the lower of publish and subscription.
+pub fn delivery_qos(published: QoS, subscribed: QoS) -> QoS {
+    published.min(subscribed)
+}

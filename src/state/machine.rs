@@ -1,0 +1,617 @@
+//! The state machine: all sessions, the subscription index and retained messages, changed
+//! only by applying [`Command`]s in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::codec::{QoS, RetainHandling, TopicName};
+use crate::router::{filter_matches, Match, Router};
+
+use super::command::{delivery_qos, Applied, Command, DirectDelivery};
+use super::message::{ClientId, Message};
+use super::session::{QueuedMessage, SessionState, SharedKey, Subscription, Will};
+
+/// What to do when a message arrives for a session whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Keep the queue, drop the new message (Mosquitto's behaviour).
+    #[default]
+    DropNew,
+    /// Make room by dropping the oldest message not yet half-way through QoS 2.
+    DropOldest,
+}
+
+/// Limits the state machine enforces. Part of the state, so every replica applies the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateConfig {
+    /// Most QoS 1/2 messages one session may hold (queued plus in flight).
+    pub queue_max: usize,
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            queue_max: 1000,
+            overflow: OverflowPolicy::DropNew,
+        }
+    }
+}
+
+/// One delivery decided by routing, before it is queued or sent.
+struct Target {
+    client_id: ClientId,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: Vec<NonZeroU32>,
+    shared: Option<SharedKey>,
+}
+
+/// Sessions, subscriptions and retained messages.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    config: StateConfig,
+    sessions: BTreeMap<ClientId, SessionState>,
+    /// Every subscription of every session, indexed by filter for routing.
+    router: Router<ClientId, Subscription>,
+    retained: BTreeMap<TopicName, Arc<Message>>,
+    /// Round-robin position of each shared subscription.
+    shared_cursors: BTreeMap<SharedKey, usize>,
+    /// Sessions with a pending will or an expiry, by the time the next one is due.
+    timers: BTreeSet<(u64, ClientId)>,
+    /// The deadline each session has in `timers`.
+    timer_of: BTreeMap<ClientId, u64>,
+}
+
+impl State {
+    pub fn new(config: StateConfig) -> State {
+        State {
+            config,
+            ..State::default()
+        }
+    }
+
+    pub fn config(&self) -> &StateConfig {
+        &self.config
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<&SessionState> {
+        self.sessions.get(client_id)
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionState> {
+        self.sessions.values()
+    }
+
+    pub fn retained(&self) -> impl Iterator<Item = &Arc<Message>> {
+        self.retained.values()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.router.len()
+    }
+
+    /// The earliest time (unix ms) a will or a session expiry falls due.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// The commands that wills and expiries due at `now_ms` call for.
+    pub fn due(&self, now_ms: u64) -> Vec<Command> {
+        self.timers
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .filter_map(|(_, client_id)| {
+                let session = self.sessions.get(client_id)?;
+                let client_id = client_id.clone();
+                if session.expires_at_ms().is_some_and(|at| at <= now_ms) {
+                    Some(Command::EndSession { client_id, now_ms })
+                } else if session.will_due_ms.is_some_and(|at| at <= now_ms) {
+                    Some(Command::PublishWill { client_id, now_ms })
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Applies one command. Deterministic: the same commands in the same order give the same
+    /// state and the same reports on every replica.
+    pub fn apply(&mut self, command: Command) -> Applied {
+        let mut applied = Applied::default();
+        match command {
+            Command::OpenSession {
+                client_id,
+                clean_start,
+                expiry_secs,
+                will,
+                now_ms,
+            } => self.open_session(
+                client_id,
+                clean_start,
+                expiry_secs,
+                will,
+                now_ms,
+                &mut applied,
+            ),
+            Command::CloseSession {
+                client_id,
+                expiry_secs,
+                publish_will,
+                now_ms,
+            } => self.close_session(&client_id, expiry_secs, publish_will, now_ms, &mut applied),
+            Command::EndSession { client_id, now_ms } => {
+                if self.sessions.get(&client_id).is_some_and(|s| !s.connected) {
+                    self.end_session(&client_id, now_ms, &mut applied);
+                }
+            }
+            Command::PublishWill { client_id, now_ms } => {
+                let will = match self.sessions.get_mut(&client_id) {
+                    Some(s) if !s.connected => {
+                        s.will_due_ms = None;
+                        s.will.take()
+                    }
+                    _ => None,
+                };
+                if let Some(will) = will {
+                    self.publish_will(will, now_ms, &mut applied);
+                }
+                self.reindex(&client_id);
+            }
+            Command::Subscribe {
+                client_id,
+                subscriptions,
+                now_ms,
+            } => self.subscribe(&client_id, subscriptions, now_ms, &mut applied),
+            Command::Unsubscribe { client_id, filters } => {
+                for filter in filters {
+                    let removed = self.router.remove(&filter, &client_id).is_some();
+                    if let Some(s) = self.sessions.get_mut(&client_id) {
+                        s.subscriptions.remove(&filter);
+                    }
+                    applied.existed.push(removed);
+                }
+            }
+            Command::Publish { message, origin } => {
+                if let Some((client_id, packet_id)) = origin {
+                    if let Some(s) = self.sessions.get_mut(&client_id) {
+                        if !s.incoming_qos2.insert(packet_id) {
+                            applied.duplicate = true;
+                            return applied;
+                        }
+                    }
+                }
+                self.route(&message, &mut applied);
+            }
+            Command::SetRetained { topic, message } => match message {
+                Some(message) => {
+                    self.retained.insert(topic, message);
+                }
+                None => {
+                    self.retained.remove(&topic);
+                }
+            },
+            Command::Acked { client_id, seq } => {
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    if let Some(i) = s.index_of(seq) {
+                        s.queue.remove(i);
+                    }
+                }
+            }
+            Command::PubRecReceived { client_id, seq } => {
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    if let Some(i) = s.index_of(seq) {
+                        let queued = &mut s.queue[i];
+                        queued.pubrec_received = queued.qos == QoS::ExactlyOnce;
+                    }
+                }
+            }
+            Command::PubRelReceived {
+                client_id,
+                packet_id,
+            } => {
+                let known = self
+                    .sessions
+                    .get_mut(&client_id)
+                    .is_some_and(|s| s.incoming_qos2.remove(&packet_id));
+                applied.existed.push(known);
+            }
+            Command::ReleaseShared { client_id, seqs } => {
+                self.release_shared(&client_id, &seqs, &mut applied)
+            }
+        }
+        applied
+    }
+
+    fn open_session(
+        &mut self,
+        client_id: ClientId,
+        clean_start: bool,
+        expiry_secs: u32,
+        will: Option<Will>,
+        now_ms: u64,
+        applied: &mut Applied,
+    ) {
+        if let Some(existing) = self.sessions.get_mut(&client_id) {
+            let taken_over = existing.connected;
+            applied.taken_over = taken_over;
+            // §3.1.4: a session ends on takeover when the old connection had expiry 0.
+            let ends = clean_start || (taken_over && existing.expiry_secs == 0);
+            if ends {
+                self.end_session(&client_id, now_ms, applied);
+            } else {
+                // The old connection closes. Its will goes out now if it has no delay;
+                // otherwise the new connection cancels it ([MQTT-3.1.3-9]).
+                let old_will = existing
+                    .will
+                    .take()
+                    .filter(|w| taken_over && w.delay_secs == 0);
+                existing.connected = true;
+                existing.disconnected_at_ms = None;
+                existing.will_due_ms = None;
+                existing.expiry_secs = expiry_secs;
+                existing.will = will;
+                applied.session_present = true;
+                if let Some(old_will) = old_will {
+                    self.publish_will(old_will, now_ms, applied);
+                }
+                self.reindex(&client_id);
+                return;
+            }
+        }
+        let mut session = SessionState::new(client_id.clone(), expiry_secs);
+        session.will = will;
+        self.sessions.insert(client_id.clone(), session);
+        self.reindex(&client_id);
+    }
+
+    fn close_session(
+        &mut self,
+        client_id: &ClientId,
+        expiry_secs: u32,
+        publish_will: bool,
+        now_ms: u64,
+        applied: &mut Applied,
+    ) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        session.connected = false;
+        session.disconnected_at_ms = Some(now_ms);
+        session.expiry_secs = expiry_secs;
+        if !publish_will {
+            session.will = None;
+        }
+        if expiry_secs == 0 {
+            self.end_session(client_id, now_ms, applied);
+            return;
+        }
+        match &session.will {
+            Some(will) if will.delay_secs == 0 => {
+                let will = session.will.take();
+                if let Some(will) = will {
+                    self.publish_will(will, now_ms, applied);
+                }
+            }
+            Some(will) => {
+                session.will_due_ms =
+                    Some(now_ms.saturating_add(u64::from(will.delay_secs) * 1000));
+            }
+            None => {}
+        }
+        self.reindex(client_id);
+    }
+
+    /// Removes a session and its subscriptions, publishing a will still pending.
+    fn end_session(&mut self, client_id: &ClientId, now_ms: u64, applied: &mut Applied) {
+        let Some(session) = self.sessions.remove(client_id) else {
+            return;
+        };
+        for filter in session.subscriptions.keys() {
+            self.router.remove(filter, client_id);
+        }
+        self.reindex(client_id);
+        applied.ended.push(client_id.clone());
+        if let Some(will) = session.will {
+            self.publish_will(will, now_ms, applied);
+        }
+    }
+
+    fn publish_will(&mut self, will: Will, now_ms: u64, applied: &mut Applied) {
+        let message = Arc::new(Message {
+            received_at_ms: now_ms,
+            ..will.message
+        });
+        if message.retain {
+            let retained = (!message.payload.is_empty()).then(|| message.clone());
+            let topic = message.topic.clone();
+            match retained {
+                Some(m) => self.retained.insert(topic, m),
+                None => self.retained.remove(&topic),
+            };
+        }
+        self.route(&message, applied);
+    }
+
+    fn subscribe(
+        &mut self,
+        client_id: &ClientId,
+        subscriptions: Vec<(crate::codec::TopicFilter, Subscription)>,
+        now_ms: u64,
+        applied: &mut Applied,
+    ) {
+        if !self.sessions.contains_key(client_id) {
+            return;
+        }
+        for (filter, subscription) in subscriptions {
+            let existed = self
+                .router
+                .insert(&filter, client_id.clone(), subscription)
+                .is_some();
+            applied.existed.push(existed);
+            let send_retained = filter.shared().is_none()
+                && match subscription.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendAtNewSubscribe => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if let Some(s) = self.sessions.get_mut(client_id) {
+                s.subscriptions.insert(filter.clone(), subscription);
+            }
+            if !send_retained {
+                continue;
+            }
+            // Retained messages are sent with RETAIN set ([MQTT-3.3.1-9]).
+            let matching: Vec<Arc<Message>> = self
+                .retained
+                .iter()
+                .filter(|(topic, m)| {
+                    filter_matches(filter.matching_filter(), topic.as_str())
+                        && !m.is_expired(now_ms)
+                })
+                .map(|(_, m)| m.clone())
+                .collect();
+            for message in matching {
+                let target = Target {
+                    client_id: client_id.clone(),
+                    qos: delivery_qos(message.qos, subscription.options.qos),
+                    retain: true,
+                    subscription_ids: subscription.identifier.into_iter().collect(),
+                    shared: None,
+                };
+                self.deliver(target, &message, applied);
+            }
+        }
+    }
+
+    /// Matches a message against every subscription and queues or sends it.
+    fn route(&mut self, message: &Arc<Message>, applied: &mut Applied) {
+        let mut plain: BTreeMap<ClientId, Target> = BTreeMap::new();
+        let mut shared: Vec<Target> = Vec::new();
+        let sessions = &self.sessions;
+        let cursors = &mut self.shared_cursors;
+        let queue_max = self.config.queue_max;
+        self.router.matches(message.topic.as_str(), |m| match m {
+            Match::Plain(client_id, subscription) => {
+                let options = &subscription.options;
+                if options.no_local && message.publisher.as_ref() == Some(client_id) {
+                    return;
+                }
+                let target = plain.entry(client_id.clone()).or_insert_with(|| Target {
+                    client_id: client_id.clone(),
+                    qos: QoS::AtMostOnce,
+                    retain: false,
+                    subscription_ids: Vec::new(),
+                    shared: None,
+                });
+                // Overlapping subscriptions: one copy at the highest QoS, with every
+                // identifier (§3.3.4).
+                target.qos = target.qos.max(delivery_qos(message.qos, options.qos));
+                target.retain |= options.retain_as_published && message.retain;
+                target.subscription_ids.extend(subscription.identifier);
+            }
+            Match::Shared(group) => {
+                let key = SharedKey {
+                    group: group.group.clone(),
+                    filter: group.filter.clone(),
+                };
+                let members: Vec<(&ClientId, &Subscription)> = group.members.iter().collect();
+                let cursor = cursors.entry(key.clone()).or_insert(0);
+                let pick = pick_member(&members, *cursor, |client_id| {
+                    sessions
+                        .get(client_id)
+                        .is_some_and(|s| s.connected && s.queue.len() < queue_max)
+                });
+                *cursor = pick + 1;
+                let (client_id, subscription) = members[pick];
+                shared.push(Target {
+                    client_id: client_id.clone(),
+                    qos: delivery_qos(message.qos, subscription.options.qos),
+                    retain: subscription.options.retain_as_published && message.retain,
+                    subscription_ids: subscription.identifier.into_iter().collect(),
+                    shared: Some(key),
+                });
+            }
+        });
+        for target in plain.into_values().chain(shared) {
+            self.deliver(target, message, applied);
+        }
+    }
+
+    /// Queues a QoS 1/2 delivery, or reports a QoS 0 one to a connected session.
+    fn deliver(&mut self, target: Target, message: &Arc<Message>, applied: &mut Applied) {
+        let Some(session) = self.sessions.get_mut(&target.client_id) else {
+            return;
+        };
+        if target.qos == QoS::AtMostOnce {
+            // QoS 0 is not queued for a disconnected session (MQTT 5 §3.1.2.4 allows either).
+            if session.connected {
+                applied.matched += 1;
+                applied.direct.push(DirectDelivery {
+                    client_id: target.client_id,
+                    message: message.clone(),
+                    retain: target.retain,
+                    subscription_ids: target.subscription_ids,
+                });
+            }
+            return;
+        }
+        if session.queue.len() >= self.config.queue_max {
+            let victim = match self.config.overflow {
+                OverflowPolicy::DropNew => None,
+                OverflowPolicy::DropOldest => session.queue.iter().position(|q| !q.pubrec_received),
+            };
+            applied.dropped_queue_full += 1;
+            match victim {
+                Some(i) => {
+                    session.queue.remove(i);
+                }
+                None => return,
+            }
+        }
+        let seq = session.next_seq;
+        session.next_seq += 1;
+        session.queue.push_back(QueuedMessage {
+            seq,
+            message: message.clone(),
+            qos: target.qos,
+            retain: target.retain,
+            subscription_ids: target.subscription_ids,
+            shared: target.shared,
+            pubrec_received: false,
+        });
+        applied.matched += 1;
+        if applied.queued_for.last() != Some(&target.client_id) {
+            applied.queued_for.push(target.client_id);
+        }
+    }
+
+    /// Moves shared-subscription messages of a session to other members of their groups.
+    fn release_shared(&mut self, client_id: &ClientId, seqs: &[u64], applied: &mut Applied) {
+        for &seq in seqs {
+            let Some(session) = self.sessions.get(client_id) else {
+                return;
+            };
+            let Some(queued) = session.queued(seq) else {
+                continue;
+            };
+            let Some(key) = queued.shared.clone() else {
+                continue;
+            };
+            let Some(group) = self.router.shared_group(&key.group, &key.filter) else {
+                continue;
+            };
+            let others: Vec<(&ClientId, &Subscription)> = group
+                .members
+                .iter()
+                .filter(|(c, _)| *c != client_id)
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            let cursor = self.shared_cursors.get(&key).copied().unwrap_or(0);
+            let sessions = &self.sessions;
+            let queue_max = self.config.queue_max;
+            let pick = pick_member(&others, cursor, |c| {
+                sessions
+                    .get(c)
+                    .is_some_and(|s| s.connected && s.queue.len() < queue_max)
+            });
+            let (other, subscription) = others[pick];
+            let target = Target {
+                client_id: other.clone(),
+                qos: delivery_qos(queued.message.qos, subscription.options.qos),
+                retain: queued.retain,
+                subscription_ids: subscription.identifier.into_iter().collect(),
+                shared: Some(key.clone()),
+            };
+            let message = queued.message.clone();
+            self.shared_cursors.insert(key, cursor + 1);
+            if let Some(s) = self.sessions.get_mut(client_id) {
+                if let Some(i) = s.index_of(seq) {
+                    s.queue.remove(i);
+                }
+            }
+            self.deliver(target, &message, applied);
+        }
+    }
+
+    /// Updates the timer index of one session after a change.
+    fn reindex(&mut self, client_id: &ClientId) {
+        if let Some(old) = self.timer_of.remove(client_id) {
+            self.timers.remove(&(old, client_id.clone()));
+        }
+        let deadline =
+            self.sessions
+                .get(client_id)
+                .and_then(|s| match (s.will_due_ms, s.expires_at_ms()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                });
+        if let Some(at) = deadline {
+            self.timers.insert((at, client_id.clone()));
+            self.timer_of.insert(client_id.clone(), at);
+        }
+    }
+
+    /// Checks every invariant; panics naming the broken one. Cheap enough to call after
+    /// each command in tests and in the simulator.
+    pub fn validate(&self) {
+        let mut subscriptions = 0;
+        for (client_id, session) in &self.sessions {
+            assert_eq!(
+                client_id, &session.client_id,
+                "session filed under another id"
+            );
+            session.validate();
+            assert!(
+                session.queue.len() <= self.config.queue_max,
+                "queue of {client_id} over its limit"
+            );
+            for (filter, subscription) in &session.subscriptions {
+                assert_eq!(
+                    self.router.get(filter, client_id),
+                    Some(subscription),
+                    "subscription {filter:?} of {client_id} missing from the router"
+                );
+            }
+            subscriptions += session.subscriptions.len();
+        }
+        assert_eq!(
+            self.router.len(),
+            subscriptions,
+            "router holds unknown subscriptions"
+        );
+        assert_eq!(
+            self.timers.len(),
+            self.timer_of.len(),
+            "timer index out of step"
+        );
+        for (at, client_id) in &self.timers {
+            assert_eq!(
+                self.timer_of.get(client_id),
+                Some(at),
+                "timer index out of step"
+            );
+            assert!(
+                self.sessions.contains_key(client_id),
+                "timer for a gone session"
+            );
+        }
+    }
+}
+
+/// Picks a shared-subscription member round-robin from `cursor`, preferring one `ready` to
+/// take the message now; falls back to the member at the cursor.
+fn pick_member<T>(
+    members: &[(&ClientId, T)],
+    cursor: usize,
+    ready: impl Fn(&ClientId) -> bool,
+) -> usize {
+    let n = members.len();
+    (0..n)
+        .map(|i| (cursor + i) % n)
+        .find(|&i| ready(members[i].0))
+        .unwrap_or(cursor % n)
+}

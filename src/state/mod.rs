@@ -1,0 +1,19 @@
+//! Durable state: sessions, subscriptions, queued and in-flight QoS 1/2 messages, QoS 2 receive
+//! state and retained messages, changed only by [`Command`]s applied in order.
+//!
+//! Pure and deterministic: commands carry the time they happen at; nothing here reads a
+//! clock, does I/O or draws random numbers. The broker applies commands as they arise; the
+//! durable-state layer will put a replicated log (openraft) underneath without changing them.
+
+mod command;
+mod machine;
+mod message;
+mod session;
+
+pub use command::{delivery_qos, Applied, Command, DirectDelivery};
+pub use machine::{OverflowPolicy, State, StateConfig};
+pub use message::{ClientId, Message};
+pub use session::{packet_id_for, QueuedMessage, SessionState, SharedKey, Subscription, Will};
+
+#[cfg(test)]
+mod tests;

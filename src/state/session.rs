@@ -1,0 +1,168 @@
+//! One session's durable state: subscriptions, queued and in-flight messages, QoS 2 receive
+//! state and the will.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::codec::{PacketId, QoS, SubscriptionOptions, TopicFilter};
+
+use super::message::{ClientId, Message};
+
+/// A subscription as the session holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub options: SubscriptionOptions,
+    /// The MQTT 5 Subscription Identifier sent with it, echoed in matching publishes.
+    pub identifier: Option<NonZeroU32>,
+}
+
+/// The shared subscription that chose this session for a message, so the message can go to
+/// another member if this one leaves before acknowledging it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedKey {
+    pub group: Box<str>,
+    pub filter: Box<str>,
+}
+
+/// A QoS 1 or 2 message waiting in a session for delivery or acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// Position in the session's queue; strictly increasing. The packet id used to send the
+    /// message is derived from it ([`packet_id_for`]), so it is the same after a restart.
+    pub seq: u64,
+    pub message: Arc<Message>,
+    /// The delivery QoS: the lower of the published and the subscribed QoS, at least 1.
+    pub qos: QoS,
+    /// The RETAIN flag of the delivery.
+    pub retain: bool,
+    pub subscription_ids: Vec<NonZeroU32>,
+    pub shared: Option<SharedKey>,
+    /// QoS 2: the subscriber's PUBREC arrived, so the message was delivered and only PUBREL
+    /// may follow; resending the PUBLISH would duplicate it.
+    pub pubrec_received: bool,
+}
+
+/// The packet id for the message at `seq`: 1 to 65535, cycling with the sequence.
+pub fn packet_id_for(seq: u64) -> PacketId {
+    let id = (seq % u64::from(u16::MAX)) as u16 + 1;
+    PacketId::new(id).unwrap_or(PacketId::MIN)
+}
+
+/// A will message and when to publish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    pub message: Message,
+    /// Seconds to wait after the connection ends (MQTT 5 Will Delay Interval).
+    pub delay_secs: u32,
+}
+
+/// The state of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    pub client_id: ClientId,
+    /// Seconds the session outlives its connection; `u32::MAX` means never expires.
+    pub expiry_secs: u32,
+    /// True while a connection serves the session.
+    pub connected: bool,
+    /// When the last connection ended (unix ms), while disconnected.
+    pub disconnected_at_ms: Option<u64>,
+    pub subscriptions: BTreeMap<TopicFilter, Subscription>,
+    /// QoS 1/2 messages not yet acknowledged, oldest first.
+    pub queue: VecDeque<QueuedMessage>,
+    pub next_seq: u64,
+    /// Packet ids of QoS 2 publishes received and routed, awaiting the client's PUBREL.
+    pub incoming_qos2: BTreeSet<PacketId>,
+    pub will: Option<Will>,
+    /// When the pending will is due (unix ms), once the connection has ended.
+    pub will_due_ms: Option<u64>,
+}
+
+impl SessionState {
+    pub fn new(client_id: ClientId, expiry_secs: u32) -> SessionState {
+        SessionState {
+            client_id,
+            expiry_secs,
+            connected: true,
+            disconnected_at_ms: None,
+            subscriptions: BTreeMap::new(),
+            queue: VecDeque::new(),
+            next_seq: 1,
+            incoming_qos2: BTreeSet::new(),
+            will: None,
+            will_due_ms: None,
+        }
+    }
+
+    /// When the session ends if nobody reconnects (unix ms); `None` while connected or when
+    /// it never expires.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        if self.expiry_secs == u32::MAX {
+            return None;
+        }
+        self.disconnected_at_ms
+            .map(|at| at.saturating_add(u64::from(self.expiry_secs) * 1000))
+    }
+
+    /// The queued message with this sequence number.
+    pub fn queued(&self, seq: u64) -> Option<&QueuedMessage> {
+        self.index_of(seq).map(|i| &self.queue[i])
+    }
+
+    pub(super) fn index_of(&self, seq: u64) -> Option<usize> {
+        // The queue is sorted by seq, and acknowledgements mostly hit the front.
+        match self.queue.front() {
+            Some(front) if front.seq == seq => Some(0),
+            _ => self.queue.binary_search_by_key(&seq, |q| q.seq).ok(),
+        }
+    }
+
+    /// Checks the invariants of one session; panics with the broken one.
+    pub fn validate(&self) {
+        let mut last = 0;
+        for queued in &self.queue {
+            assert!(
+                queued.seq > last,
+                "queue of {} out of order",
+                self.client_id
+            );
+            assert!(
+                queued.seq < self.next_seq,
+                "seq {} not yet issued",
+                queued.seq
+            );
+            assert!(queued.qos != QoS::AtMostOnce, "QoS 0 message queued");
+            assert!(
+                !queued.pubrec_received || queued.qos == QoS::ExactlyOnce,
+                "PUBREC recorded for a QoS 1 message"
+            );
+            last = queued.seq;
+        }
+        assert!(
+            self.connected || self.disconnected_at_ms.is_some(),
+            "disconnected session {} without a disconnection time",
+            self.client_id
+        );
+        assert!(
+            self.will_due_ms.is_none() || (!self.connected && self.will.is_some()),
+            "will due without a pending will"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_ids_cycle_through_1_to_65535() {
+        assert_eq!(packet_id_for(0).get(), 1);
+        assert_eq!(packet_id_for(1).get(), 2);
+        assert_eq!(packet_id_for(65_534).get(), 65_535);
+        assert_eq!(packet_id_for(65_535).get(), 1);
+        assert_eq!(
+            packet_id_for(u64::MAX).get(),
+            (u64::MAX % 65_535) as u16 + 1
+        );
+    }
+}

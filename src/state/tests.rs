@@ -1,0 +1,544 @@
+//! Behaviour of the state machine, driven command by command with `validate()` after each.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::codec::{
+    MqttString, PacketId, PublishProperties, QoS, RetainHandling, SubscriptionOptions, TopicFilter,
+    TopicName,
+};
+
+struct Harness {
+    state: State,
+}
+
+fn id(s: &str) -> ClientId {
+    MqttString::new(s).unwrap()
+}
+
+fn message(topic: &str, qos: QoS, retain: bool, publisher: Option<&str>) -> Message {
+    Message {
+        topic: TopicName::new(topic).unwrap(),
+        payload: Bytes::from(format!("to {topic}")),
+        qos,
+        retain,
+        properties: PublishProperties::default(),
+        publisher: publisher.map(id),
+        received_at_ms: 0,
+    }
+}
+
+fn sub(qos: QoS) -> Subscription {
+    Subscription {
+        options: SubscriptionOptions::new(qos),
+        identifier: None,
+    }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_config(StateConfig::default())
+    }
+
+    fn with_config(config: StateConfig) -> Harness {
+        Harness {
+            state: State::new(config),
+        }
+    }
+
+    fn apply(&mut self, command: Command) -> Applied {
+        let applied = self.state.apply(command);
+        self.state.validate();
+        applied
+    }
+
+    fn open(&mut self, client: &str, clean_start: bool, expiry_secs: u32) -> Applied {
+        self.open_with_will(client, clean_start, expiry_secs, None)
+    }
+
+    fn open_with_will(
+        &mut self,
+        client: &str,
+        clean_start: bool,
+        expiry_secs: u32,
+        will: Option<Will>,
+    ) -> Applied {
+        self.apply(Command::OpenSession {
+            client_id: id(client),
+            clean_start,
+            expiry_secs,
+            will,
+            now_ms: 0,
+        })
+    }
+
+    fn close(
+        &mut self,
+        client: &str,
+        expiry_secs: u32,
+        publish_will: bool,
+        now_ms: u64,
+    ) -> Applied {
+        self.apply(Command::CloseSession {
+            client_id: id(client),
+            expiry_secs,
+            publish_will,
+            now_ms,
+        })
+    }
+
+    fn subscribe(&mut self, client: &str, filter: &str, subscription: Subscription) -> Applied {
+        self.apply(Command::Subscribe {
+            client_id: id(client),
+            subscriptions: vec![(TopicFilter::new(filter).unwrap(), subscription)],
+            now_ms: 0,
+        })
+    }
+
+    fn publish(&mut self, message: Message) -> Applied {
+        self.apply(Command::Publish {
+            message: Arc::new(message),
+            origin: None,
+        })
+    }
+
+    fn queue(&self, client: &str) -> Vec<(String, QoS, bool)> {
+        self.state
+            .session(client)
+            .map(|s| {
+                s.queue
+                    .iter()
+                    .map(|q| (q.message.topic.to_string(), q.qos, q.retain))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn resumed_session_is_present_and_clean_start_is_not() {
+    let mut h = Harness::new();
+    assert!(!h.open("c", false, 60).session_present);
+    h.close("c", 60, false, 1_000);
+    assert!(h.open("c", false, 60).session_present);
+    h.close("c", 60, false, 2_000);
+    assert!(!h.open("c", true, 60).session_present);
+}
+
+#[test]
+fn qos1_publish_is_queued_and_qos0_is_sent_directly() {
+    let mut h = Harness::new();
+    h.open("sub", true, 0);
+    h.subscribe("sub", "a/+", sub(QoS::ExactlyOnce));
+    let applied = h.publish(message("a/b", QoS::AtLeastOnce, false, None));
+    assert_eq!(applied.queued_for, vec![id("sub")]);
+    assert_eq!(applied.matched, 1);
+    assert_eq!(h.queue("sub"), [("a/b".into(), QoS::AtLeastOnce, false)]);
+    let applied = h.publish(message("a/c", QoS::AtMostOnce, false, None));
+    assert_eq!(applied.direct.len(), 1);
+    assert_eq!(h.queue("sub").len(), 1, "QoS 0 is never queued");
+    assert_eq!(
+        h.publish(message("b", QoS::AtLeastOnce, false, None))
+            .matched,
+        0
+    );
+}
+
+#[test]
+fn delivery_qos_is_the_lower_of_publish_and_subscription() {
+    let mut h = Harness::new();
+    h.open("sub", true, 0);
+    h.subscribe("sub", "t", sub(QoS::AtLeastOnce));
+    h.publish(message("t", QoS::ExactlyOnce, false, None));
+    assert_eq!(h.queue("sub")[0].1, QoS::AtLeastOnce);
+    // A QoS 2 publish to a QoS 0 subscription is a QoS 0 delivery: sent, not queued.
+    h.subscribe("sub", "t", sub(QoS::AtMostOnce));
+    assert_eq!(
+        h.publish(message("t", QoS::ExactlyOnce, false, None))
+            .direct
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos_with_every_identifier() {
+    let mut h = Harness::new();
+    h.open("sub", true, 0);
+    let with_id = |qos, n| Subscription {
+        options: SubscriptionOptions::new(qos),
+        identifier: NonZeroU32::new(n),
+    };
+    h.subscribe("sub", "a/#", with_id(QoS::AtLeastOnce, 1));
+    h.subscribe("sub", "a/+", with_id(QoS::ExactlyOnce, 2));
+    h.subscribe("sub", "a/b", with_id(QoS::AtMostOnce, 3));
+    h.publish(message("a/b", QoS::ExactlyOnce, false, None));
+    let session = h.state.session("sub").unwrap();
+    assert_eq!(session.queue.len(), 1);
+    assert_eq!(session.queue[0].qos, QoS::ExactlyOnce);
+    let mut ids: Vec<u32> = session.queue[0]
+        .subscription_ids
+        .iter()
+        .map(|i| i.get())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3]);
+}
+
+#[test]
+fn no_local_skips_the_publishers_own_messages() {
+    let mut h = Harness::new();
+    h.open("me", true, 0);
+    let mut subscription = sub(QoS::AtLeastOnce);
+    subscription.options.no_local = true;
+    h.subscribe("me", "t", subscription);
+    assert_eq!(
+        h.publish(message("t", QoS::AtLeastOnce, false, Some("me")))
+            .matched,
+        0
+    );
+    assert_eq!(
+        h.publish(message("t", QoS::AtLeastOnce, false, Some("other")))
+            .matched,
+        1
+    );
+}
+
+#[test]
+fn retain_as_published_keeps_the_flag_otherwise_it_is_cleared() {
+    let mut h = Harness::new();
+    h.open("keep", true, 0);
+    h.open("clear", true, 0);
+    let mut keep = sub(QoS::AtLeastOnce);
+    keep.options.retain_as_published = true;
+    h.subscribe("keep", "t", keep);
+    h.subscribe("clear", "t", sub(QoS::AtLeastOnce));
+    h.publish(message("t", QoS::AtLeastOnce, true, None));
+    assert!(h.queue("keep")[0].2);
+    assert!(!h.queue("clear")[0].2);
+}
+
+#[test]
+fn shared_subscription_spreads_round_robin_and_prefers_connected_members() {
+    let mut h = Harness::new();
+    for member in ["m1", "m2", "m3"] {
+        h.open(member, false, 600);
+        h.subscribe(member, "$share/g/jobs/#", sub(QoS::AtLeastOnce));
+    }
+    for _ in 0..6 {
+        assert_eq!(
+            h.publish(message("jobs/x", QoS::AtLeastOnce, false, None))
+                .matched,
+            1
+        );
+    }
+    assert_eq!(
+        [
+            h.queue("m1").len(),
+            h.queue("m2").len(),
+            h.queue("m3").len()
+        ],
+        [2, 2, 2]
+    );
+    h.close("m2", 600, false, 10);
+    for _ in 0..4 {
+        h.publish(message("jobs/x", QoS::AtLeastOnce, false, None));
+    }
+    assert_eq!(
+        h.queue("m2").len(),
+        2,
+        "a disconnected member gets nothing while others can"
+    );
+    assert_eq!(h.queue("m1").len() + h.queue("m3").len(), 8);
+}
+
+#[test]
+fn released_shared_messages_go_to_another_member() {
+    let mut h = Harness::new();
+    h.open("m1", false, 600);
+    h.open("m2", false, 600);
+    h.subscribe("m1", "$share/g/t", sub(QoS::AtLeastOnce));
+    h.publish(message("t", QoS::AtLeastOnce, false, None));
+    h.subscribe("m2", "$share/g/t", sub(QoS::AtLeastOnce));
+    let seq = h.state.session("m1").unwrap().queue[0].seq;
+    let applied = h.apply(Command::ReleaseShared {
+        client_id: id("m1"),
+        seqs: vec![seq],
+    });
+    assert_eq!(applied.queued_for, vec![id("m2")]);
+    assert!(h.queue("m1").is_empty());
+    assert_eq!(h.queue("m2").len(), 1);
+}
+
+#[test]
+fn retained_message_is_sent_on_subscribe_with_retain_set_per_retain_handling() {
+    let mut h = Harness::new();
+    let retained = Arc::new(message("r/1", QoS::AtLeastOnce, true, None));
+    h.apply(Command::SetRetained {
+        topic: retained.topic.clone(),
+        message: Some(retained),
+    });
+    h.open("s", true, 0);
+    h.subscribe("s", "r/+", sub(QoS::ExactlyOnce));
+    assert_eq!(h.queue("s"), [("r/1".into(), QoS::AtLeastOnce, true)]);
+
+    let mut new_only = sub(QoS::AtLeastOnce);
+    new_only.options.retain_handling = RetainHandling::SendAtNewSubscribe;
+    h.subscribe("s", "r/+", new_only);
+    assert_eq!(
+        h.queue("s").len(),
+        1,
+        "an existing subscription gets no retained copy"
+    );
+
+    let mut never = sub(QoS::AtLeastOnce);
+    never.options.retain_handling = RetainHandling::DoNotSend;
+    h.subscribe("s", "r/#", never);
+    assert_eq!(h.queue("s").len(), 1);
+
+    h.subscribe("s", "$share/g/r/#", sub(QoS::AtLeastOnce));
+    assert_eq!(
+        h.queue("s").len(),
+        1,
+        "shared subscriptions get no retained messages"
+    );
+
+    h.apply(Command::SetRetained {
+        topic: TopicName::new("r/1").unwrap(),
+        message: None,
+    });
+    h.subscribe("s", "r/1", sub(QoS::AtLeastOnce));
+    assert_eq!(
+        h.queue("s").len(),
+        1,
+        "a cleared retained message is not sent"
+    );
+}
+
+#[test]
+fn qos2_resend_is_not_routed_again_until_pubrel() {
+    let mut h = Harness::new();
+    h.open("pub", false, 60);
+    h.open("sub", true, 0);
+    h.subscribe("sub", "t", sub(QoS::ExactlyOnce));
+    let pid = PacketId::new(7).unwrap();
+    let publish = |h: &mut Harness| {
+        h.apply(Command::Publish {
+            message: Arc::new(message("t", QoS::ExactlyOnce, false, Some("pub"))),
+            origin: Some((id("pub"), pid)),
+        })
+    };
+    assert!(!publish(&mut h).duplicate);
+    assert!(publish(&mut h).duplicate);
+    assert_eq!(h.queue("sub").len(), 1);
+    let released = h.apply(Command::PubRelReceived {
+        client_id: id("pub"),
+        packet_id: pid,
+    });
+    assert_eq!(released.existed, [true]);
+    let again = h.apply(Command::PubRelReceived {
+        client_id: id("pub"),
+        packet_id: pid,
+    });
+    assert_eq!(again.existed, [false], "an unknown id gets PUBCOMP 0x92");
+    assert!(
+        !publish(&mut h).duplicate,
+        "after PUBREL the id may be reused"
+    );
+}
+
+#[test]
+fn acknowledgements_remove_and_pubrec_marks() {
+    let mut h = Harness::new();
+    h.open("sub", true, 0);
+    h.subscribe("sub", "t", sub(QoS::ExactlyOnce));
+    h.publish(message("t", QoS::ExactlyOnce, false, None));
+    h.publish(message("t", QoS::ExactlyOnce, false, None));
+    let seqs: Vec<u64> = h
+        .state
+        .session("sub")
+        .unwrap()
+        .queue
+        .iter()
+        .map(|q| q.seq)
+        .collect();
+    h.apply(Command::PubRecReceived {
+        client_id: id("sub"),
+        seq: seqs[1],
+    });
+    assert!(
+        h.state
+            .session("sub")
+            .unwrap()
+            .queued(seqs[1])
+            .unwrap()
+            .pubrec_received
+    );
+    h.apply(Command::Acked {
+        client_id: id("sub"),
+        seq: seqs[0],
+    });
+    let queue = &h.state.session("sub").unwrap().queue;
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].seq, seqs[1]);
+    assert_eq!(
+        packet_id_for(seqs[1]),
+        packet_id_for(seqs[1]),
+        "ids are a function of seq"
+    );
+}
+
+#[test]
+fn full_queue_drops_new_or_oldest_per_policy() {
+    for (overflow, first_kept) in [
+        (OverflowPolicy::DropNew, "0"),
+        (OverflowPolicy::DropOldest, "2"),
+    ] {
+        let mut h = Harness::with_config(StateConfig {
+            queue_max: 3,
+            overflow,
+        });
+        h.open("s", true, 0);
+        h.subscribe("s", "#", sub(QoS::AtLeastOnce));
+        let mut dropped = 0;
+        for i in 0..5 {
+            dropped += h
+                .publish(message(&i.to_string(), QoS::AtLeastOnce, false, None))
+                .dropped_queue_full;
+        }
+        assert_eq!(dropped, 2, "{overflow:?}");
+        assert_eq!(h.queue("s").len(), 3);
+        assert_eq!(h.queue("s")[0].0, first_kept, "{overflow:?}");
+    }
+}
+
+fn will(topic: &str, delay_secs: u32) -> Option<Will> {
+    Some(Will {
+        message: message(topic, QoS::AtLeastOnce, false, Some("dying")),
+        delay_secs,
+    })
+}
+
+fn watcher(h: &mut Harness) {
+    h.open("watcher", true, 0);
+    h.subscribe("watcher", "will/#", sub(QoS::AtLeastOnce));
+}
+
+#[test]
+fn will_without_delay_is_published_when_the_connection_drops() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("dying", false, 60, will("will/now", 0));
+    h.close("dying", 60, true, 5);
+    assert_eq!(h.queue("watcher").len(), 1);
+}
+
+#[test]
+fn normal_disconnect_discards_the_will() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("dying", false, 60, will("will/x", 0));
+    h.close("dying", 60, false, 5);
+    assert!(h.queue("watcher").is_empty());
+    // Not even when the session later expires.
+    for command in h.state.due(u64::MAX) {
+        h.apply(command);
+    }
+    assert!(h.state.session("dying").is_none());
+    assert!(h.queue("watcher").is_empty());
+}
+
+#[test]
+fn delayed_will_is_published_when_due_unless_the_client_returns() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("dying", false, 600, will("will/late", 10));
+    h.close("dying", 600, true, 1_000);
+    assert_eq!(h.state.next_deadline_ms(), Some(11_000));
+    assert!(h.state.due(10_999).is_empty());
+    for command in h.state.due(11_000) {
+        h.apply(command);
+    }
+    assert_eq!(h.queue("watcher").len(), 1);
+
+    // A reconnect within the delay cancels the will ([MQTT-3.1.3-9]).
+    h.open_with_will("dying", false, 600, will("will/late", 10));
+    h.close("dying", 600, true, 20_000);
+    h.open("dying", false, 600);
+    assert!(h.state.due(u64::MAX - 1).is_empty());
+    assert_eq!(h.queue("watcher").len(), 1);
+}
+
+#[test]
+fn session_expiry_ends_the_session_and_publishes_a_pending_will_first() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("dying", false, 5, will("will/at-end", 3600));
+    h.subscribe("dying", "x", sub(QoS::AtLeastOnce));
+    h.close("dying", 5, true, 0);
+    // The will is due at the earlier of its delay and the session's end.
+    assert_eq!(h.state.next_deadline_ms(), Some(5_000));
+    let due = h.state.due(5_000);
+    assert_eq!(due.len(), 1);
+    let applied = h.apply(due.into_iter().next().unwrap());
+    assert_eq!(applied.ended, vec![id("dying")]);
+    assert!(h.state.session("dying").is_none());
+    assert_eq!(
+        h.state.subscription_count(),
+        1,
+        "only the watcher's subscription is left"
+    );
+    assert_eq!(h.queue("watcher").len(), 1);
+}
+
+#[test]
+fn expiry_zero_ends_the_session_at_close() {
+    let mut h = Harness::new();
+    h.open("c", true, 0);
+    h.subscribe("c", "t", sub(QoS::AtLeastOnce));
+    assert_eq!(h.close("c", 0, true, 1).ended, vec![id("c")]);
+    assert!(h.state.session("c").is_none());
+    assert_eq!(h.state.subscription_count(), 0);
+}
+
+#[test]
+fn takeover_keeps_the_session_and_publishes_an_undelayed_will() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("c", false, 60, will("will/takeover", 0));
+    h.subscribe("c", "t", sub(QoS::AtLeastOnce));
+    let applied = h.open("c", false, 60);
+    assert!(applied.taken_over);
+    assert!(applied.session_present);
+    assert_eq!(h.queue("watcher").len(), 1);
+    assert_eq!(h.state.session("c").unwrap().subscriptions.len(), 1);
+
+    // With Clean Start the old session ends on takeover.
+    let applied = h.open("c", true, 60);
+    assert!(applied.taken_over && !applied.session_present);
+    assert!(h.state.session("c").unwrap().subscriptions.is_empty());
+}
+
+#[test]
+fn queued_messages_survive_a_disconnect_of_a_persistent_session() {
+    let mut h = Harness::new();
+    h.open("p", false, 3600);
+    h.subscribe("p", "t", sub(QoS::AtLeastOnce));
+    h.close("p", 3600, false, 0);
+    assert_eq!(
+        h.publish(message("t", QoS::AtLeastOnce, false, None))
+            .matched,
+        1
+    );
+    assert_eq!(
+        h.publish(message("t", QoS::AtMostOnce, false, None))
+            .matched,
+        0,
+        "QoS 0 is not queued offline"
+    );
+    assert!(h.open("p", false, 3600).session_present);
+    assert_eq!(h.queue("p").len(), 1);
+}
