@@ -556,7 +556,8 @@ impl PropertySet for WillProperties {
 pub struct ConnAckProperties {
     pub session_expiry_interval: Option<u32>,
     pub receive_maximum: Option<NonZeroU16>,
-    /// Absent means QoS 2 is supported; only 0 and 1 may be sent.
+    /// Absent means QoS 2 is supported; only 0 and 1 may be sent, so `Some(ExactlyOnce)` is
+    /// written as absent.
     pub maximum_qos: Option<QoS>,
     pub retain_available: Option<bool>,
     pub maximum_packet_size: Option<NonZeroU32>,
@@ -683,7 +684,8 @@ impl PropertySet for ConnAckProperties {
             self.receive_maximum.map(NonZeroU16::get),
         );
         visit_u16(sink, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        if let Some(qos) = self.maximum_qos {
+        // The property may only carry 0 or 1 (§3.2.2.3.4): QoS 2 is said by leaving it out.
+        if let Some(qos) = self.maximum_qos.filter(|&qos| qos != QoS::ExactlyOnce) {
             sink.byte(id::MAXIMUM_QOS, qos as u8);
         }
         visit_flag(sink, id::RETAIN_AVAILABLE, self.retain_available);
