@@ -20,7 +20,8 @@ pub enum Command {
         client_id: ClientId,
         clean_start: bool,
         expiry_secs: u32,
-        will: Option<Will>,
+        /// Boxed: a will is large and rare, and commands are many.
+        will: Option<Box<Will>>,
         now_ms: u64,
     },
     /// The connection of a session ended. `expiry_secs` is the final Session Expiry Interval

@@ -229,10 +229,11 @@ impl State {
         client_id: ClientId,
         clean_start: bool,
         expiry_secs: u32,
-        will: Option<Will>,
+        will: Option<Box<Will>>,
         now_ms: u64,
         applied: &mut Applied,
     ) {
+        let will = will.map(|w| *w);
         if let Some(existing) = self.sessions.get_mut(&client_id) {
             let taken_over = existing.connected;
             applied.taken_over = taken_over;

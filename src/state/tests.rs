@@ -70,7 +70,7 @@ impl Harness {
             client_id: id(client),
             clean_start,
             expiry_secs,
-            will,
+            will: will.map(Box::new),
             now_ms: 0,
         })
     }
