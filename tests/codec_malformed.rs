@@ -921,13 +921,17 @@ fn subscription_option_reserved_bits_are_malformed() {
 }
 
 #[test]
-fn subscription_qos_3_is_refused_as_malformed() {
-    // MQTT 3.1.1 [MQTT-3.8.3-4] makes this malformed. MQTT 5.0 §3.8.3.1 says "It is a
-    // Protocol Error if the Maximum QoS field has the value 3"; the codec answers 0x81
-    // Malformed Packet for it in both versions (reported, not changed).
+fn subscription_qos_3_is_a_protocol_error() {
+    // MQTT 5.0 §3.8.3.1: "It is a Protocol Error if the Maximum QoS field has the value 3".
+    // (MQTT 3.1.1 [MQTT-3.8.3-4] calls it malformed; MQTT 3 has no reason code to send.)
     for protocol in [Protocol::V3_1, Protocol::V3_1_1, Protocol::V5] {
         let bytes = subscribe(protocol, b"a", 0x03);
-        assert_rejected(protocol, &bytes, DecodeError::InvalidQoS, MALFORMED);
+        assert_rejected(
+            protocol,
+            &bytes,
+            DecodeError::InvalidSubscriptionQoS,
+            PROTOCOL_ERROR,
+        );
     }
 }
 

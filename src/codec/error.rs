@@ -93,6 +93,8 @@ pub enum DecodeError {
     NoUnsubscribeFilters,
     #[error("[MQTT-3.8.3-5] reserved bits {options:#010b} of subscription options are set")]
     SubscriptionOptionsReserved { options: u8 },
+    #[error("§3.8.3.1 subscription QoS 3 is not defined")]
+    InvalidSubscriptionQoS,
     #[error("§3.8.3.1 retain handling 3 is not defined")]
     InvalidRetainHandling,
     #[error("[MQTT-3.8.3-4] No Local is set on a shared subscription")]
@@ -128,6 +130,7 @@ impl DecodeError {
             | NoSubscribeFilters
             | NoUnsubscribeFilters
             | InvalidRetainHandling
+            | InvalidSubscriptionQoS
             | NoLocalOnSharedSubscription
             | DuplicateProperty { .. }
             | InvalidPropertyValue { .. }
@@ -174,6 +177,8 @@ pub enum EncodeError {
     PacketTooLarge { size: usize, max: usize },
     #[error("{field} is {len} bytes, more than the 65535 a two-byte length allows")]
     FieldTooLong { field: &'static str, len: usize },
+    #[error("{field} {value} is larger than a variable byte integer holds (268435455)")]
+    ValueTooLarge { field: &'static str, value: u32 },
     #[error("{packet} does not exist in this protocol version")]
     NotInProtocol { packet: &'static str },
 }

@@ -171,6 +171,13 @@ impl PropertySink for LenSink {
         self.len += 5;
     }
     fn var_int(&mut self, _: u8, value: u32) {
+        if value > VAR_INT_MAX {
+            self.error.get_or_insert(EncodeError::ValueTooLarge {
+                field: "subscription identifier",
+                value,
+            });
+            return;
+        }
         self.len += 1 + wire::var_int_len(value);
     }
     fn binary(&mut self, _: u8, field: &'static str, value: &[u8]) {

@@ -61,7 +61,8 @@ impl SubscriptionOptions {
         if byte & reserved != 0 {
             return Err(DecodeError::SubscriptionOptionsReserved { options: byte });
         }
-        let qos = QoS::from_bits(byte & bits::QOS).ok_or(DecodeError::InvalidQoS)?;
+        // MQTT 5 calls QoS 3 here a Protocol Error; MQTT 3 just closes the connection.
+        let qos = QoS::from_bits(byte & bits::QOS).ok_or(DecodeError::InvalidSubscriptionQoS)?;
         let retain_handling = match (byte & bits::RETAIN_HANDLING) >> bits::RETAIN_HANDLING_SHIFT {
             0 => RetainHandling::SendAtSubscribe,
             1 => RetainHandling::SendAtNewSubscribe,

@@ -191,3 +191,27 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn subscription_identifier_beyond_the_variable_byte_integer_range_is_an_encode_error() {
+    use super::{Publish, PublishProperties, QosPid, TopicName};
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos_pid: QosPid::AtMostOnce,
+        retain: false,
+        topic: TopicName::new("t").unwrap(),
+        properties: PublishProperties {
+            subscription_identifiers: vec![
+                std::num::NonZeroU32::new(super::VAR_INT_MAX + 1).unwrap()
+            ],
+            ..Default::default()
+        },
+        payload: bytes::Bytes::new(),
+    });
+    let mut buf = BytesMut::new();
+    assert!(matches!(
+        publish.encode(Protocol::V5, &mut buf),
+        Err(EncodeError::ValueTooLarge { .. })
+    ));
+    assert!(buf.is_empty(), "nothing written");
+}
