@@ -6,14 +6,15 @@
 //! | module  | owns                                                          | must not import |
 //! |---------|---------------------------------------------------------------|-----------------|
 //! | `codec` | MQTT packets: bytes ↔ [`codec::Packet`], validation, limits   | tokio, tonic, rocksdb, clocks, randomness, I/O |
+//! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`; the one place with `cfg(feature = "sim")` | any other Keel module |
+//! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite) | MQTT packets (`codec`), session, broker, state, turmoil |
 //!
 //! Modules still to come (see `../shared/DESIGN.md` §3): `session` (per-client protocol state
 //! machine), `router` (topic trie, shared subscriptions), `broker` (session table, retained,
 //! wills), `state` (durable commands and state), `cluster` (openraft, gRPC), `storage`
-//! (`KvStore`: RocksDB and in-memory), `net` (the I/O, clock and randomness seam), `transport`
-//! (TCP, TLS, WebSocket), `admin` (HTTP API, metrics). The pure core (`codec`, `session`,
-//! `router`, `broker`, `state`) takes inputs and `now` and returns outputs; only the shell
-//! touches sockets, clocks and disks.
+//! (`KvStore`: RocksDB and in-memory), `admin` (HTTP API, metrics). The pure core (`codec`,
+//! `session`, `router`, `broker`, `state`) takes inputs and `now` and returns outputs; only the
+//! shell touches sockets, clocks and disks.
 
 pub mod codec;
 pub mod net;
