@@ -16,8 +16,10 @@
 //! `session`, `router`, `broker`, `state`) takes inputs and `now` and returns outputs; only the
 //! shell touches sockets, clocks and disks.
 
+pub mod broker;
 pub mod codec;
 pub mod net;
 pub mod router;
+pub mod session;
 pub mod state;
 pub mod transport;

@@ -1,0 +1,647 @@
+//! [`Session`]: the protocol state machine of one client connection.
+//!
+//! It turns the packets a client sends into calls on the [`Broker`] and the broker's
+//! deliveries into packets, and enforces the per-connection rules: CONNECT first and once,
+//! keep-alive, topic aliases, maximum packet size both ways, QoS and retain support, and the
+//! MQTT 5 reason codes for every refusal. Pure: time comes in as `now_ms`; packets go out
+//! through [`Session::output`].
+
+use std::num::NonZeroU32;
+
+use crate::broker::{Broker, ConnId, ConnectRequest, Delivery, PublishError};
+use crate::codec::{
+    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
+    Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid, ReasonCode, SubAck,
+    Subscribe, TopicName, UnsubAck, Unsubscribe,
+};
+use crate::state::{ClientId, Message, Subscription, Will};
+
+use super::alias::{AliasError, InboundAliases, OutboundAliases};
+use super::config::SessionConfig;
+
+/// Checks the credentials of a CONNECT.
+pub trait Authenticator: Send + Sync {
+    /// `Ok(())` accepts the client; `Err` refuses it with that CONNACK reason (0x86 bad user
+    /// name or password, 0x87 not authorized).
+    fn authenticate(&self, connect: &Connect) -> Result<(), ReasonCode>;
+}
+
+/// Accepts every client.
+pub struct AllowAll;
+
+impl Authenticator for AllowAll {
+    fn authenticate(&self, _: &Connect) -> Result<(), ReasonCode> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Only CONNECT may come ([MQTT-3.1.0-1]).
+    AwaitingConnect,
+    Connected,
+    /// The connection is ending: flush the output, then close.
+    Closing,
+}
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    conn: ConnId,
+    config: SessionConfig,
+    phase: Phase,
+    protocol: Protocol,
+    client_id: Option<ClientId>,
+    /// Close the connection when nothing arrives by then (unix ms).
+    deadline_ms: u64,
+    /// 1.5 × the keep-alive ([MQTT-3.1.2-22]); 0 when keep-alive is off.
+    keep_alive_grace_ms: u64,
+    expiry_secs: u32,
+    /// CONNECT asked for expiry 0, so DISCONNECT may not set another ([MQTT-3.14.2-2]).
+    connected_with_zero_expiry: bool,
+    inbound_aliases: InboundAliases,
+    outbound_aliases: OutboundAliases,
+    /// The client's Maximum Packet Size.
+    client_packet_size_max: Option<u32>,
+    /// Used to make an assigned client id unique.
+    id_seed: u64,
+    /// The broker was told the connection ended (or took it over).
+    ended: bool,
+    out: Vec<Packet>,
+}
+
+impl Session {
+    /// A new connection. `connect_timeout_ms` bounds the wait for CONNECT; `id_seed` (random)
+    /// names the client if it sends an empty client id.
+    pub fn new(
+        conn: ConnId,
+        config: SessionConfig,
+        now_ms: u64,
+        connect_timeout_ms: u64,
+        id_seed: u64,
+    ) -> Session {
+        Session {
+            conn,
+            config,
+            phase: Phase::AwaitingConnect,
+            protocol: Protocol::V3_1_1,
+            client_id: None,
+            deadline_ms: now_ms.saturating_add(connect_timeout_ms),
+            keep_alive_grace_ms: 0,
+            expiry_secs: 0,
+            connected_with_zero_expiry: true,
+            inbound_aliases: InboundAliases::default(),
+            outbound_aliases: OutboundAliases::default(),
+            client_packet_size_max: None,
+            id_seed,
+            ended: false,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    pub fn client_id(&self) -> Option<&ClientId> {
+        self.client_id.as_ref()
+    }
+
+    /// True once the connection should be closed (after writing the output).
+    pub fn is_closing(&self) -> bool {
+        self.phase == Phase::Closing
+    }
+
+    /// When [`Session::on_timer`] must run: the CONNECT or keep-alive deadline (unix ms).
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self.phase {
+            Phase::AwaitingConnect => Some(self.deadline_ms),
+            Phase::Connected if self.keep_alive_grace_ms > 0 => Some(self.deadline_ms),
+            _ => None,
+        }
+    }
+
+    /// The packets to send, in order.
+    pub fn output(&mut self) -> std::vec::Drain<'_, Packet> {
+        self.out.drain(..)
+    }
+
+    /// Handles one packet from the client.
+    pub fn handle(
+        &mut self,
+        packet: Packet,
+        broker: &mut Broker,
+        auth: &dyn Authenticator,
+        now_ms: u64,
+    ) {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        if self.keep_alive_grace_ms > 0 {
+            self.deadline_ms = now_ms.saturating_add(self.keep_alive_grace_ms);
+        }
+        match (self.phase, packet) {
+            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
+                self.on_connect(*connect, broker, auth, now_ms)
+            }
+            // [MQTT-3.1.0-1]; the decoder already refuses anything else first.
+            (Phase::AwaitingConnect, _) => self.close(),
+            (_, Packet::Connect(_)) => self.fail(ReasonCode::ProtocolError, broker, now_ms),
+            (_, Packet::Publish(publish)) => self.on_publish(publish, broker, now_ms),
+            (_, Packet::PubAck(ack)) => {
+                broker.puback(self.conn, ack.packet_id, now_ms);
+            }
+            (_, Packet::PubRec(rec)) => self.on_pubrec(rec, broker, now_ms),
+            (_, Packet::PubRel(rel)) => {
+                let known = broker.pubrel(self.conn, rel.packet_id);
+                self.out.push(Packet::PubComp(reply(
+                    rel.packet_id,
+                    known,
+                    ReasonCode::PacketIdentifierNotFound,
+                )));
+            }
+            (_, Packet::PubComp(comp)) => {
+                broker.pubcomp(self.conn, comp.packet_id, now_ms);
+            }
+            (_, Packet::Subscribe(subscribe)) => self.on_subscribe(subscribe, broker, now_ms),
+            (_, Packet::Unsubscribe(unsubscribe)) => {
+                self.on_unsubscribe(unsubscribe, broker, now_ms)
+            }
+            (_, Packet::PingReq) => self.out.push(Packet::PingResp),
+            (_, Packet::Disconnect(disconnect)) => self.on_disconnect(disconnect, broker, now_ms),
+            // Packets only a server sends, and AUTH without an authentication method.
+            (
+                _,
+                Packet::ConnAck(_)
+                | Packet::SubAck(_)
+                | Packet::UnsubAck(_)
+                | Packet::PingResp
+                | Packet::Auth(_),
+            ) => self.fail(ReasonCode::ProtocolError, broker, now_ms),
+        }
+    }
+
+    /// The client sent bytes that do not decode. `declared` is the protocol its CONNECT
+    /// declared, if it got that far.
+    pub fn on_decode_error(
+        &mut self,
+        error: &DecodeError,
+        declared: Option<Protocol>,
+        broker: &mut Broker,
+        now_ms: u64,
+    ) {
+        if self.phase == Phase::AwaitingConnect {
+            match (error, declared) {
+                // [MQTT-3.1.2-2]: an unsupported level gets CONNACK 0x01 (MQTT 3.1.1 layout).
+                (DecodeError::UnsupportedProtocolLevel { .. }, _) => {
+                    self.protocol = Protocol::V3_1_1;
+                    self.refuse(ReasonCode::UnsupportedProtocolVersion);
+                }
+                (_, Some(Protocol::V5)) => {
+                    self.protocol = Protocol::V5;
+                    self.refuse(error.reason_code());
+                }
+                _ => self.close(),
+            }
+            return;
+        }
+        self.fail(error.reason_code(), broker, now_ms);
+    }
+
+    /// Another connection took the session over: tell the client (MQTT 5) and close.
+    pub fn kick(&mut self, reason: ReasonCode) {
+        self.ended = true;
+        if self.phase == Phase::Connected && self.protocol.is_v5() {
+            self.out.push(Packet::Disconnect(Disconnect::new(reason)));
+        }
+        self.close();
+    }
+
+    /// The deadline passed: no CONNECT in time, or keep-alive expired (DISCONNECT 0x8D).
+    pub fn on_timer(&mut self, broker: &mut Broker, now_ms: u64) {
+        match self.deadline_ms() {
+            Some(deadline) if now_ms >= deadline => {}
+            _ => return,
+        }
+        match self.phase {
+            Phase::Connected => self.fail(ReasonCode::KeepAliveTimeout, broker, now_ms),
+            _ => self.close(),
+        }
+    }
+
+    /// The connection is gone. Unless the client said goodbye with DISCONNECT, this is an
+    /// abnormal end: its will is published ([MQTT-3.1.2-8]).
+    pub fn on_closed(&mut self, broker: &mut Broker, now_ms: u64) {
+        if !self.ended && self.client_id.is_some() {
+            broker.disconnect(self.conn, self.expiry_secs, true, now_ms);
+        }
+        self.ended = true;
+        self.phase = Phase::Closing;
+    }
+
+    /// Turns a broker delivery into a packet for this client.
+    pub fn deliver(&mut self, delivery: Delivery, broker: &mut Broker, now_ms: u64) {
+        if self.phase != Phase::Connected {
+            return;
+        }
+        let (message, qos, packet_id, retain, dup, subscription_ids) = match delivery {
+            Delivery::Release(packet_id) => {
+                self.out.push(Packet::PubRel(PubReply::new(packet_id)));
+                return;
+            }
+            Delivery::Publish {
+                message,
+                qos,
+                packet_id,
+                retain,
+                dup,
+                subscription_ids,
+            } => (message, qos, packet_id, retain, dup, subscription_ids),
+        };
+        let Some(qos_pid) = QosPid::new(qos, packet_id) else {
+            debug_assert!(false, "QoS {qos:?} delivery without a packet id");
+            return;
+        };
+        let mut topic = message.topic.clone();
+        let mut new_alias = false;
+        let properties = if self.protocol.is_v5() {
+            let mut properties = message.properties.clone();
+            properties.message_expiry_interval = message.expiry_left_secs(now_ms);
+            properties.subscription_identifiers = subscription_ids;
+            if let Some((alias, first_use)) = self.outbound_aliases.alias_for(&message.topic) {
+                properties.topic_alias = std::num::NonZeroU16::new(alias);
+                new_alias = first_use;
+                if !first_use {
+                    topic = TopicName::default();
+                }
+            }
+            properties
+        } else {
+            PublishProperties::default()
+        };
+        let packet = Packet::Publish(Publish {
+            dup,
+            qos_pid,
+            retain,
+            topic,
+            properties,
+            payload: message.payload.clone(),
+        });
+        if let Some(max) = self.client_packet_size_max {
+            let fits = packet
+                .encoded_len(self.protocol)
+                .is_ok_and(|len| len <= max as usize);
+            if !fits {
+                // [MQTT-3.1.2-25]: drop it as if it had been sent.
+                if new_alias {
+                    self.outbound_aliases.forget(&message.topic);
+                }
+                if let Some(packet_id) = packet_id {
+                    broker.discard(self.conn, packet_id, now_ms);
+                }
+                return;
+            }
+        }
+        self.out.push(packet);
+    }
+
+    fn on_connect(
+        &mut self,
+        connect: Connect,
+        broker: &mut Broker,
+        auth: &dyn Authenticator,
+        now_ms: u64,
+    ) {
+        self.protocol = connect.protocol;
+        let v5 = self.protocol.is_v5();
+        let mut assigned_client_id = None;
+        let client_id = if connect.client_id.is_empty() {
+            // MQTT 3 needs a client id for a persistent session ([MQTT-3.1.3-8]); MQTT 3.1
+            // needs one always.
+            if self.protocol == Protocol::V3_1 || (!v5 && !connect.clean_start) {
+                return self.refuse(ReasonCode::ClientIdentifierNotValid);
+            }
+            let id = format!("keel-{:016x}-{}", self.id_seed, self.conn);
+            // The id is ASCII letters, digits and '-', well under 65,535 bytes.
+            let id = MqttString::new(&id).expect("assigned client id is valid");
+            if v5 {
+                assigned_client_id = Some(id.clone());
+            }
+            id
+        } else {
+            connect.client_id.clone()
+        };
+        let too_long = client_id.len() > self.config.client_id_len_max
+            || (self.protocol == Protocol::V3_1 && client_id.len() > 23);
+        if too_long {
+            return self.refuse(ReasonCode::ClientIdentifierNotValid);
+        }
+        if connect.properties.authentication_method.is_some() {
+            return self.refuse(ReasonCode::BadAuthenticationMethod);
+        }
+        if let Some(will) = &connect.will {
+            if will.qos > self.config.maximum_qos {
+                return self.refuse(ReasonCode::QoSNotSupported);
+            }
+            if will.retain && !self.config.retain_available {
+                return self.refuse(ReasonCode::RetainNotSupported);
+            }
+        }
+        if let Err(reason) = auth.authenticate(&connect) {
+            return self.refuse(reason);
+        }
+
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            self.config.session_expiry_max_secs
+        };
+        self.expiry_secs = requested_expiry.min(self.config.session_expiry_max_secs);
+        self.connected_with_zero_expiry = requested_expiry == 0;
+
+        let keep_alive_max = self.config.keep_alive_max_secs;
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if v5 && keep_alive_max > 0 && (keep_alive == 0 || keep_alive > keep_alive_max) {
+            keep_alive = keep_alive_max;
+            server_keep_alive = Some(keep_alive_max);
+        }
+        self.keep_alive_grace_ms = u64::from(keep_alive) * 1500;
+        self.deadline_ms = now_ms.saturating_add(self.keep_alive_grace_ms);
+
+        self.inbound_aliases =
+            InboundAliases::new(if v5 { self.config.topic_alias_max } else { 0 });
+        self.outbound_aliases =
+            OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0));
+        self.client_packet_size_max = connect.properties.maximum_packet_size.map(NonZeroU32::get);
+
+        let will = connect.will.map(|will| Will {
+            delay_secs: will.properties.will_delay_interval.unwrap_or(0),
+            message: Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+                properties: PublishProperties {
+                    payload_format_indicator: will.properties.payload_format_indicator,
+                    message_expiry_interval: will.properties.message_expiry_interval,
+                    content_type: will.properties.content_type,
+                    response_topic: will.properties.response_topic,
+                    correlation_data: will.properties.correlation_data,
+                    user_properties: will.properties.user_properties,
+                    ..PublishProperties::default()
+                },
+                publisher: Some(client_id.clone()),
+                received_at_ms: now_ms,
+            },
+        });
+        let receive_maximum = connect
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, |r| r.get());
+        let session_present = broker.connect(
+            self.conn,
+            ConnectRequest {
+                client_id: client_id.clone(),
+                clean_start: connect.clean_start,
+                expiry_secs: self.expiry_secs,
+                will,
+                receive_maximum,
+            },
+            now_ms,
+        );
+        self.client_id = Some(client_id);
+        self.phase = Phase::Connected;
+
+        let mut properties = ConnAckProperties::default();
+        if v5 {
+            properties.assigned_client_identifier = assigned_client_id;
+            properties.server_keep_alive = server_keep_alive;
+            if self.expiry_secs != requested_expiry {
+                properties.session_expiry_interval = Some(self.expiry_secs);
+            }
+            properties.receive_maximum = std::num::NonZeroU16::new(self.config.receive_maximum);
+            properties.maximum_packet_size = NonZeroU32::new(self.config.packet_size_max);
+            properties.topic_alias_maximum = Some(self.config.topic_alias_max);
+            if !self.config.retain_available {
+                properties.retain_available = Some(false);
+            }
+            if self.config.maximum_qos < QoS::ExactlyOnce {
+                properties.maximum_qos = Some(self.config.maximum_qos);
+            }
+        }
+        // CONNACK goes out before anything the broker queued for the session.
+        self.out.insert(
+            0,
+            Packet::ConnAck(ConnAck {
+                session_present,
+                reason_code: ReasonCode::Success,
+                properties,
+            }),
+        );
+    }
+
+    fn on_publish(&mut self, publish: Publish, broker: &mut Broker, now_ms: u64) {
+        let v5 = self.protocol.is_v5();
+        if publish.qos() > self.config.maximum_qos {
+            return self.fail(ReasonCode::QoSNotSupported, broker, now_ms);
+        }
+        if publish.retain && !self.config.retain_available {
+            return self.fail(ReasonCode::RetainNotSupported, broker, now_ms);
+        }
+        // [MQTT-3.3.4-6]: subscription identifiers only go from server to client.
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return self.fail(ReasonCode::ProtocolError, broker, now_ms);
+        }
+        let alias = publish.properties.topic_alias.map(|a| a.get());
+        let topic = match self.inbound_aliases.resolve(publish.topic, alias) {
+            Ok(topic) => topic,
+            Err(AliasError::OutOfRange) => {
+                return self.fail(ReasonCode::TopicAliasInvalid, broker, now_ms)
+            }
+            Err(AliasError::Unknown) => {
+                return self.fail(ReasonCode::ProtocolError, broker, now_ms)
+            }
+        };
+        // MQTT 5 lets the server check a payload declared UTF-8 (§3.3.2.3.2).
+        let bad_payload = v5
+            && publish.properties.payload_format_indicator == Some(true)
+            && std::str::from_utf8(&publish.payload).is_err();
+        let qos_pid = publish.qos_pid;
+        if bad_payload {
+            return self.acknowledge(qos_pid, ReasonCode::PayloadFormatInvalid, broker, now_ms);
+        }
+        let mut properties = publish.properties;
+        properties.topic_alias = None;
+        let message = Message {
+            topic,
+            payload: publish.payload,
+            qos: qos_pid.qos(),
+            retain: publish.retain,
+            properties,
+            publisher: self.client_id.clone(),
+            received_at_ms: now_ms,
+        };
+        let qos2_packet_id = match qos_pid {
+            QosPid::ExactlyOnce(packet_id) => Some(packet_id),
+            _ => None,
+        };
+        match broker.publish(self.conn, message, qos2_packet_id, true) {
+            Ok(outcome) => {
+                let reason = if outcome.matched == 0 && qos2_packet_id.is_none() {
+                    ReasonCode::NoMatchingSubscribers
+                } else {
+                    ReasonCode::Success
+                };
+                self.acknowledge(qos_pid, reason, broker, now_ms);
+            }
+            Err(PublishError::ReceiveMaximumExceeded) => {
+                self.fail(ReasonCode::ReceiveMaximumExceeded, broker, now_ms)
+            }
+            Err(PublishError::NotConnected) => self.close(),
+        }
+    }
+
+    /// PUBACK or PUBREC for a publish (nothing for QoS 0). MQTT 3 has no reason codes: a
+    /// refused QoS 1/2 publish is still acknowledged, as MQTT 3.1.1 brokers do.
+    fn acknowledge(
+        &mut self,
+        qos_pid: QosPid,
+        reason: ReasonCode,
+        broker: &mut Broker,
+        now_ms: u64,
+    ) {
+        let reason = if self.protocol.is_v5() {
+            reason
+        } else {
+            ReasonCode::Success
+        };
+        match qos_pid {
+            QosPid::AtMostOnce if reason.is_error() && self.protocol.is_v5() => {
+                self.fail(reason, broker, now_ms)
+            }
+            QosPid::AtMostOnce => {}
+            QosPid::AtLeastOnce(packet_id) => self
+                .out
+                .push(Packet::PubAck(with_reason(packet_id, reason))),
+            QosPid::ExactlyOnce(packet_id) => self
+                .out
+                .push(Packet::PubRec(with_reason(packet_id, reason))),
+        }
+    }
+
+    fn on_pubrec(&mut self, rec: PubReply, broker: &mut Broker, now_ms: u64) {
+        if rec.reason_code.is_error() {
+            // The client refused the message: it is done, no PUBREL ([MQTT-4.3.3-4]).
+            broker.discard(self.conn, rec.packet_id, now_ms);
+            return;
+        }
+        let known = broker.pubrec(self.conn, rec.packet_id);
+        self.out.push(Packet::PubRel(reply(
+            rec.packet_id,
+            known,
+            ReasonCode::PacketIdentifierNotFound,
+        )));
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe, broker: &mut Broker, now_ms: u64) {
+        let identifier = subscribe.properties.subscription_identifier;
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut subscriptions = Vec::with_capacity(subscribe.filters.len());
+        for (filter, mut options) in subscribe.filters {
+            options.qos = options.qos.min(self.config.maximum_qos);
+            reason_codes.push(match options.qos {
+                QoS::AtMostOnce => ReasonCode::GRANTED_QOS_0,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+            subscriptions.push((
+                filter,
+                Subscription {
+                    options,
+                    identifier,
+                },
+            ));
+        }
+        broker.subscribe(self.conn, subscriptions, now_ms);
+        self.out.push(Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes,
+        }));
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, broker: &mut Broker, now_ms: u64) {
+        let existed = broker.unsubscribe(self.conn, unsubscribe.filters, now_ms);
+        let reason_codes = existed
+            .into_iter()
+            .map(|existed| {
+                if existed {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+            })
+            .collect();
+        self.out.push(Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes,
+        }));
+    }
+
+    fn on_disconnect(&mut self, disconnect: Disconnect, broker: &mut Broker, now_ms: u64) {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if self.connected_with_zero_expiry && expiry != 0 {
+                return self.fail(ReasonCode::ProtocolError, broker, now_ms);
+            }
+            self.expiry_secs = expiry.min(self.config.session_expiry_max_secs);
+        }
+        let publish_will = disconnect.reason_code == ReasonCode::DisconnectWithWillMessage;
+        broker.disconnect(self.conn, self.expiry_secs, publish_will, now_ms);
+        self.ended = true;
+        self.close();
+    }
+
+    /// Refuses a CONNECT with this reason and closes.
+    fn refuse(&mut self, reason: ReasonCode) {
+        self.out.push(Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: reason,
+            properties: ConnAckProperties::default(),
+        }));
+        self.close();
+    }
+
+    /// Ends the connection for a protocol violation: DISCONNECT with the reason (MQTT 5),
+    /// then close. The will is published, as for any abnormal end.
+    fn fail(&mut self, reason: ReasonCode, broker: &mut Broker, now_ms: u64) {
+        if self.protocol.is_v5() {
+            self.out.push(Packet::Disconnect(Disconnect::new(reason)));
+        }
+        self.on_closed(broker, now_ms);
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closing;
+    }
+}
+
+/// A reply carrying `missing` when the packet id was not known (MQTT 5 only shows it).
+fn reply(packet_id: crate::codec::PacketId, known: bool, missing: ReasonCode) -> PubReply {
+    with_reason(packet_id, if known { ReasonCode::Success } else { missing })
+}
+
+fn with_reason(packet_id: crate::codec::PacketId, reason_code: ReasonCode) -> PubReply {
+    PubReply {
+        packet_id,
+        reason_code,
+        properties: AckProperties::default(),
+    }
+}

@@ -1,0 +1,15 @@
+//! The per-connection protocol state machine: CONNECT, QoS flows at the edge, keep-alive,
+//! topic aliases, packet size limits and reason codes (MQTT 3.1, 3.1.1 and 5.0).
+//!
+//! Pure: packets and `now_ms` in, packets out, with calls on the [`crate::broker::Broker`]
+//! in between. No sockets, clocks or tasks.
+
+mod alias;
+mod config;
+mod connection;
+
+pub use config::SessionConfig;
+pub use connection::{AllowAll, Authenticator, Session};
+
+#[cfg(test)]
+mod tests;
