@@ -3,18 +3,22 @@
 //!
 //! # Module map
 //!
+//! The pure core takes inputs and `now` and returns outputs: no sockets, clocks, tasks or
+//! randomness. Only the shell touches the world, and only through `net`.
+//!
 //! | module  | owns                                                          | must not import |
 //! |---------|---------------------------------------------------------------|-----------------|
 //! | `codec` | MQTT packets: bytes ↔ [`codec::Packet`], validation, limits   | tokio, tonic, rocksdb, clocks, randomness, I/O |
+//! | `router` | the topic trie: `+`/`#`, the `$`-topic rule, shared groups    | tokio, clocks, I/O, sessions |
+//! | `state` | durable state: sessions, subscriptions, queues, QoS 2 receive state, retained messages; changed only by `Command`s | tokio, clocks, I/O, `broker`, `session` |
+//! | `broker` | the node's connections on top of `state`: outbound windows, acknowledgements, takeover, resume | tokio, clocks, I/O, `session` |
+//! | `session` | one connection's protocol state machine: CONNECT, QoS flows at the edge, keep-alive, aliases, reason codes | tokio, clocks, I/O |
 //! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`; the one place with `cfg(feature = "sim")` | any other Keel module |
 //! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite) | MQTT packets (`codec`), session, broker, state, turmoil |
 //!
-//! Modules still to come (see `../shared/DESIGN.md` §3): `session` (per-client protocol state
-//! machine), `router` (topic trie, shared subscriptions), `broker` (session table, retained,
-//! wills), `state` (durable commands and state), `cluster` (openraft, gRPC), `storage`
-//! (`KvStore`: RocksDB and in-memory), `admin` (HTTP API, metrics). The pure core (`codec`,
-//! `session`, `router`, `broker`, `state`) takes inputs and `now` and returns outputs; only the
-//! shell touches sockets, clocks and disks.
+//! Still to come (see `../shared/DESIGN.md` §3): `server` (the shell: listeners, connection
+//! tasks, timers), `config`, `cluster` (openraft, gRPC), `storage` (`KvStore`: RocksDB and
+//! in-memory), `admin` (HTTP API, metrics).
 
 pub mod broker;
 pub mod codec;
