@@ -24,6 +24,7 @@ pub mod broker;
 pub mod codec;
 pub mod net;
 pub mod router;
+pub mod server;
 pub mod session;
 pub mod state;
 pub mod transport;

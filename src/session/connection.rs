@@ -212,9 +212,10 @@ impl Session {
         self.fail(error.reason_code(), broker, now_ms);
     }
 
-    /// Another connection took the session over: tell the client (MQTT 5) and close.
+    /// The server ends the connection (session taken over, shutting down, administrative
+    /// action): tell the client why (MQTT 5) and close. After a takeover the broker has
+    /// already moved the session, so the close that follows changes nothing there.
     pub fn kick(&mut self, reason: ReasonCode) {
-        self.ended = true;
         if self.phase == Phase::Connected && self.protocol.is_v5() {
             self.out.push(Packet::Disconnect(Disconnect::new(reason)));
         }

@@ -1,0 +1,5 @@
+//! Simulation tests: the real broker node and MQTT clients as turmoil hosts
+//! (`cargo test --features sim`). One seed replays a run: `KEEL_SIM_SEED=N`.
+
+mod smoke;
+mod support;

@@ -1,0 +1,176 @@
+//! One connection task: reads and decodes packets, runs them through the session state
+//! machine under the hub lock, and writes what comes out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::codec::{Decoder, ReasonCode};
+use crate::net::{BoxStream, Clock};
+use crate::session::{Authenticator, Session, SessionConfig};
+
+use super::hub::Hub;
+use super::outbox::Outgoing;
+
+/// Read buffer for a connection that has been quiet: small, so idle connections are cheap.
+const READ_CHUNK_IDLE: usize = 256;
+/// Read buffer once data flows.
+const READ_CHUNK_BUSY: usize = 16 * 1024;
+/// A write buffer grown past this by a burst is given back afterwards.
+const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+
+/// What every connection task of a node shares.
+pub struct ConnectionContext {
+    pub hub: Arc<Hub>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Arc<dyn Authenticator>,
+    pub session_config: SessionConfig,
+    pub connect_timeout_ms: u64,
+    /// A client that takes longer than this to accept our bytes is dropped.
+    pub write_timeout: Duration,
+    /// QoS 0 deliveries that may wait for one connection before new ones are dropped.
+    pub qos0_queue_max: usize,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one client until it disconnects, fails, or the node shuts down.
+pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream, id_seed: u64) {
+    let (conn, outbox) = ctx.hub.register(ctx.qos0_queue_max);
+    let mut session = Session::new(
+        conn,
+        ctx.session_config.clone(),
+        ctx.clock.unix_ms(),
+        ctx.connect_timeout_ms,
+        id_seed,
+    );
+    let mut decoder = Decoder::new(ctx.session_config.packet_size_max as usize);
+    let mut shutdown = ctx.shutdown.clone();
+    let mut read_buf = BytesMut::new();
+    let mut write_buf = BytesMut::new();
+    let mut inbox = Vec::new();
+    let mut read_chunk = READ_CHUNK_IDLE;
+
+    loop {
+        if !write_output(&ctx, &mut session, &mut stream, &mut write_buf).await {
+            break;
+        }
+        if session.is_closing() {
+            let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
+            break;
+        }
+        if read_buf.capacity() - read_buf.len() < READ_CHUNK_IDLE {
+            read_buf.reserve(read_chunk);
+        }
+        let now_ms = ctx.clock.unix_ms();
+        let timer = session.deadline_ms().map(|deadline| {
+            tokio::time::Instant::now() + Duration::from_millis(deadline.saturating_sub(now_ms))
+        });
+        tokio::select! {
+            read = stream.read_buf(&mut read_buf) => {
+                let Ok(n) = read else { break };
+                if n == 0 {
+                    break;
+                }
+                read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
+                handle_input(&ctx, &mut session, &mut decoder, &mut read_buf);
+                if read_buf.is_empty() {
+                    // Nothing pending: drop the buffer so a quiet connection holds no memory
+                    // (decoded packets keep their own slices of it alive as long as needed).
+                    read_buf = BytesMut::new();
+                    read_chunk = READ_CHUNK_IDLE;
+                }
+            }
+            _ = outbox.ready() => {
+                outbox.drain_into(&mut inbox);
+                let mut core = ctx.hub.lock();
+                let now_ms = ctx.clock.unix_ms();
+                for item in inbox.drain(..) {
+                    match item {
+                        Outgoing::Deliver(delivery) => session.deliver(delivery, &mut core.broker, now_ms),
+                        Outgoing::Disconnect(reason) => session.kick(reason),
+                    }
+                }
+                core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
+            }
+            _ = sleep_until(timer), if timer.is_some() => {
+                let mut core = ctx.hub.lock();
+                let now_ms = ctx.clock.unix_ms();
+                session.on_timer(&mut core.broker, now_ms);
+                core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
+            }
+            _ = shutdown.changed() => session.kick(ReasonCode::ServerShuttingDown),
+        }
+    }
+
+    {
+        let mut core = ctx.hub.lock();
+        let now_ms = ctx.clock.unix_ms();
+        session.on_closed(&mut core.broker, now_ms);
+        core.dispatch(None, now_ms, &ctx.hub.qos0_dropped);
+    }
+    ctx.hub.unregister(conn);
+}
+
+/// Decodes every whole packet in `read_buf` and runs it through the session, under one lock.
+fn handle_input(
+    ctx: &ConnectionContext,
+    session: &mut Session,
+    decoder: &mut Decoder,
+    read_buf: &mut BytesMut,
+) {
+    let mut core = ctx.hub.lock();
+    let now_ms = ctx.clock.unix_ms();
+    while !session.is_closing() {
+        match decoder.decode(read_buf) {
+            Ok(Some(packet)) => {
+                session.handle(packet, &mut core.broker, &*ctx.auth, now_ms);
+                core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                tracing::debug!(conn = session.conn(), %error, "bad packet");
+                session.on_decode_error(&error, decoder.protocol(), &mut core.broker, now_ms);
+                core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+                break;
+            }
+        }
+    }
+}
+
+/// Encodes and writes what the session produced; false when the connection is broken.
+async fn write_output(
+    ctx: &ConnectionContext,
+    session: &mut Session,
+    stream: &mut BoxStream,
+    write_buf: &mut BytesMut,
+) -> bool {
+    let protocol = session.protocol();
+    for packet in session.output() {
+        if let Err(error) = packet.encode(protocol, write_buf) {
+            tracing::warn!(%error, "cannot encode {:?}", packet.packet_type());
+        }
+    }
+    if write_buf.is_empty() {
+        return true;
+    }
+    let written = tokio::time::timeout(ctx.write_timeout, async {
+        stream.write_all(write_buf).await?;
+        stream.flush().await
+    })
+    .await;
+    write_buf.clear();
+    if write_buf.capacity() > WRITE_BUFFER_KEEP {
+        *write_buf = BytesMut::new();
+    }
+    matches!(written, Ok(Ok(())))
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,101 @@
+//! The state all connection tasks of a node share: the broker core and each connection's
+//! outbox, behind one lock that is never held across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::broker::{Broker, ConnId, Effect};
+use crate::session::Session;
+
+use super::outbox::{Outbox, Outgoing};
+
+/// The broker core and the outboxes of the connections it serves.
+pub struct Core {
+    pub broker: Broker,
+    outboxes: BTreeMap<ConnId, Arc<Outbox>>,
+}
+
+/// Shared by every task of the node.
+pub struct Hub {
+    core: Mutex<Core>,
+    next_conn: AtomicU64,
+    /// QoS 0 deliveries dropped because a connection's outbox was full.
+    pub qos0_dropped: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(broker: Broker) -> Hub {
+        Hub {
+            core: Mutex::new(Core {
+                broker,
+                outboxes: BTreeMap::new(),
+            }),
+            next_conn: AtomicU64::new(1),
+            qos0_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Locks the core. A panic while holding it poisons it; the state may then be broken,
+    /// so the process must not go on serving from it.
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core
+            .lock()
+            .expect("broker core poisoned by a panic: refusing to serve from broken state")
+    }
+
+    /// A new connection id and its outbox, registered for deliveries.
+    pub fn register(&self, qos0_max: usize) -> (ConnId, Arc<Outbox>) {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(qos0_max));
+        self.lock().outboxes.insert(conn, outbox.clone());
+        (conn, outbox)
+    }
+
+    pub fn unregister(&self, conn: ConnId) {
+        self.lock().outboxes.remove(&conn);
+    }
+
+    /// Sends something to every registered connection (shutdown).
+    pub fn broadcast(&self, make: impl Fn() -> Outgoing) {
+        let core = self.lock();
+        for outbox in core.outboxes.values() {
+            outbox.push(make());
+        }
+    }
+}
+
+impl Core {
+    /// Carries out the broker's effects until there are none: deliveries for `own` go
+    /// straight into its session (so they follow the packets it just produced), the rest
+    /// to the outboxes of their connections.
+    pub fn dispatch(&mut self, mut own: Option<&mut Session>, now_ms: u64, qos0_dropped: &AtomicU64) {
+        loop {
+            let effects = self.broker.take_effects();
+            if effects.is_empty() {
+                return;
+            }
+            for effect in effects {
+                let (conn, outgoing) = match effect {
+                    Effect::Deliver { conn, delivery } => (conn, Outgoing::Deliver(delivery)),
+                    Effect::Disconnect { conn, reason } => (conn, Outgoing::Disconnect(reason)),
+                };
+                match own.as_deref_mut() {
+                    Some(session) if session.conn() == conn => match outgoing {
+                        Outgoing::Deliver(delivery) => {
+                            session.deliver(delivery, &mut self.broker, now_ms)
+                        }
+                        Outgoing::Disconnect(reason) => session.kick(reason),
+                    },
+                    _ => {
+                        if let Some(outbox) = self.outboxes.get(&conn) {
+                            if !outbox.push(outgoing) {
+                                qos0_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The shell of a node: listeners, one task per connection, the timer task and shutdown.
+//!
+//! Written against the [`Net`] and [`Clock`] seams, so the same code serves real sockets and
+//! runs inside the simulator. All protocol and broker logic lives in the pure core
+//! (`session`, `broker`, `state`); this module only moves bytes and time into it.
+
+mod connection;
+mod hub;
+mod outbox;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::codec::TopicName;
+use crate::net::{Clock, Listener, Net, Rng};
+use crate::session::{AllowAll, Authenticator, SessionConfig};
+use crate::transport::TransportAcceptor;
+
+pub use connection::ConnectionContext;
+pub use hub::Hub;
+
+/// How often wills and session expiries are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One listening socket and the transport it speaks.
+pub struct ListenerSpec {
+    /// `HOST:PORT`; port 0 picks a free one (see [`Server::local_addrs`]).
+    pub addr: String,
+    pub acceptor: TransportAcceptor,
+}
+
+/// Everything a node needs to serve.
+pub struct ServerSettings {
+    pub listeners: Vec<ListenerSpec>,
+    pub session: SessionConfig,
+    pub broker: BrokerConfig,
+    pub connect_timeout: Duration,
+    pub write_timeout: Duration,
+    /// QoS 0 deliveries that may wait for one slow connection before new ones are dropped.
+    pub qos0_queue_max: usize,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Period of the `$SYS/broker/...` topics; zero turns them off.
+    pub sys_interval: Duration,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listeners: Vec::new(),
+            session: SessionConfig::default(),
+            broker: BrokerConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            qos0_queue_max: 1000,
+            max_connections: 100_000,
+            sys_interval: Duration::from_secs(10),
+            auth: Arc::new(AllowAll),
+        }
+    }
+}
+
+/// A node whose listeners are bound, ready to run.
+pub struct Server<N: Net> {
+    listeners: Vec<(N::Listener, TransportAcceptor)>,
+    settings: ServerSettings,
+    hub: Arc<Hub>,
+}
+
+impl<N: Net> Server<N> {
+    /// Binds every listener; fails with the address that could not be bound.
+    pub async fn bind(net: &N, settings: ServerSettings) -> io::Result<Server<N>> {
+        let mut listeners = Vec::new();
+        for spec in &settings.listeners {
+            let listener = net.bind(&spec.addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.addr))
+            })?;
+            listeners.push((listener, spec.acceptor.clone()));
+        }
+        let hub = Arc::new(Hub::new(Broker::new(settings.broker)));
+        Ok(Server {
+            listeners,
+            settings,
+            hub,
+        })
+    }
+
+    /// The bound addresses, in the order of the settings' listeners.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listeners.iter().map(|(l, _)| l.local_addr()).collect()
+    }
+
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// Serves until `shutdown` completes, then tells clients (MQTT 5: DISCONNECT 0x8B) and
+    /// waits a little for them to go.
+    pub async fn run(
+        self,
+        clock: Arc<dyn Clock>,
+        mut rng: Rng,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every task holds a sender; when all are dropped, every task has finished.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let ctx = Arc::new(ConnectionContext {
+            hub: self.hub.clone(),
+            clock: clock.clone(),
+            auth: self.settings.auth.clone(),
+            session_config: self.settings.session.clone(),
+            connect_timeout_ms: self.settings.connect_timeout.as_millis() as u64,
+            write_timeout: self.settings.write_timeout,
+            qos0_queue_max: self.settings.qos0_queue_max,
+            shutdown: stop_rx.clone(),
+        });
+        let active = Arc::new(AtomicUsize::new(0));
+        for (listener, acceptor) in self.listeners {
+            let accept = accept_loop::<N>(
+                listener,
+                acceptor,
+                ctx.clone(),
+                active.clone(),
+                self.settings.max_connections,
+                rng.fork(),
+                done_tx.clone(),
+            );
+            tokio::spawn(accept);
+        }
+        tokio::spawn(tick_loop(
+            self.hub.clone(),
+            clock,
+            self.settings.sys_interval,
+            stop_rx.clone(),
+            done_tx.clone(),
+        ));
+        drop(done_tx);
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
+        Ok(())
+    }
+}
+
+/// Decrements the connection count when a connection task ends, however it ends.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop<N: Net>(
+    mut listener: N::Listener,
+    acceptor: TransportAcceptor,
+    ctx: Arc<ConnectionContext>,
+    active: Arc<AtomicUsize>,
+    max_connections: usize,
+    mut rng: Rng,
+    done: mpsc::Sender<()>,
+) {
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::Relaxed) >= max_connections {
+            active.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%peer, max_connections, "connection limit reached");
+            continue;
+        }
+        let guard = ActiveGuard(active.clone());
+        let acceptor = acceptor.clone();
+        let ctx = ctx.clone();
+        let done = done.clone();
+        let id_seed = rng.u64();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _done = done;
+            match acceptor.accept(stream).await {
+                Ok(accepted) => connection::serve_connection(ctx, accepted.stream, id_seed).await,
+                Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
+            }
+        });
+    }
+}
+
+/// Fires wills and session expiries when due, and publishes `$SYS` topics.
+async fn tick_loop(
+    hub: Arc<Hub>,
+    clock: Arc<dyn Clock>,
+    sys_interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) {
+    let started_ms = clock.unix_ms();
+    let mut next_sys_ms = started_ms;
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now_ms = clock.unix_ms();
+        let mut core = hub.lock();
+        core.broker.tick(now_ms);
+        if !sys_interval.is_zero() && now_ms >= next_sys_ms {
+            next_sys_ms = now_ms + sys_interval.as_millis() as u64;
+            publish_sys(&mut core.broker, started_ms, now_ms);
+        }
+        core.dispatch(None, now_ms, &hub.qos0_dropped);
+    }
+}
+
+/// The `$SYS/broker/...` topics (retained, like Mosquitto's).
+fn publish_sys(broker: &mut Broker, started_ms: u64, now_ms: u64) {
+    let state = broker.state();
+    let values = [
+        ("version", format!("keel {}", env!("CARGO_PKG_VERSION"))),
+        ("uptime", format!("{} seconds", (now_ms - started_ms) / 1000)),
+        ("clients/connected", broker.connection_count().to_string()),
+        ("clients/total", state.sessions().count().to_string()),
+        ("subscriptions/count", state.subscription_count().to_string()),
+        ("retained messages/count", state.retained().count().to_string()),
+    ];
+    for (name, value) in values {
+        // The names above are fixed ASCII without wildcards.
+        let topic = TopicName::new(&format!("$SYS/broker/{name}")).expect("valid $SYS topic");
+        broker.publish_system(topic, Bytes::from(value), true, now_ms);
+    }
+}
