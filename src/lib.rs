@@ -15,13 +15,19 @@
 //! | `session` | one connection's protocol state machine: CONNECT, QoS flows at the edge, keep-alive, aliases, reason codes | tokio, clocks, I/O |
 //! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`; the one place with `cfg(feature = "sim")` | any other Keel module |
 //! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite) | MQTT packets (`codec`), session, broker, state, turmoil |
+//! | `config` | the TOML configuration: defaults, validation, and the settings of each layer it feeds | tokio, I/O beyond reading its file |
+//! | `auth`  | password files (argon2id) and the CONNECT credential rules (`PasswordAuth`) | tokio, clocks, `broker`, `state` |
+//! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config` | tokio, `broker`, `state` |
 //!
 //! Still to come (see `../shared/DESIGN.md` §3): `server` (the shell: listeners, connection
-//! tasks, timers), `config`, `cluster` (openraft, gRPC), `storage` (`KvStore`: RocksDB and
+//! tasks, timers), `cluster` (openraft, gRPC), `storage` (`KvStore`: RocksDB and
 //! in-memory), `admin` (HTTP API, metrics).
 
+pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod net;
 pub mod router;
 pub mod server;

@@ -1,29 +1,60 @@
-//! The `keel` command line. Thin: parses arguments and hands over to the library.
+//! The `keel` command line. Thin: parses arguments, sets up logging and hands over to the
+//! library (`keel::cli`).
 
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(
-    name = "keel",
-    version,
-    about = "An MQTT 3.1.1/5.0 broker, alone or as a Raft cluster"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Parser;
+use keel::cli::{self, Cli, Command, PasswdOutcome};
+use tracing_subscriber::EnvFilter;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run a broker node.
-    Serve,
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve => anyhow::bail!(
-            "the broker is not built yet: this build has the packet codec only (see README.md)"
-        ),
+    init_logging();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line naming what is wrong, like clap's own errors; no backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let config = args.config()?;
+            serve(config)
+        }
+        Command::Passwd(args) => {
+            let outcome = cli::passwd(&args)?;
+            let done = match outcome {
+                PasswdOutcome::Added => "added",
+                PasswdOutcome::Updated => "updated",
+                PasswdOutcome::Deleted => "deleted",
+            };
+            eprintln!("{}: user {:?} {done}", args.file.display(), args.username);
+            Ok(())
+        }
+        Command::CheckConfig(args) => {
+            print!("{}", cli::check_config(&args.file)?);
+            Ok(())
+        }
+    }
+}
+
+/// Logs go to standard error, filtered by `RUST_LOG` (default `info`), so standard output
+/// stays for what a command prints (`check-config`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: keel::config::Config) -> anyhow::Result<()> {
+    // TODO: call `keel::server::serve(config)` once the server shell has it.
+    tracing::debug!(config = %config.to_toml(), "effective configuration");
+    anyhow::bail!("server not built yet: the configuration is valid, but this build cannot serve")
 }

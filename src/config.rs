@@ -1,0 +1,1061 @@
+//! The broker's configuration: the TOML file (`keel serve --config FILE`), its defaults, its
+//! validation, and the per-layer settings it turns into ([`SessionConfig`], [`BrokerConfig`],
+//! [`TlsSettings`], [`WsConfig`]).
+//!
+//! Every table rejects unknown keys, so a misspelt option is an error rather than a silently
+//! ignored line. Every key may be left out and then takes its default; `keel.example.toml` at
+//! the repository root lists them all (a test keeps it equal to [`Config::default`]).
+//!
+//! Listener addresses are `"IP:PORT"` strings; the empty string `""` turns that listener off
+//! (the same convention on the command line: `--ws-listen ""`).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::broker::BrokerConfig;
+use crate::codec::{QoS, FIELD_LEN_MAX, PACKET_SIZE_LIMIT};
+use crate::session::SessionConfig;
+use crate::state::{OverflowPolicy, StateConfig};
+use crate::transport::{ClientAuth, TlsSettings, WsConfig};
+
+/// Smallest packet any MQTT version can send (PINGREQ, DISCONNECT: two bytes), so the least
+/// `packet_size_max` that lets a client talk at all.
+pub const PACKET_SIZE_MIN: u32 = 2;
+
+/// Every server must accept client ids of 1 to 23 characters ([MQTT-3.1.3-5]).
+pub const CLIENT_ID_LEN_REQUIRED: usize = 23;
+
+/// The whole configuration of one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id in the cluster; the `ID` of its own `ID@HOST:PORT` entry in
+    /// `cluster.peers`. Default 1.
+    pub node_id: u64,
+    /// Where the node keeps its durable state (Raft log, snapshots). Default `./keel-data`.
+    pub data_dir: PathBuf,
+    /// The addresses the node listens on.
+    pub listeners: ListenersConfig,
+    /// Certificate and key for the TLS and WSS listeners; without this table those listeners
+    /// are not started. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// MQTT limits and features.
+    pub mqtt: MqttConfig,
+    /// Who may connect.
+    pub auth: AuthConfig,
+    /// Raft cluster membership. Parsed and validated; not used yet.
+    pub cluster: ClusterConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_id: 1,
+            data_dir: PathBuf::from("./keel-data"),
+            listeners: ListenersConfig::default(),
+            tls: None,
+            mqtt: MqttConfig::default(),
+            auth: AuthConfig::default(),
+            cluster: ClusterConfig::default(),
+        }
+    }
+}
+
+/// `[listeners]`: one address per kind of listener. `""` turns a listener off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenersConfig {
+    /// MQTT over TCP. Default `0.0.0.0:1883`.
+    #[serde(with = "listen_addr")]
+    pub tcp: Option<SocketAddr>,
+    /// MQTT over WebSocket, upgraded on path `/mqtt` only. Default `0.0.0.0:8083`.
+    #[serde(with = "listen_addr")]
+    pub ws: Option<SocketAddr>,
+    /// The admin HTTP API and `/metrics`. Default `0.0.0.0:18083`.
+    #[serde(with = "listen_addr")]
+    pub http: Option<SocketAddr>,
+    /// MQTT over TLS; started only when `[tls]` is configured. Default `0.0.0.0:8883`.
+    #[serde(with = "listen_addr")]
+    pub tls: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS (path `/mqtt`); started only when `[tls]` is configured.
+    /// Default `0.0.0.0:8084`.
+    #[serde(with = "listen_addr")]
+    pub wss: Option<SocketAddr>,
+}
+
+impl Default for ListenersConfig {
+    fn default() -> ListenersConfig {
+        let any = |port| Some(SocketAddr::from(([0, 0, 0, 0], port)));
+        ListenersConfig {
+            tcp: any(1883),
+            ws: any(8083),
+            http: any(18083),
+            tls: any(8883),
+            wss: any(8084),
+        }
+    }
+}
+
+/// `[tls]`: the server's certificate for the TLS and WSS listeners, and client certificates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate first, then any intermediates. Required.
+    pub cert: PathBuf,
+    /// PEM file with the private key of that certificate (PKCS#8, PKCS#1 or SEC1). Required.
+    pub key: PathBuf,
+    /// PEM file with the CAs that client certificates must chain to. When set, clients may
+    /// present a certificate and it is verified. Default: none (clients are not asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// Refuse TLS clients that present no certificate; needs `client_ca`. Default `false`.
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+impl TlsConfig {
+    /// The transport layer's TLS settings.
+    pub fn settings(&self) -> TlsSettings {
+        let client_auth = match (&self.client_ca, self.require_client_cert) {
+            (None, _) => ClientAuth::Off,
+            (Some(ca_path), false) => ClientAuth::Optional {
+                ca_path: ca_path.clone(),
+            },
+            (Some(ca_path), true) => ClientAuth::Required {
+                ca_path: ca_path.clone(),
+            },
+        };
+        TlsSettings {
+            cert_chain_path: self.cert.clone(),
+            key_path: self.key.clone(),
+            client_auth,
+        }
+    }
+}
+
+/// `[mqtt]`: protocol limits and features. The defaults are those of [`SessionConfig`],
+/// [`BrokerConfig`] and [`StateConfig`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Largest packet accepted from a client, fixed header included, in bytes (announced as
+    /// Maximum Packet Size in MQTT 5). 2 to 268435460. Default 1048576 (1 MiB).
+    pub packet_size_max: u32,
+    /// Most topic aliases a client may set up (Topic Alias Maximum); 0 turns aliases off.
+    /// Default 64.
+    pub topic_alias_max: u16,
+    /// Most QoS 2 publishes a client may have awaiting PUBREL (our Receive Maximum). At least
+    /// 1. Default 256.
+    pub receive_maximum: u16,
+    /// Longest keep-alive a client may ask for, in seconds; 0 leaves it to the client. An MQTT
+    /// 5 client asking for more is told this value as Server Keep Alive. Default 0.
+    pub keep_alive_max_secs: u16,
+    /// Longest session expiry granted, in seconds; also the expiry of MQTT 3 persistent
+    /// sessions. 4294967295 means sessions never expire. Default 4294967295.
+    pub session_expiry_max_secs: u32,
+    /// Highest QoS accepted from and granted to clients: 0, 1 or 2. Default 2.
+    pub maximum_qos: u8,
+    /// Whether clients may publish retained messages. Default `true`.
+    pub retain_available: bool,
+    /// Longest client id accepted, in bytes; at least 23 (every server must accept 23).
+    /// MQTT 3.1 clients are held to 23 whatever this says. Default 256.
+    pub client_id_len_max: usize,
+    /// Most QoS 1/2 messages in flight to one client, whatever Receive Maximum it allows. At
+    /// least 1. Default 256.
+    pub inflight_max: u16,
+    /// Most QoS 1/2 messages one session may hold, queued plus in flight. At least 1.
+    /// Default 1000.
+    pub queue_max: usize,
+    /// What happens to a message for a full session queue: `"drop_new"` drops the new message
+    /// (as Mosquitto does), `"drop_oldest"` drops the oldest one not yet half-way through
+    /// QoS 2. Default `"drop_new"`.
+    pub overflow: Overflow,
+    /// Seconds a new connection has to send CONNECT (TLS and WebSocket handshakes included)
+    /// before it is closed. At least 1. Default 10.
+    pub connect_timeout_secs: u32,
+    /// Most client connections the node holds at once, over all listeners; more are closed
+    /// as they are accepted. At least 1. Default 100000.
+    pub connections_max: u32,
+    /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` topics off. Default 10.
+    pub sys_interval_secs: u32,
+}
+
+impl Default for MqttConfig {
+    fn default() -> MqttConfig {
+        let session = SessionConfig::default();
+        let broker = BrokerConfig::default();
+        MqttConfig {
+            packet_size_max: session.packet_size_max,
+            topic_alias_max: session.topic_alias_max,
+            receive_maximum: session.receive_maximum,
+            keep_alive_max_secs: session.keep_alive_max_secs,
+            session_expiry_max_secs: session.session_expiry_max_secs,
+            maximum_qos: session.maximum_qos as u8,
+            retain_available: session.retain_available,
+            client_id_len_max: session.client_id_len_max,
+            inflight_max: broker.inflight_max,
+            queue_max: broker.state.queue_max,
+            overflow: broker.state.overflow.into(),
+            connect_timeout_secs: 10,
+            connections_max: 100_000,
+            sys_interval_secs: 10,
+        }
+    }
+}
+
+/// What to drop when a session's queue is full (the config-file face of [`OverflowPolicy`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Keep the queue, drop the new message.
+    #[default]
+    DropNew,
+    /// Drop the oldest message not yet half-way through QoS 2.
+    DropOldest,
+}
+
+impl From<Overflow> for OverflowPolicy {
+    fn from(overflow: Overflow) -> OverflowPolicy {
+        match overflow {
+            Overflow::DropNew => OverflowPolicy::DropNew,
+            Overflow::DropOldest => OverflowPolicy::DropOldest,
+        }
+    }
+}
+
+impl From<OverflowPolicy> for Overflow {
+    fn from(policy: OverflowPolicy) -> Overflow {
+        match policy {
+            OverflowPolicy::DropNew => Overflow::DropNew,
+            OverflowPolicy::DropOldest => Overflow::DropOldest,
+        }
+    }
+}
+
+/// `[auth]`: who may connect. The rules are those of [`crate::auth::PasswordAuth`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accept clients that send no user name. Default `true`.
+    pub allow_anonymous: bool,
+    /// Password file (`username:argon2 hash` lines, written by `keel passwd`); when set, a
+    /// client that sends a user name must be in it and give the right password. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            allow_anonymous: true,
+            password_file: None,
+        }
+    }
+}
+
+/// `[cluster]`: Raft membership. Parsed and validated, but the node runs alone for now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Address the node listens on for its peers (Raft and forwarding RPCs). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The initial voters, this node included, as `"ID@HOST:PORT"`. Empty (the default)
+    /// runs a cluster of one. Excludes `join`.
+    pub peers: Vec<Peer>,
+    /// `"HOST:PORT"` of a node of a running cluster to join, instead of starting one with
+    /// `peers`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<HostPort>,
+}
+
+/// A `HOST:PORT` address that may name a host (`node2.example:7000`), an IPv4 address, or a
+/// bracketed IPv6 address (`[::1]:7000`). Resolved when used, not when parsed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostPort {
+    /// Host name or IP address; an IPv6 address keeps its brackets.
+    pub host: String,
+    /// Never 0.
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HostPort, String> {
+        let bad = |why: &str| format!("invalid address {text:?}: {why} (expected HOST:PORT)");
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("the port is not 1 to 65535"))?;
+        if port == 0 {
+            return Err(bad("the port is not 1 to 65535"));
+        }
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let bracketed = host.starts_with('[') && host.ends_with(']');
+        if !bracketed && host.contains(':') {
+            return Err(bad("an IPv6 address needs brackets, as in [::1]:7000"));
+        }
+        let invalid = |c: char| c.is_whitespace() || c.is_control() || "@,/".contains(c);
+        if host.contains(invalid) {
+            return Err(bad("the host contains a space, '@', ',' or '/'"));
+        }
+        Ok(HostPort {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl TryFrom<String> for HostPort {
+    type Error = String;
+    fn try_from(text: String) -> Result<HostPort, String> {
+        text.parse()
+    }
+}
+
+impl From<HostPort> for String {
+    fn from(addr: HostPort) -> String {
+        addr.to_string()
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// One initial voter: `ID@HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Peer {
+    /// The peer's `node_id`.
+    pub id: u64,
+    /// Where its peers reach it.
+    pub addr: HostPort,
+}
+
+impl FromStr for Peer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Peer, String> {
+        let bad = |why: String| format!("invalid peer {text:?}: {why} (expected ID@HOST:PORT)");
+        let (id, addr) = text
+            .split_once('@')
+            .ok_or_else(|| bad("no '@'".to_owned()))?;
+        let id = id
+            .parse()
+            .map_err(|_| bad(format!("the id {id:?} is not a number")))?;
+        let addr = addr.parse().map_err(bad)?;
+        Ok(Peer { id, addr })
+    }
+}
+
+impl TryFrom<String> for Peer {
+    type Error = String;
+    fn try_from(text: String) -> Result<Peer, String> {
+        text.parse()
+    }
+}
+
+impl From<Peer> for String {
+    fn from(peer: Peer) -> String {
+        peer.to_string()
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.id, self.addr)
+    }
+}
+
+/// Parses a listener address: `"IP:PORT"`, or `""` for a listener that is off.
+pub fn parse_listen_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!(
+            "invalid listen address {text:?}: expected IP:PORT such as 0.0.0.0:1883, \
+             or \"\" to turn the listener off"
+        )
+    })
+}
+
+/// Serde for a listener address, `""` meaning off (TOML has no null).
+mod listen_addr {
+    use std::net::SocketAddr;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_listen_addr(&text).map_err(D::Error::custom)
+    }
+}
+
+/// A configuration that could not be loaded. Each message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
+    /// Not TOML, or not our keys and types; the message has the line and column.
+    #[error("config file {}: {error}", path.display())]
+    Parse {
+        path: PathBuf,
+        error: Box<toml::de::Error>,
+    },
+    #[error("config file {}: {error}", path.display())]
+    Invalid { path: PathBuf, error: InvalidConfig },
+}
+
+/// A configuration whose values are well-typed but not acceptable together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {problem}")]
+pub struct InvalidConfig {
+    /// Dotted path of the offending key, e.g. `mqtt.receive_maximum`.
+    pub field: &'static str,
+    /// What is wrong with it, with the value.
+    pub problem: String,
+}
+
+/// `Err(InvalidConfig)` unless `ok`.
+fn ensure(
+    ok: bool,
+    field: &'static str,
+    problem: impl FnOnce() -> String,
+) -> Result<(), InvalidConfig> {
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidConfig {
+            field,
+            problem: problem(),
+        })
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::read(path)?;
+        config.validate().map_err(|error| ConfigError::Invalid {
+            path: path.to_owned(),
+            error,
+        })?;
+        Ok(config)
+    }
+
+    /// Reads and parses the TOML file at `path` without validating it, for callers that
+    /// change it before validating (command-line overrides).
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Config::from_toml(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })
+    }
+
+    /// Parses a TOML document, without validating it.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The configuration as a TOML document ending in a newline, every key included except
+    /// unset optional ones.
+    pub fn to_toml(&self) -> String {
+        let mut text = toml::to_string(self).expect("every field of Config has a TOML form");
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Checks what the types cannot: ranges, formats, and options that must go together.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        ensure(!self.data_dir.as_os_str().is_empty(), "data_dir", || {
+            "must not be empty".to_owned()
+        })?;
+        self.validate_listeners()?;
+        if let Some(tls) = &self.tls {
+            ensure(!tls.cert.as_os_str().is_empty(), "tls.cert", || {
+                "must not be empty".to_owned()
+            })?;
+            ensure(!tls.key.as_os_str().is_empty(), "tls.key", || {
+                "must not be empty".to_owned()
+            })?;
+            ensure(
+                tls.client_ca.is_some() || !tls.require_client_cert,
+                "tls.require_client_cert",
+                || "needs tls.client_ca, the CAs to verify client certificates with".to_owned(),
+            )?;
+        }
+        self.validate_mqtt()?;
+        ensure(
+            self.auth.allow_anonymous || self.auth.password_file.is_some(),
+            "auth.allow_anonymous",
+            || "is false but no auth.password_file is set, so no client could connect".to_owned(),
+        )?;
+        self.validate_cluster()
+    }
+
+    fn validate_listeners(&self) -> Result<(), InvalidConfig> {
+        let listeners = &self.listeners;
+        let tls_on = self.tls.is_some();
+        let mqtt = [
+            listeners.tcp,
+            listeners.ws,
+            listeners.tls.filter(|_| tls_on),
+            listeners.wss.filter(|_| tls_on),
+        ];
+        ensure(mqtt.iter().any(Option::is_some), "listeners", || {
+            "no MQTT listener is on (tcp, ws, or tls/wss with [tls] configured)".to_owned()
+        })?;
+        let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
+        let all = [
+            ("listeners.tcp", listeners.tcp),
+            ("listeners.ws", listeners.ws),
+            ("listeners.http", listeners.http),
+            ("listeners.tls", listeners.tls.filter(|_| tls_on)),
+            ("listeners.wss", listeners.wss.filter(|_| tls_on)),
+            ("cluster.listen", self.cluster.listen),
+        ];
+        for (field, addr) in all {
+            let Some(addr) = addr else { continue };
+            if let Some((other, _)) = bound
+                .iter()
+                .find(|(_, a)| a.port() == addr.port() && overlaps(*a, addr))
+            {
+                return Err(InvalidConfig {
+                    field,
+                    problem: format!("{addr} is also the address of {other}"),
+                });
+            }
+            bound.push((field, addr));
+        }
+        Ok(())
+    }
+
+    fn validate_mqtt(&self) -> Result<(), InvalidConfig> {
+        let mqtt = &self.mqtt;
+        let size_max = u32::try_from(PACKET_SIZE_LIMIT).expect("the MQTT limit fits in u32");
+        ensure(
+            (PACKET_SIZE_MIN..=size_max).contains(&mqtt.packet_size_max),
+            "mqtt.packet_size_max",
+            || {
+                format!(
+                    "{} is not within {PACKET_SIZE_MIN}..={size_max}",
+                    mqtt.packet_size_max
+                )
+            },
+        )?;
+        ensure(mqtt.receive_maximum > 0, "mqtt.receive_maximum", || {
+            "must be at least 1 (MQTT 5 forbids 0)".to_owned()
+        })?;
+        ensure(mqtt.maximum_qos <= 2, "mqtt.maximum_qos", || {
+            format!("{} is not 0, 1 or 2", mqtt.maximum_qos)
+        })?;
+        ensure(
+            (CLIENT_ID_LEN_REQUIRED..=FIELD_LEN_MAX).contains(&mqtt.client_id_len_max),
+            "mqtt.client_id_len_max",
+            || {
+                format!(
+                    "{} is not within {CLIENT_ID_LEN_REQUIRED}..={FIELD_LEN_MAX} \
+                     (every server must accept 23)",
+                    mqtt.client_id_len_max
+                )
+            },
+        )?;
+        ensure(mqtt.inflight_max > 0, "mqtt.inflight_max", || {
+            "must be at least 1".to_owned()
+        })?;
+        ensure(mqtt.queue_max > 0, "mqtt.queue_max", || {
+            "must be at least 1".to_owned()
+        })?;
+        ensure(
+            mqtt.connect_timeout_secs > 0,
+            "mqtt.connect_timeout_secs",
+            || "must be at least 1".to_owned(),
+        )?;
+        ensure(mqtt.connections_max > 0, "mqtt.connections_max", || {
+            "must be at least 1".to_owned()
+        })
+    }
+
+    fn validate_cluster(&self) -> Result<(), InvalidConfig> {
+        let cluster = &self.cluster;
+        ensure(
+            cluster.peers.is_empty() || cluster.join.is_none(),
+            "cluster.join",
+            || "excludes cluster.peers: either start a cluster or join one".to_owned(),
+        )?;
+        for (i, peer) in cluster.peers.iter().enumerate() {
+            let earlier = &cluster.peers[..i];
+            ensure(
+                !earlier.iter().any(|p| p.id == peer.id),
+                "cluster.peers",
+                || format!("node id {} is listed twice", peer.id),
+            )?;
+            ensure(
+                !earlier.iter().any(|p| p.addr == peer.addr),
+                "cluster.peers",
+                || format!("address {} is listed twice", peer.addr),
+            )?;
+        }
+        ensure(
+            cluster.peers.is_empty() || cluster.peers.iter().any(|p| p.id == self.node_id),
+            "cluster.peers",
+            || format!("does not list this node (node_id = {})", self.node_id),
+        )
+    }
+
+    /// The session layer's limits. Expects a validated configuration; a `maximum_qos` above
+    /// 2 is read as 2.
+    pub fn session_config(&self) -> SessionConfig {
+        let mqtt = &self.mqtt;
+        SessionConfig {
+            packet_size_max: mqtt.packet_size_max,
+            topic_alias_max: mqtt.topic_alias_max,
+            receive_maximum: mqtt.receive_maximum,
+            keep_alive_max_secs: mqtt.keep_alive_max_secs,
+            session_expiry_max_secs: mqtt.session_expiry_max_secs,
+            maximum_qos: QoS::from_bits(mqtt.maximum_qos.min(2))
+                .expect("0, 1 and 2 are QoS levels"),
+            retain_available: mqtt.retain_available,
+            client_id_len_max: mqtt.client_id_len_max,
+        }
+    }
+
+    /// The broker core's limits, the durable state's included.
+    pub fn broker_config(&self) -> BrokerConfig {
+        let mqtt = &self.mqtt;
+        BrokerConfig {
+            inflight_max: mqtt.inflight_max,
+            receive_maximum: mqtt.receive_maximum,
+            state: StateConfig {
+                queue_max: mqtt.queue_max,
+                overflow: mqtt.overflow.into(),
+            },
+        }
+    }
+
+    /// TLS settings for the TLS and WSS listeners, when `[tls]` is configured.
+    pub fn tls_settings(&self) -> Option<TlsSettings> {
+        self.tls.as_ref().map(TlsConfig::settings)
+    }
+
+    /// WebSocket settings: a message may hold the largest accepted packet.
+    pub fn ws_config(&self) -> WsConfig {
+        let packet_size_max =
+            usize::try_from(self.mqtt.packet_size_max).expect("u32 fits in usize");
+        WsConfig {
+            message_size_max: packet_size_max.max(WsConfig::default().message_size_max),
+            ..WsConfig::default()
+        }
+    }
+
+    /// [`MqttConfig::connect_timeout_secs`] as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.mqtt.connect_timeout_secs.into())
+    }
+
+    /// The TLS listener's address, when it is on and `[tls]` is configured.
+    pub fn tls_listener(&self) -> Option<SocketAddr> {
+        self.listeners.tls.filter(|_| self.tls.is_some())
+    }
+
+    /// The WSS listener's address, when it is on and `[tls]` is configured.
+    pub fn wss_listener(&self) -> Option<SocketAddr> {
+        self.listeners.wss.filter(|_| self.tls.is_some())
+    }
+}
+
+/// Whether two listeners on the same port would collide: the same IP, or either is the
+/// unspecified address of the same family (`0.0.0.0` takes the port on every IPv4 address).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip()
+        || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../keel.example.toml");
+
+    fn parse(text: &str) -> Config {
+        Config::from_toml(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `problem` of the validation error of `text`, which must parse.
+    fn invalid(text: &str) -> InvalidConfig {
+        parse(text).validate().expect_err("should be invalid")
+    }
+
+    /// A configuration with every optional key set.
+    fn full() -> Config {
+        parse(
+            r#"
+            node_id = 2
+            [tls]
+            cert = "c.pem"
+            key = "k.pem"
+            client_ca = "ca.pem"
+            require_client_cert = true
+            [auth]
+            password_file = "passwd"
+            [cluster]
+            listen = "0.0.0.0:7000"
+            peers = ["1@a:7000", "2@b:7000", "3@[::1]:7000"]
+            "#,
+        )
+    }
+
+    /// Dotted paths of every key of a TOML document.
+    fn keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) => keys(inner, &format!("{path}."), out),
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    fn key_set(text: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        keys(&text.parse::<toml::Table>().unwrap(), "", &mut out);
+        out
+    }
+
+    /// The example with its commented-out settings (`# key = value`, `# [table]`) turned on.
+    fn example_uncommented() -> String {
+        let is_setting = |line: &str| {
+            let table = line.starts_with('[') && line.ends_with(']');
+            let key = line.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+            table || key
+        };
+        let lines = EXAMPLE.lines().map(|line| match line.strip_prefix("# ") {
+            Some(setting) if is_setting(setting) => setting,
+            _ => line,
+        });
+        lines.collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn example_file_equals_the_defaults() {
+        let example = parse(EXAMPLE);
+        assert_eq!(example, Config::default());
+        example.validate().unwrap();
+    }
+
+    #[test]
+    fn example_file_lists_every_option() {
+        let uncommented = example_uncommented();
+        let config = parse(&uncommented);
+        assert!(config.tls.is_some() && config.auth.password_file.is_some());
+        assert!(config.cluster.listen.is_some() && config.cluster.join.is_some());
+        let in_example = key_set(&uncommented);
+        let mut expected = key_set(&full().to_toml());
+        expected.insert("cluster.join".to_owned());
+        assert_eq!(in_example, expected);
+        assert!(key_set(&Config::default().to_toml()).is_subset(&in_example));
+    }
+
+    #[test]
+    fn defaults_are_those_of_each_layer() {
+        let config = Config::default();
+        assert_eq!(config.session_config(), SessionConfig::default());
+        assert_eq!(config.broker_config(), BrokerConfig::default());
+        assert_eq!(config.ws_config(), WsConfig::default());
+        assert_eq!(config.connect_timeout(), Duration::from_secs(10));
+        assert_eq!(config.mqtt.connections_max, 100_000);
+        assert_eq!(config.mqtt.sys_interval_secs, 10);
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.data_dir, Path::new("./keel-data"));
+        assert!(config.auth.allow_anonymous && config.auth.password_file.is_none());
+        assert_eq!(config.tls_settings(), None);
+        assert_eq!(config.tls_listener(), None, "TLS listeners need [tls]");
+        assert_eq!(config.wss_listener(), None);
+        let listeners = &config.listeners;
+        assert_eq!(listeners.tcp, Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!(listeners.ws, Some("0.0.0.0:8083".parse().unwrap()));
+        assert_eq!(listeners.http, Some("0.0.0.0:18083".parse().unwrap()));
+        assert_eq!(listeners.tls, Some("0.0.0.0:8883".parse().unwrap()));
+        assert_eq!(listeners.wss, Some("0.0.0.0:8084".parse().unwrap()));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default_configuration() {
+        assert_eq!(parse(""), Config::default());
+    }
+
+    #[test]
+    fn printed_configuration_reads_back_the_same() {
+        let full = full();
+        full.validate().unwrap();
+        assert_eq!(parse(&full.to_toml()), full);
+        assert_eq!(parse(&Config::default().to_toml()), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key_and_line() {
+        let error = Config::from_toml("[mqtt]\nrecieve_maximum = 5\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("recieve_maximum"), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+
+        let error = Config::from_toml("[listener]\ntcp = \"\"\n").unwrap_err();
+        assert!(error.to_string().contains("listener"), "{error}");
+        assert!(Config::from_toml("nodeid = 3").is_err());
+        assert!(Config::from_toml("[tls]\ncert = \"c\"\nkey = \"k\"\nca = \"x\"").is_err());
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        assert!(Config::from_toml("[mqtt]\nreceive_maximum = \"ten\"").is_err());
+        assert!(Config::from_toml("[mqtt]\nreceive_maximum = 70000").is_err());
+        assert!(Config::from_toml("[mqtt]\noverflow = \"drop_all\"").is_err());
+        assert!(
+            Config::from_toml("[tls]\ncert = \"c.pem\"").is_err(),
+            "key is required"
+        );
+    }
+
+    #[test]
+    fn an_empty_listen_address_turns_the_listener_off() {
+        let config = parse("[listeners]\nws = \"\"\nhttp = \"\"\ntcp = \"127.0.0.1:11883\"");
+        assert_eq!(config.listeners.ws, None);
+        assert_eq!(config.listeners.http, None);
+        assert_eq!(
+            config.listeners.tcp,
+            Some("127.0.0.1:11883".parse().unwrap())
+        );
+        assert!(config.to_toml().contains("ws = \"\""));
+        assert_eq!(parse(&config.to_toml()), config);
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_an_error_with_its_line() {
+        let error = Config::from_toml("[listeners]\ntcp = \"localhost\"").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("invalid listen address \"localhost\""),
+            "{message}"
+        );
+        assert!(message.contains("line 2"), "{message}");
+        assert!(Config::from_toml("[listeners]\ntcp = false").is_err());
+    }
+
+    #[test]
+    fn overflow_policy_reaches_the_state_config() {
+        let config = parse("[mqtt]\noverflow = \"drop_oldest\"\nqueue_max = 5");
+        let state = config.broker_config().state;
+        assert_eq!(state.overflow, OverflowPolicy::DropOldest);
+        assert_eq!(state.queue_max, 5);
+    }
+
+    #[test]
+    fn mqtt_limits_reach_the_session_and_broker() {
+        let config = parse(
+            "[mqtt]\npacket_size_max = 4096\nreceive_maximum = 10\nmaximum_qos = 1\n\
+             retain_available = false\ninflight_max = 7\nkeep_alive_max_secs = 60",
+        );
+        let session = config.session_config();
+        assert_eq!(session.packet_size_max, 4096);
+        assert_eq!(session.receive_maximum, 10);
+        assert_eq!(session.maximum_qos, QoS::AtLeastOnce);
+        assert!(!session.retain_available);
+        assert_eq!(session.keep_alive_max_secs, 60);
+        let broker = config.broker_config();
+        assert_eq!((broker.inflight_max, broker.receive_maximum), (7, 10));
+    }
+
+    #[test]
+    fn mqtt_limits_out_of_range_are_invalid() {
+        let cases = [
+            ("receive_maximum = 0", "mqtt.receive_maximum"),
+            ("packet_size_max = 1", "mqtt.packet_size_max"),
+            ("packet_size_max = 268435461", "mqtt.packet_size_max"),
+            ("maximum_qos = 3", "mqtt.maximum_qos"),
+            ("client_id_len_max = 22", "mqtt.client_id_len_max"),
+            ("client_id_len_max = 65536", "mqtt.client_id_len_max"),
+            ("inflight_max = 0", "mqtt.inflight_max"),
+            ("queue_max = 0", "mqtt.queue_max"),
+            ("connect_timeout_secs = 0", "mqtt.connect_timeout_secs"),
+            ("connections_max = 0", "mqtt.connections_max"),
+        ];
+        for (line, field) in cases {
+            assert_eq!(invalid(&format!("[mqtt]\n{line}")).field, field, "{line}");
+        }
+        for line in [
+            "packet_size_max = 2",
+            "packet_size_max = 268435460",
+            "maximum_qos = 0",
+        ] {
+            parse(&format!("[mqtt]\n{line}")).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn tls_settings_follow_client_ca_and_require_client_cert() {
+        let tls = |extra: &str| {
+            let config = parse(&format!(
+                "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{extra}"
+            ));
+            config.validate().unwrap();
+            config.tls_settings().unwrap()
+        };
+        let off = tls("");
+        assert_eq!(off.cert_chain_path, Path::new("c.pem"));
+        assert_eq!(off.key_path, Path::new("k.pem"));
+        assert_eq!(off.client_auth, ClientAuth::Off);
+        let ca_path = PathBuf::from("ca.pem");
+        assert_eq!(
+            tls("client_ca = \"ca.pem\"").client_auth,
+            ClientAuth::Optional {
+                ca_path: ca_path.clone()
+            }
+        );
+        assert_eq!(
+            tls("client_ca = \"ca.pem\"\nrequire_client_cert = true").client_auth,
+            ClientAuth::Required { ca_path }
+        );
+        let error = invalid("[tls]\ncert = \"c\"\nkey = \"k\"\nrequire_client_cert = true");
+        assert_eq!(error.field, "tls.require_client_cert");
+    }
+
+    #[test]
+    fn tls_listeners_start_only_with_a_certificate() {
+        let config = parse("[tls]\ncert = \"c\"\nkey = \"k\"\n[listeners]\nwss = \"\"");
+        assert_eq!(config.tls_listener(), Some("0.0.0.0:8883".parse().unwrap()));
+        assert_eq!(config.wss_listener(), None);
+    }
+
+    #[test]
+    fn a_node_without_mqtt_listeners_is_invalid() {
+        let off = "[listeners]\ntcp = \"\"\nws = \"\"";
+        assert_eq!(invalid(off).field, "listeners");
+        // TLS listeners count only with a certificate.
+        parse(&format!("{off}\n[tls]\ncert = \"c\"\nkey = \"k\""))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn two_listeners_on_one_port_are_invalid() {
+        let error = invalid("[listeners]\nws = \"127.0.0.1:1883\"");
+        assert_eq!(error.field, "listeners.ws");
+        assert!(error.problem.contains("listeners.tcp"), "{error}");
+        let error = invalid("[cluster]\nlisten = \"0.0.0.0:18083\"");
+        assert_eq!(error.field, "cluster.listen");
+        // Different IPs of one family on one port do not collide, nor do unstarted listeners.
+        parse("[listeners]\ntcp = \"127.0.0.1:1883\"\nws = \"127.0.0.2:1883\"\ntls = \"0.0.0.0:8083\"")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn refusing_anonymous_clients_needs_a_password_file() {
+        let error = invalid("[auth]\nallow_anonymous = false");
+        assert_eq!(error.field, "auth.allow_anonymous");
+        parse("[auth]\nallow_anonymous = false\npassword_file = \"p\"")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn peers_are_parsed_as_id_at_host_port() {
+        let config = full();
+        let ids: Vec<u64> = config.cluster.peers.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(config.cluster.peers[2].addr.host, "[::1]");
+        assert_eq!(config.cluster.peers[2].addr.port, 7000);
+        assert_eq!(config.cluster.peers[2].to_string(), "3@[::1]:7000");
+        let bad = [
+            "a:7000",
+            "x@a:7000",
+            "1@a",
+            "1@:7000",
+            "1@a:0",
+            "1@a:70000",
+            "1@::1:7000",
+            "1@a b:7000",
+            "1@a,b:7000",
+        ];
+        for peer in bad {
+            let text = format!("[cluster]\npeers = [\"1@a:7000\", \"{peer}\"]");
+            let error = Config::from_toml(&text).expect_err(peer).to_string();
+            assert!(error.contains("invalid"), "{peer}: {error}");
+            assert!(error.contains("line 2"), "{peer}: {error}");
+        }
+    }
+
+    #[test]
+    fn cluster_membership_is_checked() {
+        let error = invalid("[cluster]\npeers = [\"2@a:1\", \"3@b:1\"]");
+        assert_eq!(error.field, "cluster.peers");
+        assert!(error.problem.contains("node_id = 1"), "{error}");
+        let error = invalid("[cluster]\npeers = [\"1@a:1\", \"1@b:1\"]");
+        assert!(error.problem.contains("listed twice"), "{error}");
+        let error = invalid("[cluster]\npeers = [\"1@a:1\", \"2@a:1\"]");
+        assert!(error.problem.contains("a:1"), "{error}");
+        let error = invalid("[cluster]\npeers = [\"1@a:1\"]\njoin = \"b:1\"");
+        assert_eq!(error.field, "cluster.join");
+        parse("[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let error = Config::load(&missing).unwrap_err().to_string();
+        assert!(error.contains("missing.toml"), "{error}");
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[mqtt]\nreceive_maximum = 0\n").unwrap();
+        let error = Config::load(&bad).unwrap_err().to_string();
+        assert!(error.contains("bad.toml"), "{error}");
+        assert!(error.contains("mqtt.receive_maximum"), "{error}");
+        assert!(Config::read(&bad).is_ok(), "read does not validate");
+
+        std::fs::write(&bad, "[mqtt\n").unwrap();
+        let error = Config::load(&bad).unwrap_err().to_string();
+        assert!(
+            error.contains("bad.toml") && error.contains("line 1"),
+            "{error}"
+        );
+    }
+}
