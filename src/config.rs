@@ -524,13 +524,8 @@ impl Config {
 
     fn validate_listeners(&self) -> Result<(), InvalidConfig> {
         let listeners = &self.listeners;
-        let tls_on = self.tls.is_some();
-        let mqtt = [
-            listeners.tcp,
-            listeners.ws,
-            listeners.tls.filter(|_| tls_on),
-            listeners.wss.filter(|_| tls_on),
-        ];
+        let (tls, wss) = (self.tls_listener(), self.wss_listener());
+        let mqtt = [listeners.tcp, listeners.ws, tls, wss];
         ensure(mqtt.iter().any(Option::is_some), "listeners", || {
             "no MQTT listener is on (tcp, ws, or tls/wss with [tls] configured)".to_owned()
         })?;
@@ -539,16 +534,13 @@ impl Config {
             ("listeners.tcp", listeners.tcp),
             ("listeners.ws", listeners.ws),
             ("listeners.http", listeners.http),
-            ("listeners.tls", listeners.tls.filter(|_| tls_on)),
-            ("listeners.wss", listeners.wss.filter(|_| tls_on)),
+            ("listeners.tls", tls),
+            ("listeners.wss", wss),
             ("cluster.listen", self.cluster.listen),
         ];
         for (field, addr) in all {
             let Some(addr) = addr else { continue };
-            if let Some((other, _)) = bound
-                .iter()
-                .find(|(_, a)| a.port() == addr.port() && overlaps(*a, addr))
-            {
+            if let Some((other, _)) = bound.iter().find(|(_, a)| collide(*a, addr)) {
                 return Err(InvalidConfig {
                     field,
                     problem: format!("{addr} is also the address of {other}"),
@@ -693,11 +685,14 @@ impl Config {
     }
 }
 
-/// Whether two listeners on the same port would collide: the same IP, or either is the
-/// unspecified address of the same family (`0.0.0.0` takes the port on every IPv4 address).
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    a.ip() == b.ip()
-        || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+/// Whether two listeners would take the same port: the same port other than 0 (port 0 asks
+/// the OS for a free one), on the same IP or where one covers the other: `0.0.0.0` takes the
+/// port on every IPv4 address, and `[::]` on every address (Linux binds it dual-stack).
+fn collide(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers =
+        |x: SocketAddr, y: SocketAddr| x.ip().is_unspecified() && (x.is_ipv6() || y.is_ipv4());
+    let ips_overlap = a.ip() == b.ip() || covers(a, b) || covers(b, a);
+    a.port() == b.port() && a.port() != 0 && ips_overlap
 }
 
 #[cfg(test)]
@@ -979,6 +974,12 @@ mod tests {
         assert!(error.problem.contains("listeners.tcp"), "{error}");
         let error = invalid("[cluster]\nlisten = \"0.0.0.0:18083\"");
         assert_eq!(error.field, "cluster.listen");
+        let error = invalid("[listeners]\ntcp = \"[::]:1883\"\nws = \"127.0.0.1:1883\"");
+        assert_eq!(error.field, "listeners.ws");
+        // Port 0 (any free port) never collides.
+        parse("[listeners]\ntcp = \"127.0.0.1:0\"\nws = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"")
+            .validate()
+            .unwrap();
         // Different IPs of one family on one port do not collide, nor do unstarted listeners.
         parse("[listeners]\ntcp = \"127.0.0.1:1883\"\nws = \"127.0.0.2:1883\"\ntls = \"0.0.0.0:8083\"")
             .validate()
