@@ -54,7 +54,7 @@ fn init_logging() {
 }
 
 fn serve(config: keel::config::Config) -> anyhow::Result<()> {
-    // TODO: call `keel::server::serve(config)` once the server shell has it.
     tracing::debug!(config = %config.to_toml(), "effective configuration");
-    anyhow::bail!("server not built yet: the configuration is valid, but this build cannot serve")
+    keel::server::serve(config)?;
+    Ok(())
 }

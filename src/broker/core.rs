@@ -92,6 +92,21 @@ pub enum PublishError {
     NotConnected,
 }
 
+/// Counters of what the broker did, for `$SYS` topics and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BrokerStats {
+    /// PUBLISH packets accepted from clients (and wills and `$SYS` publishes).
+    pub publishes_received: u64,
+    /// PUBLISH packets handed to connections to send.
+    pub deliveries: u64,
+    /// QoS 1/2 messages dropped because a session's queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages whose expiry interval passed before they could be sent.
+    pub dropped_expired: u64,
+    /// Messages given up for a client: too large for it, or refused by it.
+    pub discarded: u64,
+}
+
 /// A connection of this node serving a session.
 #[derive(Debug)]
 struct Connection {
@@ -117,6 +132,7 @@ pub struct Broker {
     /// How far each disconnected session's queue was sent, for DUP on resume.
     sent_before: BTreeMap<ClientId, u64>,
     effects: Vec<Effect>,
+    stats: BrokerStats,
 }
 
 impl Broker {
@@ -128,6 +144,7 @@ impl Broker {
             owners: BTreeMap::new(),
             sent_before: BTreeMap::new(),
             effects: Vec::new(),
+            stats: BrokerStats::default(),
         }
     }
 
@@ -137,6 +154,10 @@ impl Broker {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    pub fn stats(&self) -> &BrokerStats {
+        &self.stats
     }
 
     /// Number of connections serving a session.
@@ -258,6 +279,7 @@ impl Broker {
                 return Err(PublishError::ReceiveMaximumExceeded);
             }
         }
+        self.stats.publishes_received += 1;
         let message = Arc::new(message);
         if retain_update && message.retain {
             // An empty retained payload clears the topic's retained message
@@ -297,6 +319,7 @@ impl Broker {
             return false;
         };
         let client_id = connection.client_id.clone();
+        self.stats.discarded += 1;
         self.apply(Command::Acked { client_id, seq });
         self.pump(conn, now_ms);
         true
@@ -488,6 +511,8 @@ impl Broker {
             _ => 0,
         };
         let applied = self.state.apply(command);
+        self.stats.dropped_queue_full += applied.dropped_queue_full as u64;
+        self.stats.deliveries += applied.direct.len() as u64;
         for direct in &applied.direct {
             if let Some(&conn) = self.owners.get(&direct.client_id) {
                 self.effects.push(Effect::Deliver {
@@ -550,6 +575,7 @@ impl Broker {
             connection.sent_through = queued.seq;
             if queued.message.is_expired(now_ms) && !queued.pubrec_received {
                 expired.push(queued.seq);
+                self.stats.dropped_expired += 1;
                 continue;
             }
             connection.inflight.insert(packet_id, queued.seq);
@@ -565,6 +591,7 @@ impl Broker {
                     subscription_ids: queued.subscription_ids.clone(),
                 }
             };
+            self.stats.deliveries += 1;
             self.effects.push(Effect::Deliver { conn, delivery });
         }
         let client_id = connection.client_id.clone();

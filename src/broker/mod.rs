@@ -8,7 +8,8 @@
 mod core;
 
 pub use self::core::{
-    Broker, BrokerConfig, ConnId, ConnectRequest, Delivery, Effect, PublishError, PublishOutcome,
+    Broker, BrokerConfig, BrokerStats, ConnId, ConnectRequest, Delivery, Effect, PublishError,
+    PublishOutcome,
 };
 
 #[cfg(test)]

@@ -69,7 +69,12 @@ impl Core {
     /// Carries out the broker's effects until there are none: deliveries for `own` go
     /// straight into its session (so they follow the packets it just produced), the rest
     /// to the outboxes of their connections.
-    pub fn dispatch(&mut self, mut own: Option<&mut Session>, now_ms: u64, qos0_dropped: &AtomicU64) {
+    pub fn dispatch(
+        &mut self,
+        mut own: Option<&mut Session>,
+        now_ms: u64,
+        qos0_dropped: &AtomicU64,
+    ) {
         loop {
             let effects = self.broker.take_effects();
             if effects.is_empty() {

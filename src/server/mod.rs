@@ -7,6 +7,7 @@
 mod connection;
 mod hub;
 mod outbox;
+mod serve;
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::transport::TransportAcceptor;
 
 pub use connection::ConnectionContext;
 pub use hub::Hub;
+pub use serve::{serve, settings, ServeError};
 
 /// How often wills and session expiries are checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -85,6 +87,9 @@ impl<N: Net> Server<N> {
             let listener = net.bind(&spec.addr).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.addr))
             })?;
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(transport = %spec.acceptor.transport(), %addr, "listening");
+            }
             listeners.push((listener, spec.acceptor.clone()));
         }
         let hub = Arc::new(Hub::new(Broker::new(settings.broker)));
@@ -230,22 +235,37 @@ async fn tick_loop(
         core.broker.tick(now_ms);
         if !sys_interval.is_zero() && now_ms >= next_sys_ms {
             next_sys_ms = now_ms + sys_interval.as_millis() as u64;
-            publish_sys(&mut core.broker, started_ms, now_ms);
+            let qos0_dropped = hub.qos0_dropped.load(std::sync::atomic::Ordering::Relaxed);
+            publish_sys(&mut core.broker, qos0_dropped, started_ms, now_ms);
         }
         core.dispatch(None, now_ms, &hub.qos0_dropped);
     }
 }
 
 /// The `$SYS/broker/...` topics (retained, like Mosquitto's).
-fn publish_sys(broker: &mut Broker, started_ms: u64, now_ms: u64) {
+fn publish_sys(broker: &mut Broker, qos0_dropped: u64, started_ms: u64, now_ms: u64) {
     let state = broker.state();
+    let stats = *broker.stats();
+    let dropped = stats.dropped_queue_full + stats.dropped_expired + stats.discarded + qos0_dropped;
     let values = [
         ("version", format!("keel {}", env!("CARGO_PKG_VERSION"))),
-        ("uptime", format!("{} seconds", (now_ms - started_ms) / 1000)),
+        (
+            "uptime",
+            format!("{} seconds", (now_ms - started_ms) / 1000),
+        ),
         ("clients/connected", broker.connection_count().to_string()),
         ("clients/total", state.sessions().count().to_string()),
-        ("subscriptions/count", state.subscription_count().to_string()),
-        ("retained messages/count", state.retained().count().to_string()),
+        (
+            "subscriptions/count",
+            state.subscription_count().to_string(),
+        ),
+        (
+            "retained messages/count",
+            state.retained().count().to_string(),
+        ),
+        ("messages/received", stats.publishes_received.to_string()),
+        ("messages/sent", stats.deliveries.to_string()),
+        ("publish/messages/dropped", dropped.to_string()),
     ];
     for (name, value) in values {
         // The names above are fixed ASCII without wildcards.

@@ -1,0 +1,118 @@
+//! `keel serve`: a node on real sockets from a [`Config`], until SIGTERM or Ctrl-C.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::auth::{AuthError, PasswordAuth};
+use crate::config::Config;
+use crate::net::{Rng, SystemClock, TokioNet};
+use crate::transport::{tls, TlsConfigError, TransportAcceptor, HANDSHAKE_TIMEOUT_DEFAULT};
+
+use super::{ListenerSpec, Server, ServerSettings};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The listeners the configuration turns on, with their transports.
+fn listeners(config: &Config) -> Result<Vec<ListenerSpec>, ServeError> {
+    let timeout = HANDSHAKE_TIMEOUT_DEFAULT;
+    let mut specs = Vec::new();
+    if let Some(addr) = config.listeners.tcp {
+        specs.push(ListenerSpec {
+            addr: addr.to_string(),
+            acceptor: TransportAcceptor::tcp(),
+        });
+    }
+    if let Some(addr) = config.listeners.ws {
+        specs.push(ListenerSpec {
+            addr: addr.to_string(),
+            acceptor: TransportAcceptor::ws(config.ws_config(), timeout),
+        });
+    }
+    if let Some(settings) = config.tls_settings() {
+        let acceptor = tls::acceptor(&settings)?;
+        if let Some(addr) = config.tls_listener() {
+            specs.push(ListenerSpec {
+                addr: addr.to_string(),
+                acceptor: TransportAcceptor::tls(acceptor.clone(), timeout),
+            });
+        }
+        if let Some(addr) = config.wss_listener() {
+            specs.push(ListenerSpec {
+                addr: addr.to_string(),
+                acceptor: TransportAcceptor::wss(acceptor, config.ws_config(), timeout),
+            });
+        }
+    }
+    Ok(specs)
+}
+
+/// Builds the settings of a node from its configuration.
+pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
+    Ok(ServerSettings {
+        listeners: listeners(config)?,
+        session: config.session_config(),
+        broker: config.broker_config(),
+        connect_timeout: config.connect_timeout(),
+        max_connections: config.mqtt.connections_max as usize,
+        sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
+        auth: Arc::new(PasswordAuth::from_config(&config.auth)?),
+        ..ServerSettings::default()
+    })
+}
+
+/// Runs a node on a multi-threaded tokio runtime until SIGTERM or Ctrl-C.
+pub fn serve(config: Config) -> Result<(), ServeError> {
+    let settings = settings(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("keel")
+        .build()?;
+    runtime.block_on(async {
+        let server = Server::bind(&TokioNet, settings).await?;
+        if config.listeners.http.is_some() {
+            tracing::warn!("the admin HTTP API is not built yet; no HTTP listener started");
+        }
+        server
+            .run(
+                Arc::new(SystemClock),
+                Rng::from_os_entropy()?,
+                shutdown_signal(),
+            )
+            .await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
