@@ -184,6 +184,8 @@ pub enum CliError {
     PasswordsDiffer,
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error("cannot print the configuration: {0}")]
+    Print(#[from] toml::ser::Error),
 }
 
 fn from_file(file: Option<&Path>) -> String {
@@ -378,7 +380,7 @@ pub fn check_config(path: &Path) -> Result<String, CliError> {
     Ok(format!(
         "# {}: valid. The effective configuration, defaults included:\n\n{}",
         path.display(),
-        config.to_toml()
+        config.to_toml()?
     ))
 }
 

@@ -485,13 +485,14 @@ impl Config {
     }
 
     /// The configuration as a TOML document ending in a newline, every key included except
-    /// unset optional ones.
-    pub fn to_toml(&self) -> String {
-        let mut text = toml::to_string(self).expect("every field of Config has a TOML form");
+    /// unset optional ones. Fails only on a path that is not UTF-8 (possible from a
+    /// command-line flag, never from a TOML file).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut text = toml::to_string(self)?;
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        text
+        Ok(text)
     }
 
     /// Checks what the types cannot: ranges, formats, and options that must go together.
@@ -780,10 +781,10 @@ mod tests {
         assert!(config.tls.is_some() && config.auth.password_file.is_some());
         assert!(config.cluster.listen.is_some() && config.cluster.join.is_some());
         let in_example = key_set(&uncommented);
-        let mut expected = key_set(&full().to_toml());
+        let mut expected = key_set(&full().to_toml().unwrap());
         expected.insert("cluster.join".to_owned());
         assert_eq!(in_example, expected);
-        assert!(key_set(&Config::default().to_toml()).is_subset(&in_example));
+        assert!(key_set(&Config::default().to_toml().unwrap()).is_subset(&in_example));
     }
 
     #[test]
@@ -819,8 +820,11 @@ mod tests {
     fn printed_configuration_reads_back_the_same() {
         let full = full();
         full.validate().unwrap();
-        assert_eq!(parse(&full.to_toml()), full);
-        assert_eq!(parse(&Config::default().to_toml()), Config::default());
+        assert_eq!(parse(&full.to_toml().unwrap()), full);
+        assert_eq!(
+            parse(&Config::default().to_toml().unwrap()),
+            Config::default()
+        );
     }
 
     #[test]
@@ -856,8 +860,8 @@ mod tests {
             config.listeners.tcp,
             Some("127.0.0.1:11883".parse().unwrap())
         );
-        assert!(config.to_toml().contains("ws = \"\""));
-        assert_eq!(parse(&config.to_toml()), config);
+        assert!(config.to_toml().unwrap().contains("ws = \"\""));
+        assert_eq!(parse(&config.to_toml().unwrap()), config);
     }
 
     #[test]

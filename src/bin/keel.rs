@@ -56,7 +56,7 @@ fn init_logging() {
 }
 
 fn serve(config: keel::config::Config) -> anyhow::Result<()> {
-    tracing::debug!(config = %config.to_toml(), "effective configuration");
+    tracing::debug!(?config, "effective configuration");
     keel::server::serve(config)?;
     Ok(())
 }
