@@ -1,0 +1,102 @@
+//! Password authentication end to end: a password file written by `keel passwd`'s library
+//! code, a configuration naming it, a node built from that configuration, and an independent
+//! client (rumqttc) connecting with good and bad credentials, in MQTT 3.1.1 and 5.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestBroker;
+use keel::config::Config;
+use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as Code5;
+use rumqttc::{ConnectReturnCode as Code3, Event, MqttOptions, Packet};
+
+/// A node whose configuration has `alice`/`s3cret` in its password file and `allow_anonymous`
+/// as given. The temporary directory must outlive the node.
+async fn broker(allow_anonymous: bool) -> (TestBroker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    keel::cli::set_password(&passwd, "alice", b"s3cret").unwrap();
+    let mut config = Config::default();
+    config.auth.allow_anonymous = allow_anonymous;
+    config.auth.password_file = Some(passwd);
+    config.validate().unwrap();
+    let settings = keel::server::settings(&config).unwrap();
+    (TestBroker::start(settings).await, dir)
+}
+
+/// The CONNACK an MQTT 3.1.1 client gets with these credentials.
+async fn connect_v311(broker: &TestBroker, credentials: Option<(&str, &str)>) -> Code3 {
+    let mut options = MqttOptions::new("c311", "127.0.0.1", broker.port());
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let polled = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+        .await
+        .expect("CONNACK in time");
+    match polled {
+        Ok(Event::Incoming(Packet::ConnAck(ack))) => ack.code,
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => code,
+        other => panic!("expected a CONNACK, got {other:?}"),
+    }
+}
+
+/// The CONNACK an MQTT 5 client gets with these credentials.
+async fn connect_v5(broker: &TestBroker, credentials: Option<(&str, &str)>) -> Code5 {
+    use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};
+    let mut options = MqttOptions::new("c5", "127.0.0.1", broker.port());
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
+    let (_client, mut eventloop) = AsyncClient::new(options, 10);
+    let polled = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+        .await
+        .expect("CONNACK in time");
+    match polled {
+        Ok(Event::Incoming(Incoming::ConnAck(ack))) => ack.code,
+        Err(ConnectionError::ConnectionRefused(code)) => code,
+        other => panic!("expected a CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn v311_clients_need_the_password_of_a_listed_user() {
+    let (broker, _dir) = broker(false).await;
+    let right = Some(("alice", "s3cret"));
+    assert_eq!(connect_v311(&broker, right).await, Code3::Success);
+    let wrong = Some(("alice", "guess"));
+    assert_eq!(
+        connect_v311(&broker, wrong).await,
+        Code3::BadUserNamePassword
+    );
+    let unknown = Some(("mallory", "s3cret"));
+    assert_eq!(
+        connect_v311(&broker, unknown).await,
+        Code3::BadUserNamePassword
+    );
+    assert_eq!(connect_v311(&broker, None).await, Code3::NotAuthorized);
+}
+
+#[tokio::test]
+async fn v5_clients_need_the_password_of_a_listed_user() {
+    let (broker, _dir) = broker(false).await;
+    let right = Some(("alice", "s3cret"));
+    assert_eq!(connect_v5(&broker, right).await, Code5::Success);
+    let wrong = Some(("alice", "guess"));
+    assert_eq!(connect_v5(&broker, wrong).await, Code5::BadUserNamePassword);
+    assert_eq!(connect_v5(&broker, None).await, Code5::NotAuthorized);
+}
+
+#[tokio::test]
+async fn anonymous_clients_get_in_when_allowed_but_named_users_must_still_prove_it() {
+    let (broker, _dir) = broker(true).await;
+    assert_eq!(connect_v311(&broker, None).await, Code3::Success);
+    let unknown = Some(("mallory", "x"));
+    assert_eq!(
+        connect_v311(&broker, unknown).await,
+        Code3::BadUserNamePassword
+    );
+    let right = Some(("alice", "s3cret"));
+    assert_eq!(connect_v5(&broker, right).await, Code5::Success);
+}
