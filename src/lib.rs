@@ -15,6 +15,7 @@
 //! | `session` | one connection's protocol state machine: CONNECT, QoS flows at the edge, keep-alive, aliases, reason codes | tokio, clocks, I/O |
 //! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`; the one place with `cfg(feature = "sim")` | any other Keel module |
 //! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite) | MQTT packets (`codec`), session, broker, state, turmoil |
+//! | `loadgen` | the load generator behind `keel-bench`: MQTT clients over real sockets (tokio, Keel's codec), scenarios, delivery accounting, latency, broker CPU/RSS from `/proc` | any broker-side module (it must measure any broker the same way) |
 //! | `config` | the TOML configuration: defaults, validation, and the settings of each layer it feeds | tokio, I/O beyond reading its file |
 //! | `auth`  | password files (argon2id) and the CONNECT credential rules (`PasswordAuth`) | tokio, clocks, `broker`, `state` |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config` | tokio, `broker`, `state` |
@@ -28,6 +29,7 @@ pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod loadgen;
 pub mod net;
 pub mod router;
 pub mod server;
