@@ -16,7 +16,9 @@ use crate::support::{seed, ReplayHint};
 /// A fixed wall-clock start, so every run of a seed reads the same times.
 const EPOCH_MS: u64 = 1_750_000_000_000;
 
-fn broker_host(seed: u64) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = turmoil::Result> + 'static>> {
+fn broker_host(
+    seed: u64,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = turmoil::Result> + 'static>> {
     move || {
         Box::pin(async move {
             let settings = ServerSettings {
@@ -28,7 +30,11 @@ fn broker_host(seed: u64) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Fut
             };
             let server = Server::bind(&SimNet, settings).await?;
             server
-                .run(Arc::new(SimClock::new(EPOCH_MS)), Rng::from_seed(seed), std::future::pending())
+                .run(
+                    Arc::new(SimClock::new(EPOCH_MS)),
+                    Rng::from_seed(seed),
+                    std::future::pending(),
+                )
                 .await?;
             Ok(())
         })
@@ -56,9 +62,21 @@ fn run_exchange(protocol: Protocol, test: &'static str) {
         assert_eq!(
             got,
             vec![
-                ("t/0".to_string(), Bytes::from_static(b"zero"), QoS::AtMostOnce),
-                ("t/1".to_string(), Bytes::from_static(b"one"), QoS::AtLeastOnce),
-                ("t/2".to_string(), Bytes::from_static(b"two"), QoS::ExactlyOnce),
+                (
+                    "t/0".to_string(),
+                    Bytes::from_static(b"zero"),
+                    QoS::AtMostOnce
+                ),
+                (
+                    "t/1".to_string(),
+                    Bytes::from_static(b"one"),
+                    QoS::AtLeastOnce
+                ),
+                (
+                    "t/2".to_string(),
+                    Bytes::from_static(b"two"),
+                    QoS::ExactlyOnce
+                ),
             ]
         );
         Ok(())
@@ -67,9 +85,15 @@ fn run_exchange(protocol: Protocol, test: &'static str) {
         let mut subscribed = subscribed_rx;
         subscribed.wait_for(|s| *s).await?;
         let mut client = Client::connect("broker:1883", protocol, "pub", true).await?;
-        client.publish("t/0", QoS::AtMostOnce, Bytes::from_static(b"zero")).await?;
-        client.publish("t/1", QoS::AtLeastOnce, Bytes::from_static(b"one")).await?;
-        client.publish("t/2", QoS::ExactlyOnce, Bytes::from_static(b"two")).await?;
+        client
+            .publish("t/0", QoS::AtMostOnce, Bytes::from_static(b"zero"))
+            .await?;
+        client
+            .publish("t/1", QoS::AtLeastOnce, Bytes::from_static(b"one"))
+            .await?;
+        client
+            .publish("t/2", QoS::ExactlyOnce, Bytes::from_static(b"two"))
+            .await?;
         Ok(())
     });
     sim.run().expect("simulation");
@@ -77,10 +101,16 @@ fn run_exchange(protocol: Protocol, test: &'static str) {
 
 #[test]
 fn v311_clients_exchange_qos_0_1_2_through_a_simulated_node() {
-    run_exchange(Protocol::V3_1_1, "v311_clients_exchange_qos_0_1_2_through_a_simulated_node");
+    run_exchange(
+        Protocol::V3_1_1,
+        "v311_clients_exchange_qos_0_1_2_through_a_simulated_node",
+    );
 }
 
 #[test]
 fn v5_clients_exchange_qos_0_1_2_through_a_simulated_node() {
-    run_exchange(Protocol::V5, "v5_clients_exchange_qos_0_1_2_through_a_simulated_node");
+    run_exchange(
+        Protocol::V5,
+        "v5_clients_exchange_qos_0_1_2_through_a_simulated_node",
+    );
 }

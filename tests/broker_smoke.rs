@@ -43,10 +43,17 @@ async fn v311_qos_0_1_2_are_delivered_in_order() {
     .await
     .unwrap();
 
-    let (publisher, mut pub_loop) = AsyncClient::new(MqttOptions::new("pub", "127.0.0.1", broker.port()), 100);
+    let (publisher, mut pub_loop) =
+        AsyncClient::new(MqttOptions::new("pub", "127.0.0.1", broker.port()), 100);
     tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
-    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
-        publisher.publish(format!("t/{i}"), qos, false, vec![i as u8]).await.unwrap();
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        publisher
+            .publish(format!("t/{i}"), qos, false, vec![i as u8])
+            .await
+            .unwrap();
     }
     let got = collect_publishes(&mut sub_loop, 3).await;
     assert_eq!(
@@ -79,14 +86,24 @@ async fn v5_qos_0_1_2_are_delivered() {
     .unwrap();
     let (publisher, mut pub_loop) = Client5::new(O5::new("pub5", "127.0.0.1", broker.port()), 100);
     tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
-    for (i, qos) in [Q5::AtMostOnce, Q5::AtLeastOnce, Q5::ExactlyOnce].into_iter().enumerate() {
-        publisher.publish(format!("v5/{i}"), qos, false, vec![i as u8]).await.unwrap();
+    for (i, qos) in [Q5::AtMostOnce, Q5::AtLeastOnce, Q5::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        publisher
+            .publish(format!("v5/{i}"), qos, false, vec![i as u8])
+            .await
+            .unwrap();
     }
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), async {
         while got.len() < 3 {
             if let E5::Incoming(P5::Publish(p)) = sub_loop.poll().await.unwrap() {
-                got.push((String::from_utf8(p.topic.to_vec()).unwrap(), p.payload.to_vec(), p.qos));
+                got.push((
+                    String::from_utf8(p.topic.to_vec()).unwrap(),
+                    p.payload.to_vec(),
+                    p.qos,
+                ));
             }
         }
     })

@@ -26,7 +26,23 @@ async fn exchange(version: &str) {
     let broker = TestBroker::start_default().await;
     let port = broker.port().to_string();
     let mut sub = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", "2", "-t", "smoke/#", "-v", "-C", "3", "-i", "mq-sub"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-q",
+            "2",
+            "-t",
+            "smoke/#",
+            "-v",
+            "-C",
+            "3",
+            "-i",
+            "mq-sub",
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -37,20 +53,42 @@ async fn exchange(version: &str) {
     // reaches it either live or as the retained copy on subscribe.
     let publish = |topic: &str, qos: &str, message: &str, retain: bool| {
         let mut cmd = Command::new("mosquitto_pub");
-        cmd.args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos, "-t", topic, "-m", message]);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-q",
+            qos,
+            "-t",
+            topic,
+            "-m",
+            message,
+        ]);
         if retain {
             cmd.arg("-r");
         }
         cmd.status()
     };
-    assert!(publish("smoke/retained", "1", "first", true).await.unwrap().success());
+    assert!(publish("smoke/retained", "1", "first", true)
+        .await
+        .unwrap()
+        .success());
     let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .expect("subscriber output in time")
         .unwrap();
     assert_eq!(first.as_deref(), Some("smoke/retained first"));
-    assert!(publish("smoke/q1", "1", "second", false).await.unwrap().success());
-    assert!(publish("smoke/q2", "2", "third", false).await.unwrap().success());
+    assert!(publish("smoke/q1", "1", "second", false)
+        .await
+        .unwrap()
+        .success());
+    assert!(publish("smoke/q2", "2", "third", false)
+        .await
+        .unwrap()
+        .success());
     let mut rest = Vec::new();
     for _ in 0..2 {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
@@ -60,7 +98,10 @@ async fn exchange(version: &str) {
         rest.push(line.unwrap_or_default());
     }
     assert_eq!(rest, ["smoke/q1 second", "smoke/q2 third"]);
-    let status = tokio::time::timeout(Duration::from_secs(10), sub.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), sub.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "mosquitto_sub exits after 3 messages");
 }
 

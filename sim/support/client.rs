@@ -39,7 +39,12 @@ fn other(message: String) -> io::Error {
 
 impl Client {
     /// Connects and waits for a successful CONNACK.
-    pub async fn connect(addr: &str, protocol: Protocol, client_id: &str, clean_start: bool) -> io::Result<Client> {
+    pub async fn connect(
+        addr: &str,
+        protocol: Protocol,
+        client_id: &str,
+        clean_start: bool,
+    ) -> io::Result<Client> {
         let stream = tokio::time::timeout(TIMEOUT, SimNet.connect(addr))
             .await
             .map_err(|_| other(format!("connect to {addr} timed out")))??;
@@ -182,7 +187,8 @@ impl Client {
                 }
                 Packet::PubRel(rel) => {
                     self.qos2_pending.remove(&rel.packet_id);
-                    self.send(Packet::PubComp(PubReply::new(rel.packet_id))).await?;
+                    self.send(Packet::PubComp(PubReply::new(rel.packet_id)))
+                        .await?;
                 }
                 p => return Err(other(format!("unexpected {p:?}"))),
             }
