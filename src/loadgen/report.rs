@@ -157,6 +157,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// CPU microseconds spent per message delivered in the window, from a CPU percentage
+    /// over that window. Unlike the percentage it does not shrink when other processes take
+    /// the machine's cores, so it compares the generator's cost with the broker's fairly.
+    pub fn cpu_us_per_msg(&self, cpu_percent: f64) -> Option<f64> {
+        let delivered = self.totals.delivered_in_window;
+        (delivered > 0).then(|| cpu_percent / 100.0 * self.duration_secs * 1e6 / delivered as f64)
+    }
+
     /// The report as one JSON object, for scripts. Absent figures are `null`.
     pub fn to_json(&self) -> Value {
         let latency = self.latency;
@@ -194,7 +202,11 @@ impl Report {
             "broker_rss_kb_start": broker.map(|b| b.rss_kb_start),
             "broker_rss_kb_end": broker.map(|b| b.rss_kb_end),
             "broker_rss_kb_peak": broker.map(|b| b.rss_kb_peak),
+            "broker_cpu_us_per_msg": broker
+                .and_then(|b| self.cpu_us_per_msg(b.cpu_percent))
+                .map(round3),
             "loadgen_cpu_percent": round2(self.loadgen_cpu_percent),
+            "loadgen_cpu_us_per_msg": self.cpu_us_per_msg(self.loadgen_cpu_percent).map(round3),
             "loadgen_threads": self.loadgen_threads,
             "connections_asked": idle.map(|i| i.connections_asked),
             "connections_made": idle.map(|i| i.connections_made),
@@ -294,7 +306,11 @@ impl Report {
         }
         match &self.broker {
             Some(b) => {
-                rows.push(("broker CPU", format!("{:.1} %", b.cpu_percent)));
+                let per_msg = self
+                    .cpu_us_per_msg(b.cpu_percent)
+                    .map(|us| format!(", {us:.2} µs/msg"))
+                    .unwrap_or_default();
+                rows.push(("broker CPU", format!("{:.1} %{per_msg}", b.cpu_percent)));
                 rows.push((
                     "broker RSS",
                     format!(
@@ -305,10 +321,14 @@ impl Report {
             }
             None => rows.push(("broker", "no --broker-pid: CPU and RSS not read".to_owned())),
         }
+        let per_msg = self
+            .cpu_us_per_msg(self.loadgen_cpu_percent)
+            .map(|us| format!(", {us:.2} µs/msg"))
+            .unwrap_or_default();
         rows.push((
             "loadgen CPU",
             format!(
-                "{:.1} % ({} thread{})",
+                "{:.1} %{per_msg} ({} thread{})",
                 self.loadgen_cpu_percent,
                 self.loadgen_threads,
                 if self.loadgen_threads == 1 { "" } else { "s" }
@@ -438,5 +458,21 @@ mod tests {
         assert!(value["broker_cpu_percent"].is_null());
         assert!(!value.to_string().contains('\n'));
         assert!(report.to_table().contains("p99 2.000 ms"));
+    }
+
+    #[test]
+    fn cpu_per_message_is_cpu_time_over_deliveries() {
+        let report = Report {
+            duration_secs: 10.0,
+            totals: Totals {
+                delivered_in_window: 500_000,
+                ..Totals::default()
+            },
+            ..Report::default()
+        };
+        // Half a core for 10 s is 5 s of CPU: 10 µs for each of 500,000 messages.
+        let us = report.cpu_us_per_msg(50.0).unwrap();
+        assert!((us - 10.0).abs() < 1e-9, "{us}");
+        assert_eq!(Report::default().cpu_us_per_msg(50.0), None);
     }
 }
