@@ -261,3 +261,21 @@ fn expired_messages_are_dropped_not_sent() {
     assert!(b.state().session("sub").unwrap().queue.is_empty());
     b.validate();
 }
+
+#[test]
+fn messages_dropped_for_a_full_queue_are_counted() {
+    let mut config = BrokerConfig::default();
+    config.state.queue_max = 2;
+    let mut b = Broker::new(config);
+    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(2, request("sub", false, 60, 10), 0);
+    subscribe(&mut b, 2, "t", QoS::AtLeastOnce);
+    b.disconnect(2, 60, false, 0);
+    for _ in 0..5 {
+        b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None, false)
+            .unwrap();
+    }
+    b.validate();
+    assert_eq!(b.state().session("sub").unwrap().queue.len(), 2);
+    assert_eq!(b.stats().dropped_queue_full, 3);
+}
