@@ -3,7 +3,8 @@
 use bytes::Bytes;
 
 use super::error::DecodeError;
-use super::types::MqttString;
+use super::types::{contains_any, MqttString};
+use super::wire::Reader;
 
 /// The prefix that marks a shared subscription (§4.8.2).
 pub const SHARED_PREFIX: &str = "$share/";
@@ -17,10 +18,13 @@ pub struct TopicName(MqttString);
 
 impl TopicName {
     pub fn from_string(s: MqttString) -> Result<TopicName, DecodeError> {
-        if s.as_bytes().iter().any(|&b| b == b'+' || b == b'#') {
-            return Err(DecodeError::WildcardInTopicName);
-        }
+        check_topic_name(s.as_bytes())?;
         Ok(TopicName(s))
+    }
+
+    /// Reads a topic name from a packet body, checked before it shares the buffer.
+    pub(crate) fn read(r: &mut Reader) -> Result<TopicName, DecodeError> {
+        Ok(TopicName(r.string_checked(check_topic_name)?))
     }
 
     pub fn new(s: &str) -> Result<TopicName, DecodeError> {
@@ -76,21 +80,13 @@ pub struct TopicFilter(MqttString);
 
 impl TopicFilter {
     pub fn from_string(s: MqttString) -> Result<TopicFilter, DecodeError> {
-        let text = s.as_str();
-        let filter = match text.strip_prefix(SHARED_PREFIX) {
-            Some(rest) => {
-                let (group, filter) = rest
-                    .split_once('/')
-                    .ok_or(DecodeError::InvalidSharedSubscription)?;
-                if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
-                    return Err(DecodeError::InvalidSharedSubscription);
-                }
-                filter
-            }
-            None => text,
-        };
-        check_filter_levels(filter)?;
+        check_topic_filter(s.as_bytes())?;
         Ok(TopicFilter(s))
+    }
+
+    /// Reads a topic filter from a packet body, checked before it shares the buffer.
+    pub(crate) fn read(r: &mut Reader) -> Result<TopicFilter, DecodeError> {
+        Ok(TopicFilter(r.string_checked(check_topic_filter)?))
     }
 
     pub fn new(s: &str) -> Result<TopicFilter, DecodeError> {
@@ -143,8 +139,74 @@ impl std::fmt::Debug for TopicFilter {
     }
 }
 
+/// The rule of a topic name beyond those of a string: no wildcard ([MQTT-3.3.2-2]).
+fn check_topic_name(name: &[u8]) -> Result<(), DecodeError> {
+    if contains_any(name, [b'+', b'#']) {
+        return Err(DecodeError::WildcardInTopicName);
+    }
+    Ok(())
+}
+
+/// The rules of a topic filter beyond those of a string (see [`TopicFilter`]). On bytes, as
+/// all the characters it looks for are ASCII.
+fn check_topic_filter(text: &[u8]) -> Result<(), DecodeError> {
+    let filter = match text.strip_prefix(SHARED_PREFIX.as_bytes()) {
+        Some(rest) => {
+            let slash = rest
+                .iter()
+                .position(|&b| b == b'/')
+                .ok_or(DecodeError::InvalidSharedSubscription)?;
+            let (group, filter) = (&rest[..slash], &rest[slash + 1..]);
+            if group.is_empty() || contains_any(group, [b'+', b'#']) || filter.is_empty() {
+                return Err(DecodeError::InvalidSharedSubscription);
+            }
+            filter
+        }
+        None => text,
+    };
+    check_filter_levels(filter)
+}
+
 /// Checks wildcard placement level by level (no recursion, no allocation).
-fn check_filter_levels(filter: &str) -> Result<(), DecodeError> {
+///
+/// Works on bytes: `/`, `+` and `#` are ASCII, and no byte of a multi-byte UTF-8 character is.
+fn check_filter_levels(filter: &[u8]) -> Result<(), DecodeError> {
+    if filter.is_empty() {
+        return Err(DecodeError::EmptyTopicFilter);
+    }
+    // Most filters have no wildcard, and one scan of eight bytes at a time settles those.
+    if !contains_any(filter, [b'+', b'#']) {
+        return Ok(());
+    }
+    // Judge the wildcards where they stand, in order: a `+` must fill its level, a `#` its
+    // level and be last. The first wildcard that fails is in the first level that fails, and
+    // that level's error is the multi-level one if it holds a `#` anywhere (one before the
+    // `+` would have failed first, so only the rest of the level needs a look).
+    let starts_level = |at: usize| at == 0 || filter[at - 1] == b'/';
+    let ends_level = |at: usize| at + 1 == filter.len() || filter[at + 1] == b'/';
+    for (at, &byte) in filter.iter().enumerate() {
+        match byte {
+            b'#' if !(starts_level(at) && at + 1 == filter.len()) => {
+                return Err(DecodeError::InvalidMultiLevelWildcard);
+            }
+            b'+' if !(starts_level(at) && ends_level(at)) => {
+                let mut level_rest = filter[at + 1..].iter().take_while(|&&b| b != b'/');
+                return Err(if level_rest.any(|&b| b == b'#') {
+                    DecodeError::InvalidMultiLevelWildcard
+                } else {
+                    DecodeError::InvalidSingleLevelWildcard
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The level-by-level rules as first written, kept as the reference the one-pass
+/// [`check_filter_levels`] is tested against.
+#[cfg(test)]
+fn check_filter_levels_by_split(filter: &str) -> Result<(), DecodeError> {
     if filter.is_empty() {
         return Err(DecodeError::EmptyTopicFilter);
     }
@@ -229,5 +291,28 @@ mod tests {
         );
         // `$sharex/...` is an ordinary filter.
         assert!(TopicFilter::new("$sharex/a").unwrap().shared().is_none());
+    }
+
+    #[test]
+    fn one_pass_filter_check_agrees_with_the_level_by_level_rules() {
+        // Every filter of up to five characters over an alphabet with both wildcards, the
+        // separator and a multi-byte character.
+        let alphabet = ['a', '/', '+', '#', 'é'];
+        let mut filters = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..5 {
+            frontier = frontier
+                .iter()
+                .flat_map(|f| alphabet.iter().map(move |c| format!("{f}{c}")))
+                .collect();
+            filters.extend(frontier.iter().cloned());
+        }
+        for filter in &filters {
+            assert_eq!(
+                check_filter_levels(filter.as_bytes()),
+                check_filter_levels_by_split(filter),
+                "{filter:?}"
+            );
+        }
     }
 }

@@ -131,6 +131,60 @@ impl QosPid {
 /// Longest string or binary field: its length is a two-byte integer (§1.5.4, §1.5.6).
 pub const FIELD_LEN_MAX: usize = u16::MAX as usize;
 
+/// True when any byte of `bytes` is one of `needles`.
+///
+/// Looks at eight bytes at a time in a `u64`. Topic names and filters are mostly a few dozen
+/// bytes: too short for `memchr` to pay off its setup, and what the compiler made of a plain
+/// loop over strings of that length was a byte-at-a-time loop.
+#[inline]
+pub(crate) fn contains_any<const N: usize>(bytes: &[u8], needles: [u8; N]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // `(x - ONES) & !x & HIGHS` is non-zero exactly when some byte of `x` is zero (a borrow
+    // can only mark bytes above a zero byte), and `word ^ (ONES * needle)` zeroes the bytes
+    // equal to `needle`.
+    let matches = |word: u64| {
+        needles.iter().fold(false, |hit, &needle| {
+            let x = word ^ (ONES * u64::from(needle));
+            hit | (x.wrapping_sub(ONES) & !x & HIGHS != 0)
+        })
+    };
+    let word_at = |at: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|byte| needles.contains(byte));
+    }
+    let mut found = false;
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        found |= matches(word_at(at));
+        at += 8;
+    }
+    // The last, partial word is read as the last eight bytes, overlapping ones already seen.
+    found | matches(word_at(bytes.len() - 8))
+}
+
+/// Checks `bytes` against the rules of an MQTT string (see [`MqttString`]) before anything
+/// takes a handle on them.
+pub(crate) fn check_mqtt_str(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.len() > FIELD_LEN_MAX {
+        return Err(DecodeError::StringTooLong { len: bytes.len() });
+    }
+    // Nearly every MQTT string is ASCII, which `is_ascii` confirms a word at a time; the
+    // full UTF-8 validation takes its word-at-a-time path only from an aligned address, so
+    // it walks much of a short string byte by byte.
+    if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+        return Err(DecodeError::InvalidUtf8);
+    }
+    if contains_any(bytes, [0]) {
+        return Err(DecodeError::NullCharacter);
+    }
+    Ok(())
+}
+
 /// A UTF-8 encoded string as MQTT defines it (§1.5.4): well-formed UTF-8 ([MQTT-1.5.4-1]),
 /// no U+0000 ([MQTT-1.5.4-2]), at most 65,535 bytes. Shares the packet buffer (zero-copy).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -139,14 +193,16 @@ pub struct MqttString(ByteString);
 impl MqttString {
     /// Validates `bytes` as an MQTT string without copying them.
     pub fn from_bytes(bytes: Bytes) -> Result<MqttString, DecodeError> {
-        if bytes.len() > FIELD_LEN_MAX {
-            return Err(DecodeError::StringTooLong { len: bytes.len() });
-        }
-        let s = ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
-        if s.as_bytes().contains(&0) {
-            return Err(DecodeError::NullCharacter);
-        }
-        Ok(MqttString(s))
+        check_mqtt_str(&bytes)?;
+        Ok(MqttString::from_checked(bytes))
+    }
+
+    /// Wraps bytes that [`check_mqtt_str`] accepted.
+    pub(crate) fn from_checked(bytes: Bytes) -> MqttString {
+        // `ByteString` checks the UTF-8 again, without unsafe code; for ASCII, which nearly
+        // all MQTT strings are, that is one quick `is_ascii` pass over bytes in cache.
+        let s = ByteString::try_from(bytes).expect("check_mqtt_str accepted the bytes as UTF-8");
+        MqttString(s)
     }
 
     /// Copies `s` into a new string; fails on U+0000 or more than 65,535 bytes.
@@ -217,3 +273,38 @@ impl TryFrom<&str> for MqttString {
 
 /// A user property (§3.3.2.3.7): a name/value pair that may repeat and keeps its order.
 pub type UserProperty = (MqttString, MqttString);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contains_any_finds_a_needle_at_every_position_of_every_length() {
+        for len in 0..=40 {
+            let clean = vec![b'a'; len];
+            assert!(!contains_any(&clean, [0, b'+', b'#']), "len {len}");
+            for at in 0..len {
+                for needle in [0, b'+', b'#'] {
+                    let mut bytes = clean.clone();
+                    bytes[at] = needle;
+                    assert!(
+                        contains_any(&bytes, [0, b'+', b'#']),
+                        "{needle} at {at} of {len}"
+                    );
+                    assert!(contains_any(&bytes, [needle]));
+                    // Bytes next to a needle's value, and high bytes, are not mistaken for it.
+                    bytes[at] = needle ^ 1;
+                    assert!(
+                        !contains_any(&bytes, [needle]),
+                        "{needle} ^ 1 at {at} of {len}"
+                    );
+                    bytes[at] = needle | 0x80;
+                    assert!(
+                        !contains_any(&bytes, [needle]),
+                        "{needle} | 0x80 at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use bytes::{Buf, BufMut, Bytes};
 
 use super::error::{DecodeError, EncodeError};
-use super::types::{MqttString, FIELD_LEN_MAX};
+use super::types::{check_mqtt_str, MqttString, FIELD_LEN_MAX};
 
 /// Largest value a variable byte integer can hold (§1.5.5).
 pub const VAR_INT_MAX: u32 = 268_435_455;
@@ -81,42 +81,55 @@ pub fn put_field(buf: &mut impl BufMut, bytes: &[u8]) {
 
 /// Reads the fields of one packet body. Every read checks that the body holds the field, so a
 /// short remaining length becomes [`DecodeError::Truncated`], never a panic or an over-read.
+///
+/// The reader moves an offset through the body rather than splitting the `Bytes`: each split
+/// clones the buffer's handle, an atomic reference count update that costs more than the
+/// parse of a small field. Only the fields a packet keeps (strings, binary data, the payload)
+/// take a handle; integers and fields that are only compared are read from the slice, and a
+/// property block is read by narrowing `end` ([`Reader::within`]) instead of by a second
+/// reader with a handle of its own.
 pub struct Reader {
+    /// The whole packet body; never advanced or split.
     body: Bytes,
+    /// Offset of the next byte to read.
+    pos: usize,
+    /// Offset just past the last byte reads may use: the end of the body, or of the block
+    /// being read by [`Reader::within`]. Always `pos <= end <= body.len()`.
+    end: usize,
 }
 
 impl Reader {
     pub fn new(body: Bytes) -> Reader {
-        Reader { body }
+        let end = body.len();
+        Reader { body, pos: 0, end }
     }
 
     pub fn remaining(&self) -> usize {
-        self.body.len()
+        self.end - self.pos
     }
 
     pub fn is_empty(&self) -> bool {
-        self.body.is_empty()
+        self.pos == self.end
     }
 
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        self.need(1)?;
-        Ok(self.body.get_u8())
+        Ok(self.slice(1)?[0])
     }
 
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
-        self.need(2)?;
-        Ok(self.body.get_u16())
+        let bytes = self.slice(2)?;
+        Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
     }
 
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
-        self.need(4)?;
-        Ok(self.body.get_u32())
+        let bytes = self.slice(4)?;
+        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
     pub fn var_int(&mut self) -> Result<u32, DecodeError> {
-        match decode_var_int(&self.body)? {
+        match decode_var_int(&self.body[self.pos..self.end])? {
             Some((value, used)) => {
-                self.body.advance(used);
+                self.pos += used;
                 Ok(value)
             }
             None => Err(DecodeError::Truncated),
@@ -129,32 +142,97 @@ impl Reader {
         self.bytes(len)
     }
 
+    /// Binary data borrowed from the body, for a field that is checked and not kept.
+    pub fn binary_slice(&mut self) -> Result<&[u8], DecodeError> {
+        let len = usize::from(self.u16()?);
+        self.slice(len)
+    }
+
     /// A UTF-8 encoded string (§1.5.4), validated, sharing the buffer.
     pub fn string(&mut self) -> Result<MqttString, DecodeError> {
-        MqttString::from_bytes(self.binary()?)
+        self.string_checked(|_| Ok(()))
+    }
+
+    /// A string that must also pass `check` (the rules of a topic name or filter).
+    ///
+    /// Everything is checked on the borrowed bytes, and only then does the string take its
+    /// handle on the buffer, built in place as the result. Taking the handle first and
+    /// passing the string on through the checks copied it each time, and those copies,
+    /// reading the handle's fields just written, stalled on store forwarding.
+    pub fn string_checked(
+        &mut self,
+        check: impl FnOnce(&[u8]) -> Result<(), DecodeError>,
+    ) -> Result<MqttString, DecodeError> {
+        let len = usize::from(self.u16()?);
+        self.need(len)?;
+        let range = self.pos..self.pos + len;
+        check_mqtt_str(&self.body[range.clone()])?;
+        check(&self.body[range.clone()])?;
+        self.pos = range.end;
+        Ok(MqttString::from_checked(self.body.slice(range)))
     }
 
     /// The next `len` bytes, sharing the buffer.
     pub fn bytes(&mut self, len: usize) -> Result<Bytes, DecodeError> {
         self.need(len)?;
-        Ok(self.body.split_to(len))
+        let start = self.pos;
+        self.pos += len;
+        Ok(self.body.slice(start..self.pos))
     }
 
-    /// Everything left, sharing the buffer (a PUBLISH payload).
+    /// The next `len` bytes, borrowed.
+    pub fn slice(&mut self, len: usize) -> Result<&[u8], DecodeError> {
+        self.need(len)?;
+        let start = self.pos;
+        self.pos += len;
+        Ok(&self.body[start..self.pos])
+    }
+
+    /// Everything left, sharing the buffer (a PUBLISH payload). At the top level the reader
+    /// hands over its own handle instead of cloning it, and is empty afterwards.
+    #[inline]
     pub fn rest(&mut self) -> Bytes {
-        std::mem::take(&mut self.body)
+        let start = self.pos;
+        self.pos = self.end;
+        if self.end < self.body.len() {
+            // Inside `within`: the body goes on after the block.
+            return self.body.slice(start..self.end);
+        }
+        let mut rest = std::mem::take(&mut self.body);
+        rest.advance(start);
+        self.pos = 0;
+        self.end = 0;
+        rest
+    }
+
+    /// Runs `read` over the next `len` bytes as if they were all that is left (a read past
+    /// them is [`DecodeError::Truncated`]), then continues after them, read or not: what a
+    /// reader of their own would do, without the handle it would take.
+    ///
+    /// After an error the reader is left narrowed; a failed decode does not read on.
+    pub fn within<T>(
+        &mut self,
+        len: usize,
+        read: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        self.need(len)?;
+        let outer_end = std::mem::replace(&mut self.end, self.pos + len);
+        let value = read(self)?;
+        self.pos = self.end;
+        self.end = outer_end;
+        Ok(value)
     }
 
     /// Fails unless the body is fully consumed: extra bytes make the packet malformed.
     pub fn finish(self) -> Result<(), DecodeError> {
-        match self.body.len() {
+        match self.remaining() {
             0 => Ok(()),
             extra => Err(DecodeError::TrailingBytes { extra }),
         }
     }
 
     fn need(&self, len: usize) -> Result<(), DecodeError> {
-        if self.body.len() < len {
+        if self.remaining() < len {
             return Err(DecodeError::Truncated);
         }
         Ok(())
@@ -235,5 +313,62 @@ mod tests {
         let mut r = Reader::new(Bytes::from_static(&[0x00, 0x01, b'a', 0x09]));
         assert_eq!(r.string().unwrap().as_str(), "a");
         assert_eq!(r.finish(), Err(DecodeError::TrailingBytes { extra: 1 }));
+    }
+
+    #[test]
+    fn within_reads_only_the_block_then_continues_after_it() {
+        // A block of three bytes (a u16 and one unread byte), then a trailing u8.
+        let mut r = Reader::new(Bytes::from_static(&[0x01, 0x02, 0x03, 0x04]));
+        let value = r.within(3, |block| {
+            assert_eq!(block.remaining(), 3);
+            let value = block.u16()?;
+            // The block ends here for the reader, even though the body goes on.
+            assert_eq!(block.u16(), Err(DecodeError::Truncated));
+            Ok(value)
+        });
+        assert_eq!(value, Ok(0x0102));
+        assert_eq!(r.u8(), Ok(0x04));
+        assert!(r.is_empty());
+        // A block longer than what is left is truncated before `read` runs.
+        let mut r = Reader::new(Bytes::from_static(&[0x01]));
+        assert_eq!(
+            r.within(2, |_| -> Result<(), DecodeError> { unreachable!() }),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn rest_takes_what_is_left_of_the_body_or_of_the_block() {
+        let body = Bytes::from_static(b"abcdef");
+        let mut r = Reader::new(body.clone());
+        assert_eq!(r.u8(), Ok(b'a'));
+        let inner = r.within(2, |block| Ok(block.rest()));
+        assert_eq!(inner.as_deref(), Ok(&b"bc"[..]));
+        assert_eq!(r.rest(), &b"def"[..]);
+        assert!(r.is_empty());
+        assert_eq!(r.rest(), &b""[..]);
+        assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
+    fn checked_strings_fail_in_the_order_of_the_rules() {
+        let reject_all = |_: &[u8]| Err(DecodeError::WildcardInTopicName);
+        // Truncation first, then UTF-8, then U+0000, then the caller's rule.
+        for (bytes, error) in [
+            (&[0x00, 0x03, b'a'][..], DecodeError::Truncated),
+            (&[0x00, 0x02, 0xC3, 0x00][..], DecodeError::InvalidUtf8),
+            (&[0x00, 0x01, 0x00][..], DecodeError::NullCharacter),
+            (&[0x00, 0x01, b'a'][..], DecodeError::WildcardInTopicName),
+        ] {
+            let mut r = Reader::new(Bytes::copy_from_slice(bytes));
+            assert_eq!(r.string_checked(reject_all), Err(error), "{bytes:?}");
+        }
+        let mut r = Reader::new(Bytes::from_static(&[0x00, 0x02, 0xC3, 0xA9, b'!']));
+        let s = r.string_checked(|text| {
+            assert_eq!(text, "é".as_bytes());
+            Ok(())
+        });
+        assert_eq!(s.unwrap().as_str(), "é");
+        assert_eq!(r.u8(), Ok(b'!'));
     }
 }

@@ -99,7 +99,7 @@ impl Connect {
             } else {
                 WillProperties::default()
             };
-            let topic = TopicName::from_string(r.string()?)?;
+            let topic = TopicName::read(r)?;
             if topic.is_empty() {
                 return Err(DecodeError::EmptyTopicName);
             }
@@ -203,9 +203,15 @@ impl Connect {
 
 /// Reads the protocol name and level (§3.1.2.1, §3.1.2.2).
 fn read_protocol(r: &mut Reader) -> Result<Protocol, DecodeError> {
-    let name = r.binary()?;
+    // The name is only compared, so it is borrowed rather than taken as a shared `Bytes`; the
+    // borrow ends before the level is read, so a known name is kept as its static twin.
+    let name: &'static [u8] = match r.binary_slice()? {
+        b"MQTT" => b"MQTT",
+        b"MQIsdp" => b"MQIsdp",
+        _ => b"",
+    };
     let level = r.u8()?;
-    protocol_of(&name, level)
+    protocol_of(name, level)
 }
 
 fn protocol_of(name: &[u8], level: u8) -> Result<Protocol, DecodeError> {

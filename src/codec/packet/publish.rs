@@ -51,6 +51,7 @@ impl Publish {
         flags
     }
 
+    #[inline]
     pub(crate) fn decode(
         protocol: Protocol,
         flags: u8,
@@ -62,7 +63,7 @@ impl Publish {
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::DupWithQoS0);
         }
-        let topic = TopicName::from_string(r.string()?)?;
+        let topic = TopicName::read(r)?;
         let qos_pid = match qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
             QoS::AtLeastOnce => QosPid::AtLeastOnce(super::read_packet_id(r)?),
@@ -91,25 +92,37 @@ impl Publish {
         })
     }
 
+    #[inline]
     pub(crate) fn body_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
         let mut len = wire::field_len("topic name", self.topic.len())? + self.payload.len();
         if self.qos_pid.packet_id().is_some() {
             len += 2;
         }
         if protocol.is_v5() {
-            len += properties_wire_len(&self.properties)?;
+            // Most publishes carry no property; their block is the one byte of its length.
+            len += if self.properties.is_empty() {
+                1
+            } else {
+                properties_wire_len(&self.properties)?
+            };
         }
         Ok(len)
     }
 
-    pub(crate) fn write_body(&self, protocol: Protocol, buf: &mut impl BufMut) {
+    /// Writes the body up to the payload, which the caller appends: see
+    /// [`Packet::encode`](super::Packet::encode).
+    #[inline]
+    pub(crate) fn write_head(&self, protocol: Protocol, buf: &mut impl BufMut) {
         wire::put_field(buf, self.topic.as_bytes());
         if let Some(id) = self.qos_pid.packet_id() {
             buf.put_u16(id.get());
         }
         if protocol.is_v5() {
-            put_properties(buf, &self.properties);
+            if self.properties.is_empty() {
+                buf.put_u8(0);
+            } else {
+                put_properties(buf, &self.properties);
+            }
         }
-        buf.put_slice(&self.payload);
     }
 }

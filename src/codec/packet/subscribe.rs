@@ -110,7 +110,7 @@ impl Subscribe {
         };
         let mut filters = Vec::new();
         while !r.is_empty() {
-            let filter = TopicFilter::from_string(r.string()?)?;
+            let filter = TopicFilter::read(r)?;
             let options = SubscriptionOptions::decode(protocol, r.u8()?)?;
             if options.no_local && filter.shared().is_some() {
                 return Err(DecodeError::NoLocalOnSharedSubscription);

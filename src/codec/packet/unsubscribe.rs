@@ -28,7 +28,7 @@ impl Unsubscribe {
         };
         let mut filters = Vec::new();
         while !r.is_empty() {
-            filters.push(TopicFilter::from_string(r.string()?)?);
+            filters.push(TopicFilter::read(r)?);
         }
         if filters.is_empty() {
             return Err(DecodeError::NoUnsubscribeFilters);
