@@ -79,6 +79,11 @@ pub enum Effect {
 pub struct PublishOutcome {
     /// Sessions the message reached; 0 means "no matching subscribers" (0x10).
     pub matched: usize,
+    /// Sessions that matched but whose queue was full (0x97 "quota exceeded" when no
+    /// session took the message).
+    pub dropped_queue_full: usize,
+    /// A QoS 2 resend of a packet id already routed: acknowledged, not routed again.
+    pub duplicate: bool,
 }
 
 /// Why a publish was refused.
@@ -296,6 +301,8 @@ impl Broker {
         });
         Ok(PublishOutcome {
             matched: applied.matched,
+            dropped_queue_full: applied.dropped_queue_full,
+            duplicate: applied.duplicate,
         })
     }
 

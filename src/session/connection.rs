@@ -495,10 +495,12 @@ impl Session {
         };
         match broker.publish(self.conn, message, qos2_packet_id, true) {
             Ok(outcome) => {
-                let reason = if outcome.matched == 0 && qos2_packet_id.is_none() {
-                    ReasonCode::NoMatchingSubscribers
-                } else {
+                let reason = if outcome.duplicate || outcome.matched > 0 {
                     ReasonCode::Success
+                } else if outcome.dropped_queue_full > 0 && qos_pid != QosPid::AtMostOnce {
+                    ReasonCode::QuotaExceeded
+                } else {
+                    ReasonCode::NoMatchingSubscribers
                 };
                 self.acknowledge(qos_pid, reason, broker, now_ms);
             }

@@ -531,3 +531,37 @@ fn unsupported_protocol_level_gets_connack_0x01_in_the_3_1_1_layout() {
     assert_eq!(session.protocol(), Protocol::V3_1_1);
     assert!(session.is_closing());
 }
+
+#[test]
+fn puback_reports_quota_exceeded_when_every_matching_queue_is_full() {
+    let mut hub = Hub::new();
+    hub.broker = Broker::new(BrokerConfig {
+        state: crate::state::StateConfig {
+            queue_max: 1,
+            ..Default::default()
+        },
+        ..BrokerConfig::default()
+    });
+    let mut sub = connect(Protocol::V5, "sub");
+    sub.clean_start = false;
+    sub.properties.session_expiry_interval = Some(600);
+    hub.connect(1, sub);
+    hub.send(1, subscribe("t", QoS::AtLeastOnce));
+    hub.send(1, Packet::Disconnect(Disconnect::default()));
+    hub.connect(2, connect(Protocol::V5, "pub"));
+    let reasons: Vec<ReasonCode> = (1..=2)
+        .flat_map(|n| hub.send(2, publish("t", QosPid::AtLeastOnce(pid(n)), b"x")))
+        .filter_map(|p| match p {
+            Packet::PubAck(a) => Some(a.reason_code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [ReasonCode::Success, ReasonCode::QuotaExceeded]);
+    // QoS 2 with no subscriber says so too, and its resend is plain success.
+    let out = hub.send(2, publish("none", QosPid::ExactlyOnce(pid(9)), b"x"));
+    assert!(
+        matches!(&out[..], [Packet::PubRec(r)] if r.reason_code == ReasonCode::NoMatchingSubscribers)
+    );
+    let out = hub.send(2, publish("none", QosPid::ExactlyOnce(pid(9)), b"x"));
+    assert!(matches!(&out[..], [Packet::PubRec(r)] if r.reason_code == ReasonCode::Success));
+}
