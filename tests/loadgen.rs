@@ -93,10 +93,10 @@ async fn fan_in_accounts_for_every_publisher() {
 }
 
 /// MQTT 5 §4.6: messages of one publisher to one topic at one QoS reach a subscriber in the
-/// order they were published. Keel's fan-in currently delivers some QoS 1 messages after
-/// later ones (seen in a few of every three runs); Mosquitto and rumqttd do not.
+/// order they were published. Regression: a subscriber's own acknowledgement used to hand it
+/// the next queued message directly, ahead of older ones other tasks had put in its outbox
+/// (failed three runs out of three before the fix in `server::hub`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Keel reorders some fan-in deliveries at QoS 1: a broker bug found by keel-bench"]
 async fn fan_in_keeps_each_publishers_order() {
     let broker = TestBroker::start_default().await;
     for _ in 0..3 {

@@ -16,7 +16,7 @@ use super::hub::Hub;
 use super::outbox::Outgoing;
 
 /// Read buffer for a connection that has been quiet: small, so idle connections are cheap.
-const READ_CHUNK_IDLE: usize = 256;
+const READ_CHUNK_IDLE: usize = 128;
 /// Read buffer once data flows.
 const READ_CHUNK_BUSY: usize = 16 * 1024;
 /// A write buffer grown past this by a burst is given back afterwards.

@@ -86,12 +86,22 @@ impl Core {
                     Effect::Disconnect { conn, reason } => (conn, Outgoing::Disconnect(reason)),
                 };
                 match own.as_deref_mut() {
-                    Some(session) if session.conn() == conn => match outgoing {
-                        Outgoing::Deliver(delivery) => {
-                            session.deliver(delivery, &mut self.broker, now_ms)
+                    Some(session) if session.conn() == conn => {
+                        // Deliveries other tasks queued for this connection come first:
+                        // handing this one over directly must not overtake them (MQTT 4.6).
+                        let mut queued = Vec::new();
+                        if let Some(outbox) = self.outboxes.get(&conn) {
+                            outbox.drain_into(&mut queued);
                         }
-                        Outgoing::Disconnect(reason) => session.kick(reason),
-                    },
+                        for item in queued.into_iter().chain(std::iter::once(outgoing)) {
+                            match item {
+                                Outgoing::Deliver(delivery) => {
+                                    session.deliver(delivery, &mut self.broker, now_ms)
+                                }
+                                Outgoing::Disconnect(reason) => session.kick(reason),
+                            }
+                        }
+                    }
                     _ => {
                         if let Some(outbox) = self.outboxes.get(&conn) {
                             if !outbox.push(outgoing) {

@@ -206,7 +206,9 @@ async fn accept_loop<N: Net>(
         tokio::spawn(async move {
             let _guard = guard;
             let _done = done;
-            match acceptor.accept(stream).await {
+            // Boxed: the handshake future (TLS, WebSocket) is larger than the connection's
+            // own, and inline it would stay part of every idle connection's task.
+            match Box::pin(acceptor.accept(stream)).await {
                 Ok(accepted) => connection::serve_connection(ctx, accepted.stream, id_seed).await,
                 Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
             }
