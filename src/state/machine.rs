@@ -233,7 +233,6 @@ impl State {
         now_ms: u64,
         applied: &mut Applied,
     ) {
-        let will = will.map(|w| *w);
         if let Some(existing) = self.sessions.get_mut(&client_id) {
             let taken_over = existing.connected;
             applied.taken_over = taken_over;
@@ -319,7 +318,7 @@ impl State {
         }
     }
 
-    fn publish_will(&mut self, will: Will, now_ms: u64, applied: &mut Applied) {
+    fn publish_will(&mut self, will: Box<Will>, now_ms: u64, applied: &mut Applied) {
         let message = Arc::new(Message {
             received_at_ms: now_ms,
             ..will.message

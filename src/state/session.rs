@@ -73,7 +73,8 @@ pub struct SessionState {
     pub next_seq: u64,
     /// Packet ids of QoS 2 publishes received and routed, awaiting the client's PUBREL.
     pub incoming_qos2: BTreeSet<PacketId>,
-    pub will: Option<Will>,
+    /// Boxed: most sessions have none, and a will is large.
+    pub will: Option<Box<Will>>,
     /// When the pending will is due (unix ms), once the connection has ended.
     pub will_due_ms: Option<u64>,
 }
