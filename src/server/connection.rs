@@ -52,6 +52,13 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
     let mut write_buf = BytesMut::new();
     let mut inbox = Vec::new();
     let mut read_chunk = READ_CHUNK_IDLE;
+    // One timer for the connection's deadline, re-armed only when the deadline comes earlier
+    // than the armed one: keep-alive moves the deadline on every packet, and resetting a
+    // timer per packet costs more than a spurious wake-up now and then (which `on_timer`
+    // ignores, after which the timer is armed again for the deadline then in force).
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed_ms: Option<u64> = None;
 
     loop {
         if !write_output(&ctx, &mut session, &mut stream, &mut write_buf).await {
@@ -64,10 +71,16 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
         if read_buf.capacity() - read_buf.len() < READ_CHUNK_IDLE {
             read_buf.reserve(read_chunk);
         }
-        let now_ms = ctx.clock.unix_ms();
-        let timer = session.deadline_ms().map(|deadline| {
-            tokio::time::Instant::now() + Duration::from_millis(deadline.saturating_sub(now_ms))
-        });
+        match (session.deadline_ms(), armed_ms) {
+            (Some(deadline), Some(armed)) if armed <= deadline => {}
+            (Some(deadline), _) => {
+                let now_ms = ctx.clock.unix_ms();
+                let wait = Duration::from_millis(deadline.saturating_sub(now_ms));
+                timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                armed_ms = Some(deadline);
+            }
+            (None, _) => armed_ms = None,
+        }
         tokio::select! {
             read = stream.read_buf(&mut read_buf) => {
                 let Ok(n) = read else { break };
@@ -95,7 +108,8 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                 }
                 core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
             }
-            _ = sleep_until(timer), if timer.is_some() => {
+            _ = &mut timer, if armed_ms.is_some() => {
+                armed_ms = None;
                 let mut core = ctx.hub.lock();
                 let now_ms = ctx.clock.unix_ms();
                 session.on_timer(&mut core.broker, now_ms);
@@ -166,11 +180,4 @@ async fn write_output(
         *write_buf = BytesMut::new();
     }
     matches!(written, Ok(Ok(())))
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
