@@ -199,7 +199,10 @@ start_broker() {
             ;;
         keel)
             rm -rf "$dir/data"
-            "$KEEL" serve --listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$(free_port)" \
+            # The broker and the generator share this machine's cores: give Keel one worker
+            # thread (tokio reads TOKIO_WORKER_THREADS), as Mosquitto has one. Override with
+            # KEEL_WORKER_THREADS.
+            TOKIO_WORKER_THREADS="${KEEL_WORKER_THREADS:-1}" "$KEEL" serve --listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$(free_port)" \
                 --http-listen "127.0.0.1:$(free_port)" --data-dir "$dir/data" \
                 >>"$dir/broker.log" 2>&1 &
             BROKER_PID=$!
