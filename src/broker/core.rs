@@ -242,8 +242,7 @@ impl Broker {
             .map(|s| {
                 s.queue
                     .iter()
-                    .filter(|q| q.shared.is_some() && !q.pubrec_received)
-                    .filter(|q| q.qos == QoS::AtLeastOnce || q.seq > connection.sent_through)
+                    .filter(|q| q.shared.is_some() && may_go_elsewhere(q, connection.sent_through))
                     .map(|q| q.seq)
                     .collect()
             })
@@ -407,8 +406,7 @@ impl Broker {
                         .as_ref()
                         .is_some_and(|key| leaving.contains(&(&*key.group, &*key.filter)))
                 })
-                .filter(|q| !q.pubrec_received)
-                .filter(|q| q.qos == QoS::AtLeastOnce || q.seq > connection.sent_through)
+                .filter(|q| may_go_elsewhere(q, connection.sent_through))
                 .map(|q| q.seq)
                 .collect(),
             _ => Vec::new(),
@@ -642,4 +640,11 @@ impl Broker {
             }
         }
     }
+}
+
+/// Whether a shared-subscription message may go to another member when this one leaves:
+/// QoS 1 always; QoS 2 only if it was never sent here, since a QoS 2 message once sent must
+/// be completed with the same client ([MQTT-4.8.2-4]).
+fn may_go_elsewhere(queued: &crate::state::QueuedMessage, sent_through: u64) -> bool {
+    !queued.pubrec_received && (queued.qos == QoS::AtLeastOnce || queued.seq > sent_through)
 }
