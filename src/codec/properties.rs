@@ -400,6 +400,17 @@ fn visit_u32<S: PropertySink>(sink: &mut S, id: u8, value: Option<u32>) {
     }
 }
 
+/// The Authentication Method and Data that CONNECT, CONNACK and AUTH carry alike.
+fn visit_auth<S: PropertySink>(sink: &mut S, method: &Option<MqttString>, data: &Option<Bytes>) {
+    visit_string(
+        sink,
+        id::AUTHENTICATION_METHOD,
+        "authentication method",
+        method,
+    );
+    visit_binary(sink, id::AUTHENTICATION_DATA, "authentication data", data);
+}
+
 fn check_auth(method: &Option<MqttString>, data: &Option<Bytes>) -> Result<(), DecodeError> {
     if data.is_some() && method.is_none() {
         return Err(DecodeError::AuthDataWithoutMethod);
@@ -474,18 +485,7 @@ impl PropertySet for ConnectProperties {
             id::SESSION_EXPIRY_INTERVAL,
             self.session_expiry_interval,
         );
-        visit_string(
-            sink,
-            id::AUTHENTICATION_METHOD,
-            "authentication method",
-            &self.authentication_method,
-        );
-        visit_binary(
-            sink,
-            id::AUTHENTICATION_DATA,
-            "authentication data",
-            &self.authentication_data,
-        );
+        visit_auth(sink, &self.authentication_method, &self.authentication_data);
         visit_flag(
             sink,
             id::REQUEST_PROBLEM_INFORMATION,
@@ -677,18 +677,7 @@ impl PropertySet for ConnAckProperties {
             &self.assigned_client_identifier,
         );
         visit_u16(sink, id::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        visit_string(
-            sink,
-            id::AUTHENTICATION_METHOD,
-            "authentication method",
-            &self.authentication_method,
-        );
-        visit_binary(
-            sink,
-            id::AUTHENTICATION_DATA,
-            "authentication data",
-            &self.authentication_data,
-        );
+        visit_auth(sink, &self.authentication_method, &self.authentication_data);
         visit_string(
             sink,
             id::RESPONSE_INFORMATION,
@@ -1034,18 +1023,7 @@ impl PropertySet for AuthProperties {
     }
 
     fn visit<S: PropertySink>(&self, sink: &mut S) {
-        visit_string(
-            sink,
-            id::AUTHENTICATION_METHOD,
-            "authentication method",
-            &self.authentication_method,
-        );
-        visit_binary(
-            sink,
-            id::AUTHENTICATION_DATA,
-            "authentication data",
-            &self.authentication_data,
-        );
+        visit_auth(sink, &self.authentication_method, &self.authentication_data);
         visit_string(
             sink,
             id::REASON_STRING,
