@@ -14,6 +14,7 @@ mod error;
 pub mod packet;
 pub mod properties;
 mod reason;
+mod serde_impls;
 mod topic;
 mod types;
 mod wire;

@@ -5,6 +5,7 @@
 use std::num::{NonZeroU16, NonZeroU32};
 
 use bytes::{BufMut, Bytes};
+use serde::{Deserialize, Serialize};
 
 use super::error::{DecodeError, EncodeError};
 use super::topic::TopicName;
@@ -732,7 +733,10 @@ impl PropertySet for ConnAckProperties {
 }
 
 /// Properties of PUBLISH (§3.3.2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Serde (for durable state) keeps every field; the strings, topic and non-zero numbers check
+/// their rules again when read back.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PublishProperties {
     /// `Some(true)`: the payload is UTF-8 text; `Some(false)`: unspecified bytes.
     pub payload_format_indicator: Option<bool>,

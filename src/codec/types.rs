@@ -4,6 +4,7 @@ use std::num::NonZeroU16;
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
 
 use super::error::DecodeError;
 
@@ -49,7 +50,11 @@ impl Protocol {
 }
 
 /// Quality of service of a publish or subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+///
+/// Serde writes the variant index, so a value other than 0, 1 or 2 does not read back.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[repr(u8)]
 pub enum QoS {
     #[default]
@@ -71,7 +76,10 @@ impl QoS {
 }
 
 /// A packet identifier. Never zero ([MQTT-2.2.1-3]), so the type makes zero unrepresentable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serde reads it as a `NonZeroU16`, which refuses zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PacketId(NonZeroU16);
 
 impl PacketId {

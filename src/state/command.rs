@@ -7,12 +7,17 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
 
 use super::message::{ClientId, Message};
 use super::session::{Subscription, Will};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serde writes commands into the Raft log (postcard, see `persist`): variants and fields are
+/// written in declaration order, so reordering, adding or removing any changes the log format
+/// and needs a new `COMMANDS_VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// A client connected. With `clean_start` (or no session) a new session begins; otherwise
     /// the existing one resumes. A session still connected is taken over.

@@ -72,8 +72,53 @@ impl State {
         }
     }
 
+    /// A state from its durable parts, as a snapshot holds them, with the derived indexes (the
+    /// router and the timers) rebuilt from the sessions. Every session must be filed under its
+    /// own client id.
+    pub(super) fn from_parts(
+        config: StateConfig,
+        sessions: BTreeMap<ClientId, SessionState>,
+        retained: BTreeMap<TopicName, Arc<Message>>,
+        shared_cursors: BTreeMap<SharedKey, usize>,
+    ) -> State {
+        let mut state = State {
+            config,
+            sessions,
+            retained,
+            shared_cursors,
+            ..State::default()
+        };
+        for (client_id, session) in &state.sessions {
+            assert_eq!(
+                client_id, &session.client_id,
+                "session filed under another id"
+            );
+            for (filter, subscription) in &session.subscriptions {
+                state
+                    .router
+                    .insert(filter, client_id.clone(), *subscription);
+            }
+        }
+        let client_ids: Vec<ClientId> = state.sessions.keys().cloned().collect();
+        for client_id in &client_ids {
+            state.reindex(client_id);
+        }
+        state
+    }
+
     pub fn config(&self) -> &StateConfig {
         &self.config
+    }
+
+    /// Retained messages by topic (the topic a `SetRetained` filed them under).
+    pub(super) fn retained_by_topic(&self) -> &BTreeMap<TopicName, Arc<Message>> {
+        &self.retained
+    }
+
+    /// The round-robin position of each shared subscription. Durable, unlike the indexes:
+    /// which member gets the next message depends on it.
+    pub(super) fn shared_cursors(&self) -> &BTreeMap<SharedKey, usize> {
+        &self.shared_cursors
     }
 
     pub fn session(&self, client_id: &str) -> Option<&SessionState> {
@@ -283,6 +328,9 @@ impl State {
         if !publish_will {
             session.will = None;
         }
+        // Armed again below while a will is pending: a second close (of a session already
+        // disconnected) that discards the will must not leave its timer behind.
+        session.will_due_ms = None;
         if expiry_secs == 0 {
             self.end_session(client_id, now_ms, applied);
             return;

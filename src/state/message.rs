@@ -1,6 +1,7 @@
 //! The application message as the broker stores it: once, shared by every queue holding it.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::codec::{MqttString, PublishProperties, QoS, TopicName};
 
@@ -9,7 +10,10 @@ pub type ClientId = MqttString;
 
 /// A published message. Queues and retained slots hold it behind an `Arc`, so a message that
 /// matches many sessions is stored once and fan-out copies no payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serde writes it into the Raft log and snapshots: changing its fields changes both formats
+/// (see `persist`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub topic: TopicName,
     pub payload: Bytes,

@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::codec::{PacketId, QoS, SubscriptionOptions, TopicFilter};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{PacketId, QoS, SubscriptionOptions, TopicFilter, SHARED_PREFIX};
 
 use super::message::{ClientId, Message};
 
 /// A subscription as the session holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     pub options: SubscriptionOptions,
     /// The MQTT 5 Subscription Identifier sent with it, echoed in matching publishes.
@@ -19,10 +21,36 @@ pub struct Subscription {
 
 /// The shared subscription that chose this session for a message, so the message can go to
 /// another member if this one leaves before acknowledging it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Read back (from a snapshot) only if `$share/{group}/{filter}` is a valid shared filter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "SharedKeyParts")]
 pub struct SharedKey {
     pub group: Box<str>,
+    /// The filter after the group, as matched against topic names.
     pub filter: Box<str>,
+}
+
+/// A [`SharedKey`] as read, before its parts are checked.
+#[derive(Deserialize)]
+struct SharedKeyParts {
+    group: Box<str>,
+    filter: Box<str>,
+}
+
+impl TryFrom<SharedKeyParts> for SharedKey {
+    type Error = String;
+
+    fn try_from(parts: SharedKeyParts) -> Result<SharedKey, String> {
+        let SharedKeyParts { group, filter } = parts;
+        let whole = format!("{SHARED_PREFIX}{group}/{filter}");
+        let valid = TopicFilter::new(&whole)
+            .is_ok_and(|f| f.shared() == Some((group.as_ref(), filter.as_ref())));
+        if !valid {
+            return Err(format!("invalid shared subscription {whole:?}"));
+        }
+        Ok(SharedKey { group, filter })
+    }
 }
 
 /// A QoS 1 or 2 message waiting in a session for delivery or acknowledgement.
@@ -50,7 +78,7 @@ pub fn packet_id_for(seq: u64) -> PacketId {
 }
 
 /// A will message and when to publish it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Will {
     pub message: Message,
     /// Seconds to wait after the connection ends (MQTT 5 Will Delay Interval).
@@ -120,34 +148,43 @@ impl SessionState {
 
     /// Checks the invariants of one session; panics with the broken one.
     pub fn validate(&self) {
+        if let Err(broken) = self.check() {
+            panic!("{broken}");
+        }
+    }
+
+    /// The invariants [`SessionState::validate`] asserts, as an error naming the broken one:
+    /// for a session read back from storage, where a broken invariant means corrupt data.
+    pub(super) fn check(&self) -> Result<(), String> {
+        let client_id = &self.client_id;
         let mut last = 0;
         for queued in &self.queue {
-            assert!(
-                queued.seq > last,
-                "queue of {} out of order",
-                self.client_id
-            );
-            assert!(
-                queued.seq < self.next_seq,
-                "seq {} not yet issued",
-                queued.seq
-            );
-            assert!(queued.qos != QoS::AtMostOnce, "QoS 0 message queued");
-            assert!(
-                !queued.pubrec_received || queued.qos == QoS::ExactlyOnce,
-                "PUBREC recorded for a QoS 1 message"
-            );
-            last = queued.seq;
+            let seq = queued.seq;
+            if seq <= last {
+                return Err(format!("queue of {client_id} out of order at seq {seq}"));
+            }
+            if seq >= self.next_seq {
+                return Err(format!("seq {seq} of {client_id} not yet issued"));
+            }
+            if queued.qos == QoS::AtMostOnce {
+                return Err(format!("QoS 0 message queued for {client_id} at seq {seq}"));
+            }
+            if queued.pubrec_received && queued.qos != QoS::ExactlyOnce {
+                return Err(format!(
+                    "PUBREC recorded for a QoS 1 message of {client_id} at seq {seq}"
+                ));
+            }
+            last = seq;
         }
-        assert!(
-            self.connected || self.disconnected_at_ms.is_some(),
-            "disconnected session {} without a disconnection time",
-            self.client_id
-        );
-        assert!(
-            self.will_due_ms.is_none() || (!self.connected && self.will.is_some()),
-            "will due without a pending will"
-        );
+        if !self.connected && self.disconnected_at_ms.is_none() {
+            return Err(format!(
+                "disconnected session {client_id} without a disconnection time"
+            ));
+        }
+        if self.will_due_ms.is_some() && (self.connected || self.will.is_none()) {
+            return Err(format!("will of {client_id} due without a pending will"));
+        }
+        Ok(())
     }
 }
 

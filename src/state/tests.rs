@@ -1,5 +1,7 @@
 //! Behaviour of the state machine, driven command by command with `validate()` after each.
 
+mod persist;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -492,6 +494,20 @@ fn session_expiry_ends_the_session_and_publishes_a_pending_will_first() {
         "only the watcher's subscription is left"
     );
     assert_eq!(h.queue("watcher").len(), 1);
+}
+
+#[test]
+fn second_close_discarding_the_will_also_cancels_its_timer() {
+    let mut h = Harness::new();
+    h.open_with_will("c", false, 60, will("will/c", 1));
+    h.close("c", 60, true, 1_000);
+    assert_eq!(h.state.session("c").unwrap().will_due_ms, Some(2_000));
+    // Found by the snapshot property test: `validate()` failed with "will due without a
+    // pending will".
+    h.close("c", 60, false, 1_500);
+    let session = h.state.session("c").unwrap();
+    assert_eq!((session.will.is_some(), session.will_due_ms), (false, None));
+    assert_eq!(h.state.next_deadline_ms(), Some(61_500));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! SUBSCRIBE (§3.8): topic filters with their subscription options.
 
 use bytes::BufMut;
+use serde::{Deserialize, Serialize};
 
 use crate::codec::error::{DecodeError, EncodeError};
 use crate::codec::properties::{
@@ -23,7 +24,7 @@ mod bits {
 }
 
 /// When retained messages are sent for a new subscription (§3.8.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum RetainHandling {
     #[default]
@@ -33,7 +34,7 @@ pub enum RetainHandling {
 }
 
 /// The options byte of one subscription. MQTT 3 carries only the QoS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct SubscriptionOptions {
     /// The maximum QoS the subscriber accepts.
     pub qos: QoS,
