@@ -81,7 +81,8 @@ pub enum PersistError {
     },
     /// Postcard could not decode the bytes. Its message names what it met (end of input, a
     /// bad varint, ...); a value that broke its type's rule (a topic name with a wildcard,
-    /// a packet id of 0) shows as a "custom" serde error, as postcard keeps no message text.
+    /// a packet id of 0) shows only as "Serde Deserialization Error": postcard drops the
+    /// message of a custom serde error.
     #[error("corrupt {format}: {error}")]
     Corrupt {
         format: Format,
