@@ -15,14 +15,14 @@
 //! | `session` | one connection's protocol state machine: CONNECT, QoS flows at the edge, keep-alive, aliases, reason codes | tokio, clocks, I/O |
 //! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`; the one place with `cfg(feature = "sim")` | any other Keel module |
 //! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite) | MQTT packets (`codec`), session, broker, state, turmoil |
+//! | `storage` | durable bytes: the `KvStore` contract (ordered keys, atomic batches, explicit sync), RocksDB and an in-memory store that loses unsynced writes on a simulated crash | every other Keel module; tokio (callers decide how to run blocking calls) |
 //! | `loadgen` | the load generator behind `keel-bench`: MQTT clients over real sockets (tokio, Keel's codec), scenarios, delivery accounting, latency, broker CPU/RSS from `/proc` | any broker-side module (it must measure any broker the same way) |
 //! | `config` | the TOML configuration: defaults, validation, and the settings of each layer it feeds | tokio, I/O beyond reading its file |
 //! | `auth`  | password files (argon2id) and the CONNECT credential rules (`PasswordAuth`) | tokio, clocks, `broker`, `state` |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config` | tokio, `broker`, `state` |
 //!
 //! Still to come (see `../shared/DESIGN.md` §3): `server` (the shell: listeners, connection
-//! tasks, timers), `cluster` (openraft, gRPC), `storage` (`KvStore`: RocksDB and
-//! in-memory), `admin` (HTTP API, metrics).
+//! tasks, timers), `cluster` (openraft, gRPC), `admin` (HTTP API, metrics).
 
 pub mod auth;
 pub mod broker;
@@ -35,4 +35,5 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod storage;
 pub mod transport;
