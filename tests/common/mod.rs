@@ -1,6 +1,8 @@
 //! What the integration tests share: a Keel node on a free loopback port (shut down when
 //! dropped), rumqttc clients driven in the background for MQTT 3.1.1 ([`v3`]) and 5 ([`v5`]),
-//! and a raw-packet client ([`raw`]) for what rumqttc cannot send.
+//! and a raw-packet client ([`raw`]) for what rumqttc cannot send. The real `keel` binary
+//! runs as a child process that a test can kill and restart ([`process`]), with a raw
+//! connection that reports the broker's death instead of failing on it ([`link`]).
 //!
 //! Every wait is for an event and is bounded by [`EVENT_TIMEOUT`]; a test fails instead of
 //! hanging. Where no packet tells a test that the broker has done something (a connection
@@ -9,6 +11,8 @@
 #![allow(dead_code)]
 
 pub mod driven;
+pub mod link;
+pub mod process;
 pub mod raw;
 pub mod v3;
 pub mod v5;
