@@ -28,13 +28,10 @@ fn broker_host(
                 }],
                 ..ServerSettings::default()
             };
-            let server = Server::bind(&SimNet, settings).await?;
+            let clock = Arc::new(SimClock::new(EPOCH_MS));
+            let server = Server::bind(&SimNet, settings, clock).await?;
             server
-                .run(
-                    Arc::new(SimClock::new(EPOCH_MS)),
-                    Rng::from_seed(seed),
-                    std::future::pending(),
-                )
+                .run(Rng::from_seed(seed), std::future::pending())
                 .await?;
             Ok(())
         })

@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod loadgen;

@@ -20,6 +20,7 @@ async fn broker(allow_anonymous: bool) -> (TestBroker, tempfile::TempDir) {
     let mut config = Config::default();
     config.auth.allow_anonymous = allow_anonymous;
     config.auth.password_file = Some(passwd);
+    config.durability.store = keel::config::StoreKind::Memory;
     config.validate().unwrap();
     let settings = keel::server::settings(&config).unwrap();
     (TestBroker::start(settings).await, dir)

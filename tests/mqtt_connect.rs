@@ -312,7 +312,7 @@ async fn v5_session_expiry_above_the_maximum_is_capped_and_announced() {
     let properties = connack.properties.expect("CONNACK properties");
     assert_eq!(properties.session_expiry_interval, Some(30));
     assert_eq!(
-        broker.inspect(|b| b.state().session("long").map(|s| s.expiry_secs)),
+        broker.inspect(|b| b.session("long").map(|s| s.expiry_secs)),
         Some(30)
     );
 }

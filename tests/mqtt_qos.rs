@@ -17,9 +17,7 @@ use rumqttc::{Packet as P3, QoS as Q3};
 async fn wait_queue_empty(broker: &TestBroker, client_id: &str) {
     broker
         .wait_until(&format!("the queue of {client_id} to drain"), |b| {
-            b.state()
-                .session(client_id)
-                .is_some_and(|s| s.queue.is_empty())
+            b.session(client_id).is_some_and(|s| s.queue.is_empty())
         })
         .await
 }

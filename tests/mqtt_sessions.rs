@@ -125,7 +125,7 @@ async fn v5_session_expiry_zero_ends_the_session_with_the_connection() {
 
     let (_sub, connack) = v5::connect_with(options).await;
     assert!(!connack.session_present);
-    assert_eq!(broker.inspect(|b| b.state().subscription_count()), 0);
+    assert_eq!(broker.inspect(|b| b.subscription_count()), 0);
 }
 
 #[tokio::test]
@@ -253,7 +253,7 @@ async fn v5_takeover_of_a_session_with_expiry_zero_starts_a_new_session() {
     let (_new, connack) = v5::connect_with(v5::persistent(&broker, "twin0", 60)).await;
     assert!(!connack.session_present);
     old.expect_disconnect(ReasonCode::SessionTakenOver).await;
-    assert_eq!(broker.inspect(|b| b.state().subscription_count()), 0);
+    assert_eq!(broker.inspect(|b| b.subscription_count()), 0);
 }
 
 #[tokio::test]

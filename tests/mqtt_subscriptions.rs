@@ -176,7 +176,9 @@ async fn v5_wildcard_subscription_gets_no_retained_sys_topics() {
     let broker = TestBroker::start(settings).await;
     broker
         .wait_until("retained $SYS topics", |b| {
-            b.state().retained().any(|m| m.topic.starts_with("$SYS/"))
+            b.local_state()
+                .retained()
+                .any(|m| m.topic.starts_with("$SYS/"))
         })
         .await;
     let mut sub = v5_subscriber(&broker, "wild", &["#"]).await;
@@ -305,7 +307,7 @@ async fn v3_subscribing_again_to_a_filter_replaces_its_qos() {
         got.iter().map(v3::summary).collect::<Vec<_>>(),
         vec![("re/t".into(), b"x".to_vec(), Q3::ExactlyOnce, false)]
     );
-    assert_eq!(broker.inspect(|b| b.state().subscription_count()), 2);
+    assert_eq!(broker.inspect(|b| b.subscription_count()), 2);
 }
 
 #[tokio::test]
@@ -469,7 +471,7 @@ async fn v5_shared_subscription_prefers_connected_members() {
         .map(|p| p.payload[0])
         .collect();
     assert_eq!(got, [0, 1, 2, 3]);
-    assert!(broker.inspect(|b| b.state().session("away").unwrap().queue.is_empty()));
+    assert!(broker.inspect(|b| b.session("away").unwrap().queue.is_empty()));
 }
 
 #[tokio::test]

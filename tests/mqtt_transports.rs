@@ -192,10 +192,12 @@ async fn messages_cross_between_tcp_tls_websocket_and_wss_clients() {
         ],
         ..ServerSettings::default()
     };
-    let server = Server::bind(&TokioNet, settings).await.unwrap();
+    let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
+        .await
+        .unwrap();
     let addrs = server.local_addrs().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(Arc::new(SystemClock), Rng::from_seed(3), async {
+    tokio::spawn(server.run(Rng::from_seed(3), async {
         let _ = stopped.await;
     }));
 

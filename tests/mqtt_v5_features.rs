@@ -106,7 +106,7 @@ async fn reason_strings_and_user_properties_from_the_client_are_accepted() {
     }))
     .await;
     sub.ping().await;
-    assert!(broker.inspect(|b| b.state().session("chatty").unwrap().queue.is_empty()));
+    assert!(broker.inspect(|b| b.session("chatty").unwrap().queue.is_empty()));
     sub.send(Packet::Disconnect(Disconnect {
         reason_code: ReasonCode::Success,
         properties: DisconnectProperties {
@@ -625,7 +625,7 @@ async fn message_larger_than_the_clients_maximum_packet_size_is_dropped_for_that
     );
     assert_eq!(large.publishes_until(BARRIER).await.len(), 2);
     // The dropped QoS 1 message does not linger in the session ([MQTT-3.1.2-25]).
-    assert!(broker.inspect(|b| b.state().session("small").unwrap().queue.is_empty()));
+    assert!(broker.inspect(|b| b.session("small").unwrap().queue.is_empty()));
 }
 
 #[tokio::test]
@@ -733,7 +733,7 @@ async fn disconnect_can_lengthen_the_session_expiry() {
     client.expect_closed().await;
     broker.wait_offline("stayer").await;
     assert_eq!(
-        broker.inspect(|b| b.state().session("stayer").map(|s| s.expiry_secs)),
+        broker.inspect(|b| b.session("stayer").map(|s| s.expiry_secs)),
         Some(3600)
     );
 }

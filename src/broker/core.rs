@@ -1,17 +1,26 @@
-//! [`Broker`]: applies commands for the connections of this node and decides what each
-//! connection sends next.
+//! [`Broker`]: the sessions of this node's connections, in two tiers.
+//!
+//! *Durable* sessions (that outlive their connection) live in the replicated [`State`]: every
+//! change to them is a [`Proposal`] the shell commits through the log, and takes effect only
+//! when [`Broker::apply_committed`] applies it, in log order, on every replica. *Local*
+//! sessions (that end with their connection) live in a second `State` that only this node
+//! has, changed at once with no log write: the fast path of DESIGN §2.
+//!
+//! Requests whose reply must wait for a commit (PUBACK/PUBREC of a publish that reaches a
+//! durable session, SUBACK of a durable session...) are answered by [`Effect::Reply`], for
+//! the fast path at once and otherwise when the proposal is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::codec::{PacketId, QoS, ReasonCode, TopicFilter, TopicName};
 use crate::state::{
-    packet_id_for, Applied, ClientId, Command, Message, State, StateConfig, Subscription, Will,
+    packet_id_for, Applied, ClientId, Command, Message, SharedKey, State, StateConfig,
+    Subscription, Will,
 };
 
-/// Identifies one network connection of this node. Never reused.
-pub type ConnId = u64;
+use super::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
 
 /// Limits of the broker core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +69,15 @@ pub enum Delivery {
     Release(PacketId),
 }
 
-/// Something the shell must do for a connection other than the caller's result.
+/// Something the shell must do for a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// The request `ticket` of the connection is done.
+    Reply {
+        conn: ConnId,
+        ticket: Ticket,
+        completion: Completion,
+    },
     Deliver {
         conn: ConnId,
         delivery: Delivery,
@@ -72,18 +87,6 @@ pub enum Effect {
         conn: ConnId,
         reason: ReasonCode,
     },
-}
-
-/// What a publish did, for the PUBACK/PUBREC reason code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublishOutcome {
-    /// Sessions the message reached; 0 means "no matching subscribers" (0x10).
-    pub matched: usize,
-    /// Sessions that matched but whose queue was full (0x97 "quota exceeded" when no
-    /// session took the message).
-    pub dropped_queue_full: usize,
-    /// A QoS 2 resend of a packet id already routed: acknowledged, not routed again.
-    pub duplicate: bool,
 }
 
 /// Why a publish was refused.
@@ -112,10 +115,44 @@ pub struct BrokerStats {
     pub discarded: u64,
 }
 
+/// Where a session lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// In the replicated state: changed only through the log.
+    Durable,
+    /// In this node's own state: changed at once, gone with the connection.
+    Local,
+}
+
+impl Tier {
+    /// Sessions that outlive their connection are durable (DESIGN §1).
+    pub fn of(expiry_secs: u32) -> Tier {
+        if expiry_secs > 0 {
+            Tier::Durable
+        } else {
+            Tier::Local
+        }
+    }
+}
+
+/// Whether a subscriber's PUBREC lets the session send PUBREL now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubRecOutcome {
+    /// Send PUBREL now.
+    Release,
+    /// PUBREL follows once the PUBREC is committed ([`Delivery::Release`]).
+    Committing,
+    /// No QoS 2 message is in flight with that id.
+    Unknown,
+}
+
 /// A connection of this node serving a session.
 #[derive(Debug)]
 struct Connection {
     client_id: ClientId,
+    tier: Tier,
+    /// A durable session is served only once its `OpenSession` is applied.
+    opened: bool,
     /// How many QoS 1/2 messages may be in flight to the client.
     window: usize,
     /// QoS 1/2 messages sent and not yet acknowledged: packet id → queue seq.
@@ -130,25 +167,54 @@ struct Connection {
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
-    state: State,
+    node: u64,
+    incarnation: u64,
+    /// The replica of the replicated state: changed only by [`Broker::apply_committed`].
+    durable: State,
+    /// Sessions that end with their connection, and a mirror of the retained messages.
+    local: State,
     connections: BTreeMap<ConnId, Connection>,
     /// The connection serving each connected client id.
     owners: BTreeMap<ClientId, ConnId>,
-    /// How far each disconnected session's queue was sent, for DUP on resume.
+    /// How far each disconnected durable session's queue was sent here, for DUP on resume.
     sent_before: BTreeMap<ClientId, u64>,
+    /// QoS 2 packet ids of durable publishers proposed and not yet applied: a resend meanwhile
+    /// is a duplicate.
+    proposed_qos2: BTreeSet<(ClientId, PacketId)>,
+    /// Durable sessions whose due will or expiry is proposed and not yet applied.
+    proposed_due: BTreeSet<ClientId>,
+    /// Round robin over shared groups for QoS 0 fast-path deliveries to durable sessions.
+    direct_cursor: usize,
+    /// Set when the log stopped taking proposals: no connection is served any more.
+    unavailable: Option<ReasonCode>,
     effects: Vec<Effect>,
+    proposals: Vec<Proposal>,
     stats: BrokerStats,
 }
 
 impl Broker {
+    /// A broker for node 1 in its first run; see [`Broker::with_identity`].
     pub fn new(config: BrokerConfig) -> Broker {
+        Broker::with_identity(config, 1, 0)
+    }
+
+    /// A broker for `node`; `incarnation` must differ between runs of the node.
+    pub fn with_identity(config: BrokerConfig, node: u64, incarnation: u64) -> Broker {
         Broker {
             config,
-            state: State::new(config.state),
+            node,
+            incarnation,
+            durable: State::new(config.state),
+            local: State::new(config.state),
             connections: BTreeMap::new(),
             owners: BTreeMap::new(),
             sent_before: BTreeMap::new(),
+            proposed_qos2: BTreeSet::new(),
+            proposed_due: BTreeSet::new(),
+            direct_cursor: 0,
+            unavailable: None,
             effects: Vec::new(),
+            proposals: Vec::new(),
             stats: BrokerStats::default(),
         }
     }
@@ -157,8 +223,44 @@ impl Broker {
         &self.config
     }
 
+    /// The replicated state as this node has applied it.
     pub fn state(&self) -> &State {
-        &self.state
+        &self.durable
+    }
+
+    /// The sessions that end with their connection.
+    pub fn local_state(&self) -> &State {
+        &self.local
+    }
+
+    /// Replaces the replicated state (restore from a snapshot). Connections of durable
+    /// sessions are dropped: what they had in flight may no longer be there.
+    pub fn install_state(&mut self, state: State) {
+        let durable: Vec<ConnId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.tier == Tier::Durable)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in durable {
+            if let Some(connection) = self.connections.remove(&conn) {
+                self.owners.remove(&connection.client_id);
+            }
+            self.effects.push(Effect::Disconnect {
+                conn,
+                reason: ReasonCode::ServerUnavailable,
+            });
+        }
+        self.local.clear_retained();
+        for message in state.retained() {
+            self.local.apply(Command::SetRetained {
+                topic: message.topic.clone(),
+                message: Some(message.clone()),
+            });
+        }
+        self.durable = state;
+        self.proposed_qos2.clear();
+        self.proposed_due.clear();
     }
 
     pub fn stats(&self) -> &BrokerStats {
@@ -170,9 +272,119 @@ impl Broker {
         self.connections.len()
     }
 
+    /// The session of a client id, durable or local.
+    pub fn session(&self, client_id: &str) -> Option<&crate::state::SessionState> {
+        self.durable
+            .session(client_id)
+            .or_else(|| self.local.session(client_id))
+    }
+
+    /// Sessions of both tiers.
+    pub fn session_count(&self) -> usize {
+        self.durable.sessions().count() + self.local.sessions().count()
+    }
+
+    /// Subscriptions of both tiers.
+    pub fn subscription_count(&self) -> usize {
+        self.durable.subscription_count() + self.local.subscription_count()
+    }
+
     /// The effects gathered since the last call, for the shell to carry out in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
+    }
+
+    /// The proposals gathered since the last call, for the shell to commit in order.
+    pub fn take_proposals(&mut self) -> Vec<Proposal> {
+        std::mem::take(&mut self.proposals)
+    }
+
+    /// Applies every pending proposal at once, as a log that commits instantly would (tests
+    /// and tools that run without a log).
+    pub fn commit_pending(&mut self) {
+        loop {
+            let proposals = self.take_proposals();
+            if proposals.is_empty() {
+                return;
+            }
+            for proposal in proposals {
+                self.apply_committed(proposal);
+            }
+        }
+    }
+
+    /// The proposals could not be committed (the log failed): their requests are not
+    /// answered, and their connections are closed with `reason` so clients retry.
+    pub fn proposals_failed(&mut self, proposals: &[Proposal], reason: ReasonCode) {
+        for proposal in proposals {
+            for command in &proposal.commands {
+                match command {
+                    Command::Publish {
+                        origin: Some((client_id, packet_id)),
+                        ..
+                    } => {
+                        self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+                    }
+                    Command::EndSession { client_id, .. }
+                    | Command::PublishWill { client_id, .. } => {
+                        self.proposed_due.remove(client_id);
+                    }
+                    _ => {}
+                }
+            }
+            let Some(origin) = proposal.origin else {
+                continue;
+            };
+            if self.is_mine(&origin) {
+                if let Some(connection) = self.connections.remove(&origin.conn) {
+                    self.owners.remove(&connection.client_id);
+                }
+                self.effects.push(Effect::Disconnect {
+                    conn: origin.conn,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// After a restart, once the log is replayed: durable sessions that the replica shows
+    /// connected lost their connection in the crash, so they are closed (publishing their
+    /// wills, as any abnormal end does); and every message still queued may have been sent
+    /// before the crash, so it is resent with DUP set ([MQTT-3.3.1-1]). Returns the proposals
+    /// to commit before any client is served.
+    pub fn recover(&mut self, now_ms: u64) -> Vec<Proposal> {
+        let mut commands = Vec::new();
+        for session in self.durable.sessions() {
+            if let Some(last) = session.queue.back() {
+                self.sent_before.insert(session.client_id.clone(), last.seq);
+            }
+            if session.connected {
+                commands.push(Command::CloseSession {
+                    client_id: session.client_id.clone(),
+                    expiry_secs: session.expiry_secs,
+                    publish_will: true,
+                    now_ms,
+                });
+            }
+        }
+        if commands.is_empty() {
+            return Vec::new();
+        }
+        vec![Proposal {
+            commands,
+            origin: None,
+        }]
+    }
+
+    /// The log failed: every connection is closed with `reason` and new ones are refused,
+    /// so nothing more is acknowledged (clients go elsewhere or retry later).
+    pub fn set_unavailable(&mut self, reason: ReasonCode) {
+        self.unavailable = Some(reason);
+        for (conn, connection) in std::mem::take(&mut self.connections) {
+            self.owners.remove(&connection.client_id);
+            self.effects.push(Effect::Disconnect { conn, reason });
+        }
+        self.proposals.clear();
     }
 
     /// The client id a connection serves.
@@ -180,49 +392,94 @@ impl Broker {
         self.connections.get(&conn).map(|c| &c.client_id)
     }
 
-    /// Opens or resumes the session of a new connection; returns Session Present.
+    /// Opens or resumes the session of a new connection; the CONNACK waits for the reply
+    /// to `ticket` (Session Present).
     ///
     /// A connection already serving the client id is told to disconnect with 0x8E
-    /// (Session taken over). Queued messages are sent to the new connection.
-    pub fn connect(&mut self, conn: ConnId, request: ConnectRequest, now_ms: u64) -> bool {
+    /// (Session taken over). Queued messages are sent once the session is open.
+    pub fn connect(&mut self, conn: ConnId, ticket: Ticket, request: ConnectRequest, now_ms: u64) {
+        if let Some(reason) = self.unavailable {
+            self.effects.push(Effect::Disconnect { conn, reason });
+            return;
+        }
         let client_id = request.client_id.clone();
         if let Some(old) = self.owners.remove(&client_id) {
             if let Some(old_connection) = self.connections.remove(&old) {
-                self.sent_before
-                    .insert(client_id.clone(), old_connection.sent_through);
+                if old_connection.tier == Tier::Durable {
+                    self.sent_before
+                        .insert(client_id.clone(), old_connection.sent_through);
+                }
             }
             self.effects.push(Effect::Disconnect {
                 conn: old,
                 reason: ReasonCode::SessionTakenOver,
             });
         }
-        let applied = self.apply(Command::OpenSession {
-            client_id: client_id.clone(),
-            clean_start: request.clean_start,
-            expiry_secs: request.expiry_secs,
-            will: request.will.map(Box::new),
-            now_ms,
-        });
-        let dup_through = if applied.session_present {
-            self.sent_before.remove(&client_id).unwrap_or(0)
-        } else {
-            self.sent_before.remove(&client_id);
-            0
-        };
+        let tier = Tier::of(request.expiry_secs);
         let window = usize::from(request.receive_maximum.min(self.config.inflight_max).max(1));
         self.connections.insert(
             conn,
             Connection {
                 client_id: client_id.clone(),
+                tier,
+                opened: false,
                 window,
                 inflight: BTreeMap::new(),
                 sent_through: 0,
-                dup_through,
+                dup_through: 0,
             },
         );
-        self.owners.insert(client_id, conn);
-        self.pump(conn, now_ms);
-        applied.session_present
+        self.owners.insert(client_id.clone(), conn);
+        let open = Command::OpenSession {
+            client_id: client_id.clone(),
+            clean_start: request.clean_start,
+            expiry_secs: request.expiry_secs,
+            will: request.will.map(Box::new),
+            now_ms,
+        };
+        match tier {
+            Tier::Local => {
+                // A durable session of the same client id ends: this one starts clean
+                // (a session with expiry 0 cannot resume one, [MQTT-3.1.2-4]).
+                if self.durable.session(&client_id).is_some() {
+                    self.propose(
+                        vec![
+                            Command::OpenSession {
+                                client_id: client_id.clone(),
+                                clean_start: true,
+                                expiry_secs: 0,
+                                will: None,
+                                now_ms,
+                            },
+                            Command::CloseSession {
+                                client_id: client_id.clone(),
+                                expiry_secs: 0,
+                                publish_will: false,
+                                now_ms,
+                            },
+                        ],
+                        None,
+                    );
+                }
+                let applied = self.apply_in(Tier::Local, open);
+                self.opened(conn, applied.session_present, ticket, now_ms);
+            }
+            Tier::Durable => {
+                // A local session of the same client id was just taken over: it ends.
+                if self.local.session(&client_id).is_some() {
+                    self.apply_in(
+                        Tier::Local,
+                        Command::CloseSession {
+                            client_id: client_id.clone(),
+                            expiry_secs: 0,
+                            publish_will: true,
+                            now_ms,
+                        },
+                    );
+                }
+                self.propose(vec![open], Some((conn, ticket, 0)));
+            }
+        }
     }
 
     /// The connection ended. `expiry_secs` is the session expiry in force at the end and
@@ -237,7 +494,7 @@ impl Broker {
         // Shared-subscription messages go to another member, except QoS 2 messages already
         // sent: those must be completed with this client ([MQTT-4.8.2-4]).
         let release: Vec<u64> = self
-            .state
+            .tier(connection.tier)
             .session(&client_id)
             .map(|s| {
                 s.queue
@@ -247,62 +504,137 @@ impl Broker {
                     .collect()
             })
             .unwrap_or_default();
+        let mut commands = Vec::new();
         if !release.is_empty() {
-            self.apply(Command::ReleaseShared {
+            commands.push(Command::ReleaseShared {
                 client_id: client_id.clone(),
                 seqs: release,
             });
         }
-        self.sent_before
-            .insert(client_id.clone(), connection.sent_through);
-        self.apply(Command::CloseSession {
+        if connection.tier == Tier::Durable {
+            self.sent_before
+                .insert(client_id.clone(), connection.sent_through);
+        }
+        commands.push(Command::CloseSession {
             client_id,
             expiry_secs,
             publish_will,
             now_ms,
         });
+        self.run(connection.tier, commands, None);
     }
 
-    /// Routes a publish received at `message.received_at_ms`. `qos2_packet_id` is the packet
-    /// id of a QoS 2 publish, remembered until PUBREL so that a resend is not routed twice.
-    /// With `retain_update` a RETAIN publish sets (or, when empty, clears) the retained
-    /// message of its topic.
+    /// Routes a publish received at `message.received_at_ms`; the PUBACK/PUBREC waits for
+    /// the reply to `ticket` (QoS 0 gets none). `qos2_packet_id` is the packet id of a QoS 2
+    /// publish, remembered until PUBREL so that a resend is not routed twice. With
+    /// `retain_update` a RETAIN publish sets (or, when empty, clears) the retained message
+    /// of its topic.
     pub fn publish(
         &mut self,
         conn: ConnId,
+        ticket: Ticket,
         message: Message,
         qos2_packet_id: Option<PacketId>,
         retain_update: bool,
-    ) -> Result<PublishOutcome, PublishError> {
-        let client_id = self.owner_client(conn)?;
+    ) -> Result<(), PublishError> {
+        let (client_id, tier) = self
+            .connections
+            .get(&conn)
+            .map(|c| (c.client_id.clone(), c.tier))
+            .ok_or(PublishError::NotConnected)?;
         if let Some(packet_id) = qos2_packet_id {
-            let (known, awaiting) = self.state.session(&client_id).map_or((false, 0), |s| {
-                (s.incoming_qos2.contains(&packet_id), s.incoming_qos2.len())
-            });
-            if !known && awaiting >= usize::from(self.config.receive_maximum) {
+            let (known, awaiting) = self.qos2_receive_state(tier, &client_id, packet_id);
+            if known {
+                // A resend: acknowledged again, not routed again.
+                self.reply(
+                    conn,
+                    ticket,
+                    Completion {
+                        duplicate: true,
+                        ..Completion::default()
+                    },
+                );
+                return Ok(());
+            }
+            if awaiting >= usize::from(self.config.receive_maximum) {
                 return Err(PublishError::ReceiveMaximumExceeded);
             }
         }
         self.stats.publishes_received += 1;
         let message = Arc::new(message);
-        if retain_update && message.retain {
+        let qos = message.qos;
+        // Sessions of this node that end with their connection get it now. A QoS 2 publisher
+        // of this tier has its packet id remembered here too.
+        let local_origin = match (qos2_packet_id, tier) {
+            (Some(packet_id), Tier::Local) => Some((client_id.clone(), packet_id)),
+            _ => None,
+        };
+        let local = self.apply_in(
+            Tier::Local,
+            Command::Publish {
+                message: message.clone(),
+                origin: local_origin,
+                skip_shared: Vec::new(),
+            },
+        );
+        let matched = local.matched;
+        // A shared group with members in both tiers gives each message to one member: a
+        // local one when it has any (they are connected), so the durable tier skips it.
+        let skip_shared = local.shared_served;
+        let dropped_queue_full = local.dropped_queue_full;
+        let mut commands = Vec::new();
+        let retained_update = retain_update && message.retain;
+        if retained_update {
             // An empty retained payload clears the topic's retained message
             // ([MQTT-3.3.1-6], [MQTT-3.3.1-7]); it is still delivered to subscribers.
-            let retained = (!message.payload.is_empty()).then(|| message.clone());
-            self.apply(Command::SetRetained {
+            commands.push(Command::SetRetained {
                 topic: message.topic.clone(),
-                message: retained,
+                message: (!message.payload.is_empty()).then(|| message.clone()),
             });
         }
-        let applied = self.apply(Command::Publish {
-            message,
-            origin: qos2_packet_id.map(|id| (client_id, id)),
-        });
-        Ok(PublishOutcome {
-            matched: applied.matched,
-            dropped_queue_full: applied.dropped_queue_full,
-            duplicate: applied.duplicate,
-        })
+        let durable_origin = match (qos2_packet_id, tier) {
+            (Some(packet_id), Tier::Durable) => Some((client_id, packet_id)),
+            _ => None,
+        };
+        if qos == QoS::AtMostOnce {
+            // QoS 0 is never queued: connected durable sessions get it straight from the
+            // replica, with no log write.
+            self.deliver_direct_durable(&message, &skip_shared);
+            if !commands.is_empty() {
+                self.propose(commands, None);
+            }
+            return Ok(());
+        }
+        if durable_origin.is_some() || self.durable.matches_any(&message.topic) {
+            if let Some(key) = &durable_origin {
+                self.proposed_qos2.insert(key.clone());
+            }
+            commands.push(Command::Publish {
+                message,
+                origin: durable_origin,
+                skip_shared,
+            });
+            let local_matched = u32::try_from(matched).unwrap_or(u32::MAX);
+            self.propose(commands, Some((conn, ticket, local_matched)));
+            return Ok(());
+        }
+        // No durable subscription can match: the acknowledgement needs no log write, but a
+        // retained update is committed first (G4: retained is the last acknowledged).
+        if !commands.is_empty() {
+            let local_matched = u32::try_from(matched).unwrap_or(u32::MAX);
+            self.propose(commands, Some((conn, ticket, local_matched)));
+            return Ok(());
+        }
+        self.reply(
+            conn,
+            ticket,
+            Completion {
+                matched,
+                dropped_queue_full,
+                ..Completion::default()
+            },
+        );
+        Ok(())
     }
 
     /// PUBACK from a subscriber. Returns false for an unknown packet id.
@@ -324,81 +656,90 @@ impl Broker {
         let Some(seq) = connection.inflight.remove(&packet_id) else {
             return false;
         };
-        let client_id = connection.client_id.clone();
+        let (client_id, tier) = (connection.client_id.clone(), connection.tier);
         self.stats.discarded += 1;
-        self.apply(Command::Acked { client_id, seq });
+        self.run(tier, vec![Command::Acked { client_id, seq }], None);
         self.pump(conn, now_ms);
         true
     }
 
-    /// PUBREC from a subscriber: the QoS 2 message was delivered; PUBREL follows. Returns
-    /// false for an unknown packet id (answered with PUBREL 0x92 in MQTT 5).
-    pub fn pubrec(&mut self, conn: ConnId, packet_id: PacketId) -> bool {
+    /// PUBREC from a subscriber: the QoS 2 message was delivered; PUBREL follows, at once
+    /// for a local session and once the PUBREC is committed for a durable one.
+    pub fn pubrec(&mut self, conn: ConnId, packet_id: PacketId) -> PubRecOutcome {
         let Some(connection) = self.connections.get(&conn) else {
-            return false;
+            return PubRecOutcome::Unknown;
         };
         let Some(&seq) = connection.inflight.get(&packet_id) else {
-            return false;
+            return PubRecOutcome::Unknown;
         };
-        let client_id = connection.client_id.clone();
+        let (client_id, tier) = (connection.client_id.clone(), connection.tier);
         let is_qos2 = self
-            .state
+            .tier(tier)
             .session(&client_id)
             .and_then(|s| s.queued(seq))
             .is_some_and(|q| q.qos == QoS::ExactlyOnce);
-        if is_qos2 {
-            self.apply(Command::PubRecReceived { client_id, seq });
+        if !is_qos2 {
+            return PubRecOutcome::Unknown;
         }
-        is_qos2
+        match tier {
+            Tier::Local => {
+                self.apply_in(Tier::Local, Command::PubRecReceived { client_id, seq });
+                PubRecOutcome::Release
+            }
+            Tier::Durable => {
+                self.propose(vec![Command::PubRecReceived { client_id, seq }], None);
+                PubRecOutcome::Committing
+            }
+        }
     }
 
-    /// PUBREL from a publisher; returns whether the packet id was awaiting it.
-    pub fn pubrel(&mut self, conn: ConnId, packet_id: PacketId) -> bool {
-        let Ok(client_id) = self.owner_client(conn) else {
-            return false;
+    /// PUBREL from a publisher; the PUBCOMP waits for the reply to `ticket` (whether the
+    /// packet id was awaiting it).
+    pub fn pubrel(&mut self, conn: ConnId, ticket: Ticket, packet_id: PacketId) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return self.reply(conn, ticket, unknown());
         };
-        let applied = self.apply(Command::PubRelReceived {
+        let client_id = connection.client_id.clone();
+        let command = Command::PubRelReceived {
             client_id,
             packet_id,
-        });
-        applied.existed.first().copied().unwrap_or(false)
+        };
+        self.run(connection.tier, vec![command], Some((conn, ticket, 0)));
     }
 
-    /// Adds subscriptions; returns for each whether it replaced an existing one. Retained
-    /// messages are delivered as the subscriptions' Retain Handling says.
+    /// Adds subscriptions; the SUBACK waits for the reply to `ticket` (whether each
+    /// existed). Retained messages are delivered as the subscriptions' Retain Handling says.
     pub fn subscribe(
         &mut self,
         conn: ConnId,
+        ticket: Ticket,
         subscriptions: Vec<(TopicFilter, Subscription)>,
         now_ms: u64,
-    ) -> Vec<bool> {
-        let Ok(client_id) = self.owner_client(conn) else {
-            return Vec::new();
+    ) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return self.reply(conn, ticket, Completion::default());
         };
-        self.apply(Command::Subscribe {
-            client_id,
+        let command = Command::Subscribe {
+            client_id: connection.client_id.clone(),
             subscriptions,
             now_ms,
-        })
-        .existed
+        };
+        self.run(connection.tier, vec![command], Some((conn, ticket, 0)));
     }
 
-    /// Removes subscriptions; returns for each whether it existed.
-    pub fn unsubscribe(
-        &mut self,
-        conn: ConnId,
-        filters: Vec<TopicFilter>,
-        now_ms: u64,
-    ) -> Vec<bool> {
-        let Ok(client_id) = self.owner_client(conn) else {
-            return Vec::new();
+    /// Removes subscriptions; the UNSUBACK waits for the reply to `ticket` (whether each
+    /// existed).
+    pub fn unsubscribe(&mut self, conn: ConnId, ticket: Ticket, filters: Vec<TopicFilter>) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return self.reply(conn, ticket, Completion::default());
         };
+        let client_id = connection.client_id.clone();
+        let tier = connection.tier;
         // Messages that came through a shared subscription being removed go to another
         // member, except QoS 2 messages already sent.
         let leaving: Vec<(&str, &str)> = filters.iter().filter_map(|f| f.shared()).collect();
-        let release: Vec<u64> = match (self.state.session(&client_id), self.connections.get(&conn))
-        {
-            (Some(session), Some(connection)) if !leaving.is_empty() => session
+        let release: Vec<u64> = match self.tier(tier).session(&client_id) {
+            Some(session) if !leaving.is_empty() => session
                 .queue
                 .iter()
                 .filter(|q| {
@@ -411,36 +752,51 @@ impl Broker {
                 .collect(),
             _ => Vec::new(),
         };
-        let existed = self
-            .apply(Command::Unsubscribe {
-                client_id: client_id.clone(),
-                filters,
-            })
-            .existed;
+        let mut commands = vec![Command::Unsubscribe {
+            client_id: client_id.clone(),
+            filters,
+        }];
         if !release.is_empty() {
-            self.apply(Command::ReleaseShared {
+            commands.push(Command::ReleaseShared {
                 client_id,
                 seqs: release,
             });
-            self.forget_missing_inflight(conn);
-            self.pump(conn, now_ms);
         }
-        existed
+        self.run(tier, commands, Some((conn, ticket, 0)));
     }
 
-    /// Applies wills and session expiries that are due.
+    /// Applies wills and session expiries that are due: those of local sessions at once,
+    /// those of durable sessions through the log.
     pub fn tick(&mut self, now_ms: u64) {
-        for command in self.state.due(now_ms) {
-            self.apply(command);
+        for command in self.local.due(now_ms) {
+            self.apply_in(Tier::Local, command);
+        }
+        for command in self.durable.due(now_ms) {
+            let client_id = match &command {
+                Command::EndSession { client_id, .. } | Command::PublishWill { client_id, .. } => {
+                    client_id.clone()
+                }
+                _ => continue,
+            };
+            if self.proposed_due.insert(client_id) {
+                self.propose(vec![command], None);
+            }
         }
     }
 
     /// When [`Broker::tick`] next has work to do (unix ms).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.state.next_deadline_ms()
+        match (
+            self.local.next_deadline_ms(),
+            self.durable.next_deadline_ms(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// A publish on behalf of the broker itself (`$SYS`), with no publisher.
+    /// A publish on behalf of this node (`$SYS`), with no publisher: QoS 0, retained on this
+    /// node only (the figures are the node's own).
     pub fn publish_system(
         &mut self,
         topic: TopicName,
@@ -458,54 +814,279 @@ impl Broker {
             received_at_ms: now_ms,
         });
         if retain {
-            self.apply(Command::SetRetained {
-                topic: message.topic.clone(),
-                message: Some(message.clone()),
-            });
+            self.apply_in(
+                Tier::Local,
+                Command::SetRetained {
+                    topic: message.topic.clone(),
+                    message: Some(message.clone()),
+                },
+            );
         }
-        self.apply(Command::Publish {
-            message,
-            origin: None,
+        let local = self.apply_in(
+            Tier::Local,
+            Command::Publish {
+                message: message.clone(),
+                origin: None,
+                skip_shared: Vec::new(),
+            },
+        );
+        self.deliver_direct_durable(&message, &local.shared_served);
+    }
+
+    /// QoS 0 to the connected durable sessions, from the replica, with no log write.
+    fn deliver_direct_durable(&mut self, message: &Arc<Message>, skip_shared: &[SharedKey]) {
+        self.direct_cursor = self.direct_cursor.wrapping_add(1);
+        let directs = self
+            .durable
+            .direct_deliveries(message, self.direct_cursor, skip_shared);
+        for direct in directs {
+            self.deliver_direct(Tier::Durable, direct);
+        }
+    }
+
+    /// Applies a committed proposal to the replicated state, in log order; replies to the
+    /// request it carries when it came from this node's current run.
+    pub fn apply_committed(&mut self, proposal: Proposal) {
+        let mut completion = Completion::default();
+        let mut replied = false;
+        let reply_to = proposal.origin.filter(|o| self.is_mine(o));
+        for command in proposal.commands {
+            let opening = match &command {
+                Command::OpenSession {
+                    client_id, now_ms, ..
+                } => Some((client_id.clone(), *now_ms)),
+                _ => None,
+            };
+            match &command {
+                Command::Publish {
+                    origin: Some((client_id, packet_id)),
+                    ..
+                } => {
+                    self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+                }
+                Command::EndSession { client_id, .. } | Command::PublishWill { client_id, .. } => {
+                    self.proposed_due.remove(client_id);
+                }
+                Command::SetRetained { topic, message } => {
+                    // This node's local sessions read retained messages from their own state.
+                    self.local.apply(Command::SetRetained {
+                        topic: topic.clone(),
+                        message: message.clone(),
+                    });
+                }
+                _ => {}
+            }
+            let pubrec = match &command {
+                Command::PubRecReceived { client_id, seq } => Some((client_id.clone(), *seq)),
+                _ => None,
+            };
+            let applied = self.apply_in(Tier::Durable, command);
+            if let Some((client_id, now_ms)) = opening {
+                replied |=
+                    self.session_opened(&client_id, applied.session_present, reply_to, now_ms);
+            }
+            if let Some((client_id, seq)) = pubrec {
+                self.release_committed(&client_id, seq);
+            }
+            completion.session_present |= applied.session_present;
+            completion.matched += applied.matched;
+            completion.dropped_queue_full += applied.dropped_queue_full;
+            completion.duplicate |= applied.duplicate;
+            completion.existed.extend(applied.existed);
+        }
+        match reply_to {
+            Some(origin) if !replied => {
+                completion.matched += origin.local_matched as usize;
+                self.reply(origin.conn, origin.ticket, completion);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_mine(&self, origin: &Origin) -> bool {
+        origin.node == self.node && origin.incarnation == self.incarnation
+    }
+
+    fn tier(&self, tier: Tier) -> &State {
+        match tier {
+            Tier::Durable => &self.durable,
+            Tier::Local => &self.local,
+        }
+    }
+
+    /// Whether a QoS 2 packet id of this publisher is awaiting PUBREL (or, for a durable
+    /// publisher, proposed), and how many are.
+    fn qos2_receive_state(
+        &self,
+        tier: Tier,
+        client_id: &ClientId,
+        packet_id: PacketId,
+    ) -> (bool, usize) {
+        let (known, awaiting) = self.tier(tier).session(client_id).map_or((false, 0), |s| {
+            (s.incoming_qos2.contains(&packet_id), s.incoming_qos2.len())
+        });
+        if tier == Tier::Local {
+            return (known, awaiting);
+        }
+        let key = (client_id.clone(), packet_id);
+        let proposed = self
+            .proposed_qos2
+            .range((client_id.clone(), PacketId::MIN)..)
+            .take_while(|(c, _)| c == client_id)
+            .count();
+        (
+            known || self.proposed_qos2.contains(&key),
+            awaiting + proposed,
+        )
+    }
+
+    /// Runs commands on a tier: at once for local sessions, through the log for durable
+    /// ones. With `reply_to`, the connection's request is answered when they are applied.
+    fn run(&mut self, tier: Tier, commands: Vec<Command>, reply_to: Option<(ConnId, Ticket, u32)>) {
+        match tier {
+            Tier::Durable => self.propose(commands, reply_to),
+            Tier::Local => {
+                let mut completion = Completion::default();
+                for command in commands {
+                    let applied = self.apply_in(Tier::Local, command);
+                    completion.matched += applied.matched;
+                    completion.existed.extend(applied.existed);
+                }
+                if let Some((conn, ticket, _)) = reply_to {
+                    self.reply(conn, ticket, completion);
+                }
+            }
+        }
+    }
+
+    fn propose(&mut self, commands: Vec<Command>, reply_to: Option<(ConnId, Ticket, u32)>) {
+        let origin = reply_to.map(|(conn, ticket, local_matched)| Origin {
+            node: self.node,
+            incarnation: self.incarnation,
+            conn,
+            ticket,
+            local_matched,
+        });
+        self.proposals.push(Proposal { commands, origin });
+    }
+
+    fn reply(&mut self, conn: ConnId, ticket: Ticket, completion: Completion) {
+        self.effects.push(Effect::Reply {
+            conn,
+            ticket,
+            completion,
         });
     }
 
-    fn owner_client(&self, conn: ConnId) -> Result<ClientId, PublishError> {
-        self.connections
+    /// The `OpenSession` of a durable session was applied: the connection that asked for it
+    /// is served from now on (returns true: it got its reply); another connection of this
+    /// node with the same client id (taken over through another node) is told to go.
+    fn session_opened(
+        &mut self,
+        client_id: &ClientId,
+        present: bool,
+        origin: Option<Origin>,
+        now_ms: u64,
+    ) -> bool {
+        let Some(&conn) = self.owners.get(client_id) else {
+            return false;
+        };
+        let ours = origin.is_some_and(|o| o.conn == conn);
+        let Some(connection) = self.connections.get(&conn) else {
+            return false;
+        };
+        if connection.tier != Tier::Durable || connection.opened {
+            if !ours && connection.tier == Tier::Durable {
+                // Opened again by another connection elsewhere: this one is taken over.
+                self.connections.remove(&conn);
+                self.owners.remove(client_id);
+                self.effects.push(Effect::Disconnect {
+                    conn,
+                    reason: ReasonCode::SessionTakenOver,
+                });
+            }
+            return false;
+        }
+        match origin {
+            Some(origin) if ours => {
+                self.opened(conn, present, origin.ticket, now_ms);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The session of `conn` is open: reply to the CONNECT, then send what is queued.
+    fn opened(&mut self, conn: ConnId, present: bool, ticket: Ticket, now_ms: u64) {
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        connection.opened = true;
+        let before = self.sent_before.remove(&connection.client_id);
+        connection.dup_through = if present { before.unwrap_or(0) } else { 0 };
+        self.reply(
+            conn,
+            ticket,
+            Completion {
+                session_present: present,
+                ..Completion::default()
+            },
+        );
+        self.pump(conn, now_ms);
+    }
+
+    /// A committed PUBREC: the connection that has the message in flight sends PUBREL.
+    fn release_committed(&mut self, client_id: &ClientId, seq: u64) {
+        let Some(&conn) = self.owners.get(client_id) else {
+            return;
+        };
+        let packet_id = packet_id_for(seq);
+        let in_flight = self
+            .connections
             .get(&conn)
-            .map(|c| c.client_id.clone())
-            .ok_or(PublishError::NotConnected)
+            .is_some_and(|c| c.tier == Tier::Durable && c.inflight.get(&packet_id) == Some(&seq));
+        if in_flight {
+            self.effects.push(Effect::Deliver {
+                conn,
+                delivery: Delivery::Release(packet_id),
+            });
+        }
     }
 
     fn complete(&mut self, conn: ConnId, packet_id: PacketId, qos: QoS, now_ms: u64) -> bool {
-        let Some(connection) = self.connections.get_mut(&conn) else {
+        let Some(connection) = self.connections.get(&conn) else {
             return false;
         };
         let Some(&seq) = connection.inflight.get(&packet_id) else {
             return false;
         };
-        let client_id = connection.client_id.clone();
-        let queued = self.state.session(&client_id).and_then(|s| s.queued(seq));
-        match queued {
+        let (client_id, tier) = (connection.client_id.clone(), connection.tier);
+        let queued = self
+            .tier(tier)
+            .session(&client_id)
+            .and_then(|s| s.queued(seq));
+        let acked = match queued {
             // The wrong acknowledgement for the flow (PUBACK for QoS 2, PUBCOMP before
             // PUBREC): ignore it.
-            Some(q) if q.qos != qos || (qos == QoS::ExactlyOnce && !q.pubrec_received) => false,
-            Some(_) => {
-                connection.inflight.remove(&packet_id);
-                self.apply(Command::Acked { client_id, seq });
-                self.pump(conn, now_ms);
-                true
+            Some(q) if q.qos != qos || (qos == QoS::ExactlyOnce && !q.pubrec_received) => {
+                return false
             }
+            Some(_) => true,
             // The message left the queue meanwhile (dropped for a full queue): free the id.
-            None => {
-                connection.inflight.remove(&packet_id);
-                self.pump(conn, now_ms);
-                true
-            }
+            None => false,
+        };
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.inflight.remove(&packet_id);
         }
+        if acked {
+            self.run(tier, vec![Command::Acked { client_id, seq }], None);
+        }
+        self.pump(conn, now_ms);
+        true
     }
 
-    /// Applies a command and acts on what it reports.
-    fn apply(&mut self, command: Command) -> Applied {
+    /// Applies a command to one tier and acts on what it reports.
+    fn apply_in(&mut self, tier: Tier, command: Command) -> Applied {
         let now_ms = match &command {
             Command::OpenSession { now_ms, .. }
             | Command::CloseSession { now_ms, .. }
@@ -515,46 +1096,99 @@ impl Broker {
             Command::Publish { message, .. } => message.received_at_ms,
             _ => 0,
         };
-        let applied = self.state.apply(command);
+        let applied = match tier {
+            Tier::Durable => self.durable.apply(command),
+            Tier::Local => self.local.apply(command),
+        };
         self.stats.dropped_queue_full += applied.dropped_queue_full as u64;
-        self.stats.deliveries += applied.direct.len() as u64;
-        for direct in &applied.direct {
-            if let Some(&conn) = self.owners.get(&direct.client_id) {
-                self.effects.push(Effect::Deliver {
-                    conn,
-                    delivery: Delivery::Publish {
-                        message: direct.message.clone(),
-                        qos: QoS::AtMostOnce,
-                        packet_id: None,
-                        retain: direct.retain,
-                        dup: false,
-                        subscription_ids: direct.subscription_ids.clone(),
-                    },
-                });
-            }
+        for direct in applied.direct.iter().cloned() {
+            self.deliver_direct(tier, direct);
         }
         for client_id in &applied.queued_for {
             if let Some(&conn) = self.owners.get(client_id) {
-                self.pump(conn, now_ms);
+                if self.connections.get(&conn).is_some_and(|c| c.tier == tier) {
+                    self.pump(conn, now_ms);
+                }
             }
         }
-        for client_id in &applied.ended {
-            self.sent_before.remove(client_id);
+        if tier == Tier::Durable {
+            for client_id in &applied.ended {
+                self.sent_before.remove(client_id);
+            }
+        }
+        for will in &applied.wills {
+            self.route_will(tier, will.clone());
         }
         applied
     }
 
-    /// Drops in-flight entries whose queued message is gone (released to another member).
-    fn forget_missing_inflight(&mut self, conn: ConnId) {
-        let Some(connection) = self.connections.get_mut(&conn) else {
+    /// A will published in one tier reaches the sessions of the other.
+    fn route_will(&mut self, from: Tier, will: Arc<Message>) {
+        match from {
+            Tier::Durable => {
+                if will.retain {
+                    self.local.apply(Command::SetRetained {
+                        topic: will.topic.clone(),
+                        message: (!will.payload.is_empty()).then(|| will.clone()),
+                    });
+                }
+                self.apply_in(
+                    Tier::Local,
+                    Command::Publish {
+                        message: will,
+                        origin: None,
+                        skip_shared: Vec::new(),
+                    },
+                );
+            }
+            Tier::Local => {
+                let mut commands = Vec::new();
+                if will.retain {
+                    commands.push(Command::SetRetained {
+                        topic: will.topic.clone(),
+                        message: (!will.payload.is_empty()).then(|| will.clone()),
+                    });
+                }
+                if will.qos == QoS::AtMostOnce {
+                    self.deliver_direct_durable(&will, &[]);
+                } else if self.durable.matches_any(&will.topic) {
+                    commands.push(Command::Publish {
+                        message: will,
+                        origin: None,
+                        skip_shared: Vec::new(),
+                    });
+                }
+                if !commands.is_empty() {
+                    self.propose(commands, None);
+                }
+            }
+        }
+    }
+
+    /// Sends a QoS 0 delivery to the connection of its session, if it is served here.
+    fn deliver_direct(&mut self, tier: Tier, direct: crate::state::DirectDelivery) {
+        let Some(&conn) = self.owners.get(&direct.client_id) else {
             return;
         };
-        let Some(session) = self.state.session(&connection.client_id) else {
+        if !self
+            .connections
+            .get(&conn)
+            .is_some_and(|c| c.tier == tier && c.opened)
+        {
             return;
-        };
-        connection
-            .inflight
-            .retain(|_, seq| session.queued(*seq).is_some());
+        }
+        self.stats.deliveries += 1;
+        self.effects.push(Effect::Deliver {
+            conn,
+            delivery: Delivery::Publish {
+                message: direct.message,
+                qos: QoS::AtMostOnce,
+                packet_id: None,
+                retain: direct.retain,
+                dup: false,
+                subscription_ids: direct.subscription_ids,
+            },
+        });
     }
 
     /// Sends queued messages to a connection while its window has room.
@@ -562,7 +1196,14 @@ impl Broker {
         let Some(connection) = self.connections.get_mut(&conn) else {
             return;
         };
-        let Some(session) = self.state.session(&connection.client_id) else {
+        if !connection.opened {
+            return;
+        }
+        let state = match connection.tier {
+            Tier::Durable => &self.durable,
+            Tier::Local => &self.local,
+        };
+        let Some(session) = state.session(&connection.client_id) else {
             return;
         };
         let mut expired = Vec::new();
@@ -599,18 +1240,31 @@ impl Broker {
             self.stats.deliveries += 1;
             self.effects.push(Effect::Deliver { conn, delivery });
         }
-        let client_id = connection.client_id.clone();
-        for seq in expired {
-            self.state.apply(Command::Acked {
+        if expired.is_empty() {
+            return;
+        }
+        let (client_id, tier) = (connection.client_id.clone(), connection.tier);
+        let commands = expired
+            .into_iter()
+            .map(|seq| Command::Acked {
                 client_id: client_id.clone(),
                 seq,
-            });
+            })
+            .collect();
+        match tier {
+            Tier::Durable => self.propose(commands, None),
+            Tier::Local => {
+                for command in commands {
+                    self.local.apply(command);
+                }
+            }
         }
     }
 
-    /// Checks the invariants of the core and its state; panics with the broken one.
+    /// Checks the invariants of the core and its states; panics with the broken one.
     pub fn validate(&self) {
-        self.state.validate();
+        self.durable.validate();
+        self.local.validate();
         assert_eq!(
             self.owners.len(),
             self.connections.len(),
@@ -619,8 +1273,11 @@ impl Broker {
         for (client_id, conn) in &self.owners {
             let connection = &self.connections[conn];
             assert_eq!(&connection.client_id, client_id, "owner index out of step");
+            if !connection.opened {
+                continue;
+            }
             let session = self
-                .state
+                .tier(connection.tier)
                 .session(client_id)
                 .unwrap_or_else(|| panic!("connected {client_id} has no session"));
             assert!(
@@ -639,6 +1296,20 @@ impl Broker {
                 );
             }
         }
+        for session in self.local.sessions() {
+            assert!(
+                session.expiry_secs == 0,
+                "a local session outlives its connection"
+            );
+        }
+    }
+}
+
+/// The completion of a request about something unknown.
+fn unknown() -> Completion {
+    Completion {
+        existed: vec![false],
+        ..Completion::default()
     }
 }
 

@@ -1,16 +1,19 @@
 //! The broker core: the session table of this node, the connections serving sessions and
-//! the outbound QoS 1/2 windows, on top of the durable [`crate::state::State`].
+//! the outbound QoS 1/2 windows, on top of the replicated [`crate::state::State`] (durable
+//! sessions) and a local one (sessions that end with their connection).
 //!
-//! Pure: every method takes the current time and returns what to do ([`Effect`]s and
-//! results); the shell (connection tasks) carries that out. Durable changes go through
-//! [`crate::state::Command`]s, so a replicated log can be put under them.
+//! Pure: every method takes the current time and returns what to do ([`Effect`]s, replies
+//! and [`Proposal`]s for the log); the shell (connection tasks, the Raft driver) carries that
+//! out and feeds committed proposals back through [`Broker::apply_committed`].
 
 mod core;
+mod proposal;
 
 pub use self::core::{
-    Broker, BrokerConfig, BrokerStats, ConnId, ConnectRequest, Delivery, Effect, PublishError,
-    PublishOutcome,
+    Broker, BrokerConfig, BrokerStats, ConnectRequest, Delivery, Effect, PubRecOutcome,
+    PublishError, Tier,
 };
+pub use self::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
 
 #[cfg(test)]
 mod tests;

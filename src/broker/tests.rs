@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::broker::{Completion, Ticket};
 use crate::codec::{
     MqttString, PacketId, PublishProperties, QoS, ReasonCode, SubscriptionOptions, TopicFilter,
     TopicName,
@@ -36,38 +37,138 @@ fn message(topic: &str, qos: QoS, publisher: &str) -> Message {
     }
 }
 
-fn subscribe(broker: &mut Broker, conn: ConnId, filter: &str, qos: QoS) {
-    broker.subscribe(
-        conn,
-        vec![(
-            TopicFilter::new(filter).unwrap(),
-            Subscription {
-                options: SubscriptionOptions::new(qos),
-                identifier: None,
-            },
-        )],
-        0,
-    );
-    broker.validate();
+/// A broker whose proposals commit at once, with the effects it produced kept aside.
+struct Harness {
+    b: Broker,
+    effects: Vec<Effect>,
+    ticket: Ticket,
 }
 
-/// (conn, packet id or 0, dup) of each PUBLISH effect; "rel:N" deliveries as packet id + 100000.
-fn deliveries(broker: &mut Broker) -> Vec<(ConnId, u32, bool)> {
-    broker
-        .take_effects()
-        .into_iter()
-        .filter_map(|effect| match effect {
-            Effect::Deliver {
-                conn,
-                delivery: Delivery::Publish { packet_id, dup, .. },
-            } => Some((conn, packet_id.map_or(0, |p| u32::from(p.get())), dup)),
-            Effect::Deliver {
-                conn,
-                delivery: Delivery::Release(packet_id),
-            } => Some((conn, 100_000 + u32::from(packet_id.get()), false)),
-            Effect::Disconnect { .. } => None,
+impl Harness {
+    fn new(config: BrokerConfig) -> Harness {
+        Harness {
+            b: Broker::new(config),
+            effects: Vec::new(),
+            ticket: 0,
+        }
+    }
+
+    /// Commits what the broker proposed and collects its effects.
+    fn settle(&mut self) {
+        self.b.commit_pending();
+        self.effects.extend(self.b.take_effects());
+        self.b.validate();
+    }
+
+    fn next_ticket(&mut self) -> Ticket {
+        self.ticket += 1;
+        self.ticket
+    }
+
+    /// The completion of `ticket`, which must have been given.
+    fn completion(&mut self, ticket: Ticket) -> Completion {
+        self.settle();
+        let i = self
+            .effects
+            .iter()
+            .position(|e| matches!(e, Effect::Reply { ticket: t, .. } if *t == ticket))
+            .unwrap_or_else(|| panic!("no reply to ticket {ticket}: {:?}", self.effects));
+        match self.effects.remove(i) {
+            Effect::Reply { completion, .. } => completion,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Connects; returns Session Present.
+    fn connect(&mut self, conn: ConnId, request: ConnectRequest, now_ms: u64) -> bool {
+        let ticket = self.next_ticket();
+        self.b.connect(conn, ticket, request, now_ms);
+        self.completion(ticket).session_present
+    }
+
+    fn publish(
+        &mut self,
+        conn: ConnId,
+        message: Message,
+        qos2_packet_id: Option<PacketId>,
+    ) -> Result<Completion, PublishError> {
+        let ticket = self.next_ticket();
+        let qos = message.qos;
+        self.b
+            .publish(conn, ticket, message, qos2_packet_id, false)?;
+        Ok(if qos == QoS::AtMostOnce {
+            self.settle();
+            Completion::default()
+        } else {
+            self.completion(ticket)
         })
-        .collect()
+    }
+
+    fn pubrel(&mut self, conn: ConnId, packet_id: PacketId) -> bool {
+        let ticket = self.next_ticket();
+        self.b.pubrel(conn, ticket, packet_id);
+        self.completion(ticket).existed == [true]
+    }
+
+    fn puback(&mut self, conn: ConnId, packet_id: PacketId) -> bool {
+        let known = self.b.puback(conn, packet_id, 0);
+        self.settle();
+        known
+    }
+
+    fn pubcomp(&mut self, conn: ConnId, packet_id: PacketId, now_ms: u64) -> bool {
+        let known = self.b.pubcomp(conn, packet_id, now_ms);
+        self.settle();
+        known
+    }
+
+    fn pubrec(&mut self, conn: ConnId, packet_id: PacketId) -> PubRecOutcome {
+        let outcome = self.b.pubrec(conn, packet_id);
+        self.settle();
+        outcome
+    }
+
+    fn disconnect(&mut self, conn: ConnId, expiry_secs: u32, now_ms: u64) {
+        self.b.disconnect(conn, expiry_secs, false, now_ms);
+        self.settle();
+    }
+
+    fn subscribe(&mut self, conn: ConnId, filter: &str, qos: QoS) {
+        let ticket = self.next_ticket();
+        self.b.subscribe(
+            conn,
+            ticket,
+            vec![(
+                TopicFilter::new(filter).unwrap(),
+                Subscription {
+                    options: SubscriptionOptions::new(qos),
+                    identifier: None,
+                },
+            )],
+            0,
+        );
+        self.completion(ticket);
+    }
+
+    /// (conn, packet id or 0, dup) of each PUBLISH effect; PUBREL deliveries as packet id +
+    /// 100000. Takes every effect gathered so far.
+    fn deliveries(&mut self) -> Vec<(ConnId, u32, bool)> {
+        self.settle();
+        std::mem::take(&mut self.effects)
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::Deliver {
+                    conn,
+                    delivery: Delivery::Publish { packet_id, dup, .. },
+                } => Some((conn, packet_id.map_or(0, |p| u32::from(p.get())), dup)),
+                Effect::Deliver {
+                    conn,
+                    delivery: Delivery::Release(packet_id),
+                } => Some((conn, 100_000 + u32::from(packet_id.get()), false)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn pid(n: u16) -> PacketId {
@@ -76,49 +177,47 @@ fn pid(n: u16) -> PacketId {
 
 #[test]
 fn window_limits_messages_in_flight_until_acknowledged() {
-    let mut b = Broker::new(BrokerConfig::default());
+    let mut b = Harness::new(BrokerConfig::default());
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("sub", true, 0, 2), 0);
-    subscribe(&mut b, 2, "t", QoS::AtLeastOnce);
+    b.subscribe(2, "t", QoS::AtLeastOnce);
     for _ in 0..3 {
         let outcome = b
-            .publish(1, message("t", QoS::AtLeastOnce, "pub"), None, false)
+            .publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
             .unwrap();
         assert_eq!(outcome.matched, 1);
     }
-    b.validate();
-    let sent = deliveries(&mut b);
+    let sent = b.deliveries();
     assert_eq!(sent.len(), 2, "window of 2: {sent:?}");
     let first = PacketId::new(sent[0].1 as u16).unwrap();
-    assert!(b.puback(2, first, 0));
+    assert!(b.puback(2, first));
     assert!(
-        !b.puback(2, first, 0),
+        !b.puback(2, first),
         "a second PUBACK for the same id is unknown"
     );
-    assert_eq!(deliveries(&mut b).len(), 1, "the ack opened the window");
-    b.validate();
+    assert_eq!(b.deliveries().len(), 1, "the ack opened the window");
 }
 
 #[test]
 fn qos0_is_delivered_without_a_packet_id() {
-    let mut b = Broker::new(BrokerConfig::default());
+    let mut b = Harness::new(BrokerConfig::default());
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("sub", true, 0, 10), 0);
-    subscribe(&mut b, 2, "t", QoS::ExactlyOnce);
-    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None, false)
+    b.subscribe(2, "t", QoS::ExactlyOnce);
+    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
         .unwrap();
-    assert_eq!(deliveries(&mut b), [(2, 0, false)]);
+    assert_eq!(b.deliveries(), [(2, 0, false)]);
 }
 
 #[test]
 fn takeover_disconnects_the_old_connection_and_resumes_with_dup() {
-    let mut b = Broker::new(BrokerConfig::default());
+    let mut b = Harness::new(BrokerConfig::default());
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("sub", false, 600, 10), 0);
-    subscribe(&mut b, 2, "t", QoS::AtLeastOnce);
-    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None, false)
+    b.subscribe(2, "t", QoS::AtLeastOnce);
+    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
-    let first = deliveries(&mut b);
+    let first = b.deliveries();
     assert_eq!(first.len(), 1);
     assert!(!first[0].2);
 
@@ -126,7 +225,8 @@ fn takeover_disconnects_the_old_connection_and_resumes_with_dup() {
         b.connect(3, request("sub", false, 600, 10), 0),
         "session present"
     );
-    let effects = b.take_effects();
+    b.settle();
+    let effects = std::mem::take(&mut b.effects);
     assert!(effects.contains(&Effect::Disconnect {
         conn: 2,
         reason: ReasonCode::SessionTakenOver
@@ -147,135 +247,107 @@ fn takeover_disconnects_the_old_connection_and_resumes_with_dup() {
         "same packet id, DUP set"
     );
     // The old connection's late end changes nothing.
-    b.disconnect(2, 0, true, 5);
-    b.validate();
-    assert!(b.state().session("sub").unwrap().connected);
+    b.disconnect(2, 0, 5);
+    assert!(b.b.session("sub").unwrap().connected);
 }
 
 #[test]
 fn qos2_after_pubrec_resumes_with_pubrel_not_publish() {
-    let mut b = Broker::new(BrokerConfig::default());
+    let mut b = Harness::new(BrokerConfig::default());
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("sub", false, 600, 10), 0);
-    subscribe(&mut b, 2, "t", QoS::ExactlyOnce);
-    b.publish(
-        1,
-        message("t", QoS::ExactlyOnce, "pub"),
-        Some(pid(9)),
-        false,
-    )
-    .unwrap();
-    let sent = deliveries(&mut b);
+    b.subscribe(2, "t", QoS::ExactlyOnce);
+    b.publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(9)))
+        .unwrap();
+    let sent = b.deliveries();
     let id = pid(sent[0].1 as u16);
     assert!(!b.pubcomp(2, id, 0), "PUBCOMP before PUBREC is ignored");
-    assert!(b.pubrec(2, id));
-    b.disconnect(2, 600, false, 1);
-    b.connect(3, request("sub", false, 600, 10), 2);
+    assert_eq!(b.pubrec(2, id), PubRecOutcome::Committing);
     assert_eq!(
-        deliveries(&mut b),
-        [(3, 100_000 + u32::from(id.get()), false)]
+        b.deliveries(),
+        [(2, 100_000 + u32::from(id.get()), false)],
+        "PUBREL once the PUBREC is committed"
     );
+    b.disconnect(2, 600, 1);
+    b.connect(3, request("sub", false, 600, 10), 2);
+    assert_eq!(b.deliveries(), [(3, 100_000 + u32::from(id.get()), false)]);
     assert!(b.pubcomp(3, id, 3));
-    assert!(b.state().session("sub").unwrap().queue.is_empty());
-    b.validate();
+    assert!(b.b.session("sub").unwrap().queue.is_empty());
 }
 
 #[test]
 fn qos2_publisher_is_held_to_the_receive_maximum() {
-    let mut b = Broker::new(BrokerConfig {
+    let mut b = Harness::new(BrokerConfig {
         receive_maximum: 2,
         ..BrokerConfig::default()
     });
     b.connect(1, request("pub", true, 0, 10), 0);
     for n in 1..=2 {
-        b.publish(
-            1,
-            message("t", QoS::ExactlyOnce, "pub"),
-            Some(pid(n)),
-            false,
-        )
-        .unwrap();
+        b.publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(n)))
+            .unwrap();
     }
     // A resend of a known id is fine; a third id is not.
     assert!(b
-        .publish(
-            1,
-            message("t", QoS::ExactlyOnce, "pub"),
-            Some(pid(1)),
-            false
-        )
+        .publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(1)))
         .is_ok());
     assert_eq!(
-        b.publish(
-            1,
-            message("t", QoS::ExactlyOnce, "pub"),
-            Some(pid(3)),
-            false
-        ),
+        b.publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(3))),
         Err(PublishError::ReceiveMaximumExceeded)
     );
     assert!(b.pubrel(1, pid(1)));
     assert!(!b.pubrel(1, pid(1)));
     assert!(b
-        .publish(
-            1,
-            message("t", QoS::ExactlyOnce, "pub"),
-            Some(pid(3)),
-            false
-        )
+        .publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(3)))
         .is_ok());
 }
 
 #[test]
 fn unacknowledged_shared_message_goes_to_another_member_when_its_member_leaves() {
-    let mut b = Broker::new(BrokerConfig::default());
+    let mut b = Harness::new(BrokerConfig::default());
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("m1", false, 600, 10), 0);
     b.connect(3, request("m2", false, 600, 10), 0);
-    subscribe(&mut b, 2, "$share/g/t", QoS::AtLeastOnce);
-    subscribe(&mut b, 3, "$share/g/t", QoS::AtLeastOnce);
-    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None, false)
+    b.subscribe(2, "$share/g/t", QoS::AtLeastOnce);
+    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
+    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
-    let sent = deliveries(&mut b);
+    let sent = b.deliveries();
     assert_eq!(sent.len(), 1);
     let (first_member, other) = if sent[0].0 == 2 { (2, 3) } else { (3, 2) };
-    b.disconnect(first_member, 600, false, 1);
-    let resent = deliveries(&mut b);
+    b.disconnect(first_member, 600, 1);
+    let resent = b.deliveries();
     assert_eq!(resent.len(), 1);
     assert_eq!(resent[0].0, other);
-    b.validate();
 }
 
 #[test]
 fn expired_messages_are_dropped_not_sent() {
-    let mut b = Broker::new(BrokerConfig::default());
+    let mut b = Harness::new(BrokerConfig::default());
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("sub", false, 600, 10), 0);
-    subscribe(&mut b, 2, "t", QoS::AtLeastOnce);
-    b.disconnect(2, 600, false, 0);
+    b.subscribe(2, "t", QoS::AtLeastOnce);
+    b.disconnect(2, 600, 0);
     let mut m = message("t", QoS::AtLeastOnce, "pub");
     m.properties.message_expiry_interval = Some(1);
-    b.publish(1, m, None, false).unwrap();
+    b.publish(1, m, None).unwrap();
     b.connect(3, request("sub", false, 600, 10), 5_000);
-    assert!(deliveries(&mut b).is_empty());
-    assert!(b.state().session("sub").unwrap().queue.is_empty());
-    b.validate();
+    assert!(b.deliveries().is_empty());
+    assert!(b.b.session("sub").unwrap().queue.is_empty());
 }
 
 #[test]
 fn messages_dropped_for_a_full_queue_are_counted() {
     let mut config = BrokerConfig::default();
     config.state.queue_max = 2;
-    let mut b = Broker::new(config);
+    let mut b = Harness::new(config);
     b.connect(1, request("pub", true, 0, 10), 0);
     b.connect(2, request("sub", false, 60, 10), 0);
-    subscribe(&mut b, 2, "t", QoS::AtLeastOnce);
-    b.disconnect(2, 60, false, 0);
+    b.subscribe(2, "t", QoS::AtLeastOnce);
+    b.disconnect(2, 60, 0);
     for _ in 0..5 {
-        b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None, false)
+        b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
             .unwrap();
     }
-    b.validate();
-    assert_eq!(b.state().session("sub").unwrap().queue.len(), 2);
-    assert_eq!(b.stats().dropped_queue_full, 3);
+    assert_eq!(b.b.session("sub").unwrap().queue.len(), 2);
+    assert_eq!(b.b.stats().dropped_queue_full, 3);
 }

@@ -104,6 +104,7 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                     match item {
                         Outgoing::Deliver(delivery) => session.deliver(delivery, &mut core.broker, now_ms),
                         Outgoing::Disconnect(reason) => session.kick(reason),
+                        Outgoing::Reply(ticket, completion) => session.on_reply(ticket, completion),
                     }
                 }
                 core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);

@@ -6,7 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::broker::{Broker, ConnId, Effect};
+use crate::cluster::{AppliedPosition, Applier, ProposalFailure, ProposalQueue};
+use crate::codec::ReasonCode;
+use crate::net::Clock;
 use crate::session::Session;
+use crate::state::State;
 
 use super::outbox::{Outbox, Outgoing};
 
@@ -14,22 +18,30 @@ use super::outbox::{Outbox, Outgoing};
 pub struct Core {
     pub broker: Broker,
     outboxes: BTreeMap<ConnId, Arc<Outbox>>,
+    /// Where the broker's proposals go to be committed.
+    proposals: Arc<ProposalQueue>,
+    /// How far the broker's replicated state has applied the log.
+    position: AppliedPosition,
 }
 
 /// Shared by every task of the node.
 pub struct Hub {
     core: Mutex<Core>,
+    clock: Arc<dyn Clock>,
     next_conn: AtomicU64,
     /// QoS 0 deliveries dropped because a connection's outbox was full.
     pub qos0_dropped: AtomicU64,
 }
 
 impl Hub {
-    pub fn new(broker: Broker) -> Hub {
+    pub fn new(broker: Broker, proposals: Arc<ProposalQueue>, clock: Arc<dyn Clock>) -> Hub {
         Hub {
+            clock,
             core: Mutex::new(Core {
                 broker,
                 outboxes: BTreeMap::new(),
+                proposals,
+                position: AppliedPosition::default(),
             }),
             next_conn: AtomicU64::new(1),
             qos0_dropped: AtomicU64::new(0),
@@ -76,6 +88,7 @@ impl Core {
         qos0_dropped: &AtomicU64,
     ) {
         loop {
+            self.proposals.push(self.broker.take_proposals());
             let effects = self.broker.take_effects();
             if effects.is_empty() {
                 return;
@@ -84,6 +97,11 @@ impl Core {
                 let (conn, outgoing) = match effect {
                     Effect::Deliver { conn, delivery } => (conn, Outgoing::Deliver(delivery)),
                     Effect::Disconnect { conn, reason } => (conn, Outgoing::Disconnect(reason)),
+                    Effect::Reply {
+                        conn,
+                        ticket,
+                        completion,
+                    } => (conn, Outgoing::Reply(ticket, completion)),
                 };
                 match own.as_deref_mut() {
                     Some(session) if session.conn() == conn => {
@@ -99,6 +117,9 @@ impl Core {
                                     session.deliver(delivery, &mut self.broker, now_ms)
                                 }
                                 Outgoing::Disconnect(reason) => session.kick(reason),
+                                Outgoing::Reply(ticket, completion) => {
+                                    session.on_reply(ticket, completion)
+                                }
                             }
                         }
                     }
@@ -112,5 +133,49 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+impl Applier for Hub {
+    fn apply(&self, proposals: Vec<crate::broker::Proposal>, position: AppliedPosition) {
+        let mut core = self.lock();
+        for proposal in proposals {
+            core.broker.apply_committed(proposal);
+        }
+        core.position = position;
+        core.dispatch(None, 0, &self.qos0_dropped);
+    }
+
+    fn snapshot(&self) -> (Vec<u8>, AppliedPosition) {
+        let core = self.lock();
+        (core.broker.state().to_snapshot(), core.position.clone())
+    }
+
+    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), String> {
+        let mut core = self.lock();
+        let state =
+            State::from_snapshot(core.broker.config().state, state).map_err(|e| e.to_string())?;
+        core.broker.install_state(state);
+        core.position = position;
+        core.dispatch(None, 0, &self.qos0_dropped);
+        Ok(())
+    }
+
+    fn position(&self) -> AppliedPosition {
+        self.lock().position.clone()
+    }
+
+    fn recover(&self) -> Vec<crate::broker::Proposal> {
+        let now_ms = self.clock.unix_ms();
+        self.lock().broker.recover(now_ms)
+    }
+}
+
+impl ProposalFailure for Hub {
+    fn log_failed(&self, why: String) {
+        tracing::error!(%why, "the log does not take proposals: this node stops acknowledging");
+        let mut core = self.lock();
+        core.broker.set_unavailable(ReasonCode::UnspecifiedError);
+        core.dispatch(None, 0, &self.qos0_dropped);
     }
 }

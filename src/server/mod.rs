@@ -19,9 +19,11 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::{Broker, BrokerConfig};
+use crate::cluster::{open_node, Durability, ProposalQueue, ProposerLimits, RaftNode, SyncPolicy};
 use crate::codec::TopicName;
 use crate::net::{Clock, Listener, Net, Rng};
 use crate::session::{AllowAll, Authenticator, SessionConfig};
+use crate::storage::{KvStore, MemStore, WriteBatch};
 use crate::transport::TransportAcceptor;
 
 pub use connection::ConnectionContext;
@@ -54,6 +56,13 @@ pub struct ServerSettings {
     /// Period of the `$SYS/broker/...` topics; zero turns them off.
     pub sys_interval: Duration,
     pub auth: Arc<dyn Authenticator>,
+    pub node_id: u64,
+    /// Where the node's durable state lives (RocksDB for `keel serve`, memory in tests).
+    pub store: Arc<dyn KvStore>,
+    pub sync: SyncPolicy,
+    /// Log entries between snapshots.
+    pub snapshot_every: u64,
+    pub proposer: ProposerLimits,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +77,13 @@ impl Default for ServerSettings {
             max_connections: 100_000,
             sys_interval: Duration::from_secs(10),
             auth: Arc::new(AllowAll),
+            node_id: 1,
+            store: Arc::new(MemStore::new()),
+            sync: SyncPolicy::Batch {
+                window: Duration::ZERO,
+            },
+            snapshot_every: 10_000,
+            proposer: ProposerLimits::default(),
         }
     }
 }
@@ -77,11 +93,30 @@ pub struct Server<N: Net> {
     listeners: Vec<(N::Listener, TransportAcceptor)>,
     settings: ServerSettings,
     hub: Arc<Hub>,
+    raft: RaftNode,
+    clock: Arc<dyn Clock>,
 }
 
 impl<N: Net> Server<N> {
-    /// Binds every listener; fails with the address that could not be bound.
-    pub async fn bind(net: &N, settings: ServerSettings) -> io::Result<Server<N>> {
+    /// Restores the node's durable state (snapshot and log), then binds every listener;
+    /// fails with what is wrong with the state or the address that could not be bound.
+    pub async fn bind(
+        net: &N,
+        settings: ServerSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server<N>, ServeError> {
+        let incarnation = next_incarnation(&*settings.store)?;
+        let queue = Arc::new(ProposalQueue::default());
+        let broker = Broker::with_identity(settings.broker, settings.node_id, incarnation);
+        let hub = Arc::new(Hub::new(broker, queue.clone(), clock.clone()));
+        let durability = Durability {
+            node_id: settings.node_id,
+            store: settings.store.clone(),
+            sync: settings.sync,
+            snapshot_every: settings.snapshot_every,
+            proposer: settings.proposer,
+        };
+        let raft = open_node(durability, hub.clone(), hub.clone(), queue).await?;
         let mut listeners = Vec::new();
         for spec in &settings.listeners {
             let listener = net.bind(&spec.addr).await.map_err(|e| {
@@ -92,11 +127,12 @@ impl<N: Net> Server<N> {
             }
             listeners.push((listener, spec.acceptor.clone()));
         }
-        let hub = Arc::new(Hub::new(Broker::new(settings.broker)));
         Ok(Server {
             listeners,
             settings,
             hub,
+            raft,
+            clock,
         })
     }
 
@@ -113,10 +149,10 @@ impl<N: Net> Server<N> {
     /// waits a little for them to go.
     pub async fn run(
         self,
-        clock: Arc<dyn Clock>,
         mut rng: Rng,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> io::Result<()> {
+        let clock = self.clock.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every task holds a sender; when all are dropped, every task has finished.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -156,8 +192,30 @@ impl<N: Net> Server<N> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
+        self.raft.shutdown().await;
         Ok(())
     }
+}
+
+/// Counts the runs of a node in its store: replies to requests of an earlier run that are
+/// replayed from the log must not reach this run's connections (see `broker::Origin`).
+fn next_incarnation(store: &dyn KvStore) -> Result<u64, ServeError> {
+    const KEY: &[u8] = b"node/incarnation";
+    let storage = |e: crate::storage::StorageError| ServeError::Storage(e.to_string());
+    let previous = match store.get(KEY).map_err(storage)? {
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                ServeError::Storage("the node's run counter is corrupt".to_string())
+            })?;
+            u64::from_be_bytes(bytes)
+        }
+        None => 0,
+    };
+    let next = previous + 1;
+    let mut batch = WriteBatch::default();
+    batch.put(KEY, next.to_be_bytes().to_vec());
+    store.write(batch, true).map_err(storage)?;
+    Ok(next)
 }
 
 /// Decrements the connection count when a connection task ends, however it ends.
@@ -256,10 +314,10 @@ fn publish_sys(broker: &mut Broker, qos0_dropped: u64, started_ms: u64, now_ms: 
             format!("{} seconds", (now_ms - started_ms) / 1000),
         ),
         ("clients/connected", broker.connection_count().to_string()),
-        ("clients/total", state.sessions().count().to_string()),
+        ("clients/total", broker.session_count().to_string()),
         (
             "subscriptions/count",
-            state.subscription_count().to_string(),
+            broker.subscription_count().to_string(),
         ),
         (
             "retained messages/count",

@@ -5,13 +5,15 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::broker::Delivery;
+use crate::broker::{Completion, Delivery, Ticket};
 use crate::codec::ReasonCode;
 
 /// Something for a connection task to do.
 #[derive(Debug)]
 pub enum Outgoing {
     Deliver(Delivery),
+    /// The broker completed a request of the connection (the reply may now go out).
+    Reply(Ticket, Completion),
     /// Close with this reason (session taken over, server shutting down).
     Disconnect(ReasonCode),
 }

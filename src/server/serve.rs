@@ -4,8 +4,9 @@ use std::io;
 use std::sync::Arc;
 
 use crate::auth::{AuthError, PasswordAuth};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::net::{Rng, SystemClock, TokioNet};
+use crate::storage::{KvStore, MemStore};
 use crate::transport::{tls, TlsConfigError, TransportAcceptor, HANDSHAKE_TIMEOUT_DEFAULT};
 
 use super::{ListenerSpec, Server, ServerSettings};
@@ -19,6 +20,10 @@ pub enum ServeError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     Io(#[from] io::Error),
+    #[error("{0}")]
+    Storage(String),
+    #[error(transparent)]
+    Node(#[from] crate::cluster::NodeError),
 }
 
 /// The listeners the configuration turns on, with their transports.
@@ -55,9 +60,31 @@ fn listeners(config: &Config) -> Result<Vec<ListenerSpec>, ServeError> {
     Ok(specs)
 }
 
-/// Builds the settings of a node from its configuration.
+/// Opens the node's store: RocksDB in `data_dir`, or memory when configured.
+fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
+    match config.durability.store {
+        StoreKind::Memory => Ok(Arc::new(MemStore::new())),
+        #[cfg(feature = "rocksdb")]
+        StoreKind::Rocksdb => {
+            let store = crate::storage::RocksStore::open(&config.data_dir)
+                .map_err(|e| ServeError::Storage(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "rocksdb"))]
+        StoreKind::Rocksdb => Err(ServeError::Storage(
+            "this build has no RocksDB (feature `rocksdb`): set durability.store = \"memory\""
+                .to_string(),
+        )),
+    }
+}
+
+/// Builds the settings of a node from its configuration, opening its store.
 pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
     Ok(ServerSettings {
+        node_id: config.node_id,
+        store: open_store(config)?,
+        sync: config.sync_policy(),
+        snapshot_every: config.durability.snapshot_every,
         listeners: listeners(config)?,
         session: config.session_config(),
         broker: config.broker_config(),
@@ -77,16 +104,15 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .thread_name("keel")
         .build()?;
     runtime.block_on(async {
-        let server = Server::bind(&TokioNet, settings).await?;
+        let data_dir = config.data_dir.display().to_string();
+        let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
+            .await
+            .map_err(|e| ServeError::Storage(format!("data directory {data_dir}: {e}")))?;
         if config.listeners.http.is_some() {
             tracing::warn!("the admin HTTP API is not built yet; no HTTP listener started");
         }
         server
-            .run(
-                Arc::new(SystemClock),
-                Rng::from_os_entropy()?,
-                shutdown_signal(),
-            )
+            .run(Rng::from_os_entropy()?, shutdown_signal())
             .await?;
         Ok(())
     })

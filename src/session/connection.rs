@@ -6,9 +6,12 @@
 //! MQTT 5 reason codes for every refusal. Pure: time comes in as `now_ms`; packets go out
 //! through [`Session::output`].
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 
-use crate::broker::{Broker, ConnId, ConnectRequest, Delivery, PublishError};
+use crate::broker::{
+    Broker, Completion, ConnId, ConnectRequest, Delivery, PubRecOutcome, PublishError, Ticket,
+};
 use crate::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
     Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid, ReasonCode, SubAck,
@@ -67,7 +70,28 @@ pub struct Session {
     id_seed: u64,
     /// The broker was told the connection ended (or took it over).
     ended: bool,
+    /// Replies owed to the client, in the order of its requests, each with its completion
+    /// once the broker gave it. They go out in this order: a reply that waits for a commit
+    /// holds back later ones ([MQTT-4.6.0-2]).
+    replies: VecDeque<(Ticket, PendingReply, Option<Completion>)>,
+    next_ticket: Ticket,
+    /// Nothing goes out before the CONNACK ([MQTT-3.2.0-1]), which may wait for a commit.
+    connack_sent: bool,
     out: Vec<Packet>,
+}
+
+/// A reply the session owes, built once the broker completes the request.
+#[derive(Debug)]
+enum PendingReply {
+    ConnAck(ConnAck),
+    /// PUBACK / PUBREC; `fixed` is a reason decided without the broker.
+    Ack {
+        qos_pid: QosPid,
+        fixed: Option<ReasonCode>,
+    },
+    PubComp(crate::codec::PacketId),
+    SubAck(SubAck),
+    UnsubAck(crate::codec::PacketId),
 }
 
 impl Session {
@@ -95,6 +119,9 @@ impl Session {
             client_packet_size_max: None,
             id_seed,
             ended: false,
+            replies: VecDeque::new(),
+            next_ticket: 1,
+            connack_sent: false,
             out: Vec::new(),
         }
     }
@@ -125,9 +152,111 @@ impl Session {
         }
     }
 
-    /// The packets to send, in order.
+    /// The packets to send, in order (none while the CONNACK waits for the broker).
     pub fn output(&mut self) -> std::vec::Drain<'_, Packet> {
+        if self.phase == Phase::Connected && !self.connack_sent {
+            return self.out.drain(0..0);
+        }
         self.out.drain(..)
+    }
+
+    /// Requests whose reply is still owed to the client.
+    pub fn pending_replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    /// The broker completed request `ticket`: send its reply, and every later one already
+    /// complete, in request order.
+    pub fn on_reply(&mut self, ticket: Ticket, completion: Completion) {
+        if let Some(entry) = self.replies.iter_mut().find(|(t, ..)| *t == ticket) {
+            entry.2 = Some(completion);
+        }
+        while self.replies.front().is_some_and(|(_, _, c)| c.is_some()) {
+            let Some((_, pending, Some(completion))) = self.replies.pop_front() else {
+                break;
+            };
+            self.emit(pending, completion);
+        }
+    }
+
+    /// Owes the client a reply; returns the ticket the broker answers.
+    fn owe(&mut self, pending: PendingReply) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.replies.push_back((ticket, pending, None));
+        ticket
+    }
+
+    /// Owes a reply whose completion is already known.
+    fn reply_now(&mut self, pending: PendingReply, completion: Completion) {
+        let ticket = self.owe(pending);
+        self.on_reply(ticket, completion);
+    }
+
+    fn emit(&mut self, pending: PendingReply, completion: Completion) {
+        if self.phase == Phase::Closing {
+            return;
+        }
+        match pending {
+            PendingReply::ConnAck(mut connack) => {
+                connack.session_present = completion.session_present;
+                // The CONNACK goes out before anything produced while it waited.
+                self.out.insert(0, Packet::ConnAck(connack));
+                self.connack_sent = true;
+            }
+            PendingReply::Ack { qos_pid, fixed } => {
+                let reason = fixed.unwrap_or(if completion.duplicate || completion.matched > 0 {
+                    ReasonCode::Success
+                } else if completion.dropped_queue_full > 0 {
+                    ReasonCode::QuotaExceeded
+                } else {
+                    ReasonCode::NoMatchingSubscribers
+                });
+                // MQTT 3 has no reason codes: a refused QoS 1/2 publish is still
+                // acknowledged, as MQTT 3.1.1 brokers do.
+                let reason = if self.protocol.is_v5() {
+                    reason
+                } else {
+                    ReasonCode::Success
+                };
+                match qos_pid {
+                    QosPid::AtMostOnce => {}
+                    QosPid::AtLeastOnce(packet_id) => self
+                        .out
+                        .push(Packet::PubAck(with_reason(packet_id, reason))),
+                    QosPid::ExactlyOnce(packet_id) => self
+                        .out
+                        .push(Packet::PubRec(with_reason(packet_id, reason))),
+                }
+            }
+            PendingReply::PubComp(packet_id) => {
+                let known = completion.existed.first().copied().unwrap_or(false);
+                self.out.push(Packet::PubComp(reply(
+                    packet_id,
+                    known,
+                    ReasonCode::PacketIdentifierNotFound,
+                )));
+            }
+            PendingReply::SubAck(suback) => self.out.push(Packet::SubAck(suback)),
+            PendingReply::UnsubAck(packet_id) => {
+                let reason_codes = completion
+                    .existed
+                    .into_iter()
+                    .map(|existed| {
+                        if existed {
+                            ReasonCode::Success
+                        } else {
+                            ReasonCode::NoSubscriptionExisted
+                        }
+                    })
+                    .collect();
+                self.out.push(Packet::UnsubAck(UnsubAck {
+                    packet_id,
+                    properties: AckProperties::default(),
+                    reason_codes,
+                }));
+            }
+        }
     }
 
     /// Handles one packet from the client.
@@ -157,20 +286,14 @@ impl Session {
             }
             (_, Packet::PubRec(rec)) => self.on_pubrec(rec, broker, now_ms),
             (_, Packet::PubRel(rel)) => {
-                let known = broker.pubrel(self.conn, rel.packet_id);
-                self.out.push(Packet::PubComp(reply(
-                    rel.packet_id,
-                    known,
-                    ReasonCode::PacketIdentifierNotFound,
-                )));
+                let ticket = self.owe(PendingReply::PubComp(rel.packet_id));
+                broker.pubrel(self.conn, ticket, rel.packet_id);
             }
             (_, Packet::PubComp(comp)) => {
                 broker.pubcomp(self.conn, comp.packet_id, now_ms);
             }
             (_, Packet::Subscribe(subscribe)) => self.on_subscribe(subscribe, broker, now_ms),
-            (_, Packet::Unsubscribe(unsubscribe)) => {
-                self.on_unsubscribe(unsubscribe, broker, now_ms)
-            }
+            (_, Packet::Unsubscribe(unsubscribe)) => self.on_unsubscribe(unsubscribe, broker),
             (_, Packet::PingReq) => self.out.push(Packet::PingResp),
             (_, Packet::Disconnect(disconnect)) => self.on_disconnect(disconnect, broker, now_ms),
             // Packets only a server sends, and AUTH without an authentication method.
@@ -216,6 +339,17 @@ impl Session {
     /// action): tell the client why (MQTT 5) and close. After a takeover the broker has
     /// already moved the session, so the close that follows changes nothing there.
     pub fn kick(&mut self, reason: ReasonCode) {
+        if self.phase == Phase::Connected && !self.connack_sent {
+            // The session never opened: refuse the CONNECT instead.
+            self.out.clear();
+            self.replies.clear();
+            let reason = if reason == ReasonCode::SessionTakenOver {
+                reason
+            } else {
+                ReasonCode::ServerUnavailable
+            };
+            return self.refuse(reason);
+        }
         if self.phase == Phase::Connected && self.protocol.is_v5() {
             self.out.push(Packet::Disconnect(Disconnect::new(reason)));
         }
@@ -406,17 +540,13 @@ impl Session {
             .properties
             .receive_maximum
             .map_or(u16::MAX, |r| r.get());
-        let session_present = broker.connect(
-            self.conn,
-            ConnectRequest {
-                client_id: client_id.clone(),
-                clean_start: connect.clean_start,
-                expiry_secs: self.expiry_secs,
-                will,
-                receive_maximum,
-            },
-            now_ms,
-        );
+        let request = ConnectRequest {
+            client_id: client_id.clone(),
+            clean_start: connect.clean_start,
+            expiry_secs: self.expiry_secs,
+            will,
+            receive_maximum,
+        };
         self.client_id = Some(client_id);
         self.phase = Phase::Connected;
 
@@ -437,15 +567,12 @@ impl Session {
                 properties.maximum_qos = Some(self.config.maximum_qos);
             }
         }
-        // CONNACK goes out before anything the broker queued for the session.
-        self.out.insert(
-            0,
-            Packet::ConnAck(ConnAck {
-                session_present,
-                reason_code: ReasonCode::Success,
-                properties,
-            }),
-        );
+        let ticket = self.owe(PendingReply::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::Success,
+            properties,
+        }));
+        broker.connect(self.conn, ticket, request, now_ms);
     }
 
     fn on_publish(&mut self, publish: Publish, broker: &mut Broker, now_ms: u64) {
@@ -476,7 +603,14 @@ impl Session {
             && std::str::from_utf8(&publish.payload).is_err();
         let qos_pid = publish.qos_pid;
         if bad_payload {
-            return self.acknowledge(qos_pid, ReasonCode::PayloadFormatInvalid, broker, now_ms);
+            if qos_pid == QosPid::AtMostOnce {
+                return self.fail(ReasonCode::PayloadFormatInvalid, broker, now_ms);
+            }
+            let pending = PendingReply::Ack {
+                qos_pid,
+                fixed: Some(ReasonCode::PayloadFormatInvalid),
+            };
+            return self.reply_now(pending, Completion::default());
         }
         let mut properties = publish.properties;
         properties.topic_alias = None;
@@ -493,49 +627,20 @@ impl Session {
             QosPid::ExactlyOnce(packet_id) => Some(packet_id),
             _ => None,
         };
-        match broker.publish(self.conn, message, qos2_packet_id, true) {
-            Ok(outcome) => {
-                let reason = if outcome.duplicate || outcome.matched > 0 {
-                    ReasonCode::Success
-                } else if outcome.dropped_queue_full > 0 && qos_pid != QosPid::AtMostOnce {
-                    ReasonCode::QuotaExceeded
-                } else {
-                    ReasonCode::NoMatchingSubscribers
-                };
-                self.acknowledge(qos_pid, reason, broker, now_ms);
-            }
+        // QoS 0 has no reply; the ticket is then never answered nor owed.
+        let ticket = match qos_pid {
+            QosPid::AtMostOnce => 0,
+            _ => self.owe(PendingReply::Ack {
+                qos_pid,
+                fixed: None,
+            }),
+        };
+        match broker.publish(self.conn, ticket, message, qos2_packet_id, true) {
+            Ok(()) => {}
             Err(PublishError::ReceiveMaximumExceeded) => {
                 self.fail(ReasonCode::ReceiveMaximumExceeded, broker, now_ms)
             }
             Err(PublishError::NotConnected) => self.close(),
-        }
-    }
-
-    /// PUBACK or PUBREC for a publish (nothing for QoS 0). MQTT 3 has no reason codes: a
-    /// refused QoS 1/2 publish is still acknowledged, as MQTT 3.1.1 brokers do.
-    fn acknowledge(
-        &mut self,
-        qos_pid: QosPid,
-        reason: ReasonCode,
-        broker: &mut Broker,
-        now_ms: u64,
-    ) {
-        let reason = if self.protocol.is_v5() {
-            reason
-        } else {
-            ReasonCode::Success
-        };
-        match qos_pid {
-            QosPid::AtMostOnce if reason.is_error() && self.protocol.is_v5() => {
-                self.fail(reason, broker, now_ms)
-            }
-            QosPid::AtMostOnce => {}
-            QosPid::AtLeastOnce(packet_id) => self
-                .out
-                .push(Packet::PubAck(with_reason(packet_id, reason))),
-            QosPid::ExactlyOnce(packet_id) => self
-                .out
-                .push(Packet::PubRec(with_reason(packet_id, reason))),
         }
     }
 
@@ -545,7 +650,11 @@ impl Session {
             broker.discard(self.conn, rec.packet_id, now_ms);
             return;
         }
-        let known = broker.pubrec(self.conn, rec.packet_id);
+        let known = match broker.pubrec(self.conn, rec.packet_id) {
+            PubRecOutcome::Committing => return,
+            PubRecOutcome::Release => true,
+            PubRecOutcome::Unknown => false,
+        };
         self.out.push(Packet::PubRel(reply(
             rec.packet_id,
             known,
@@ -572,31 +681,17 @@ impl Session {
                 },
             ));
         }
-        broker.subscribe(self.conn, subscriptions, now_ms);
-        self.out.push(Packet::SubAck(SubAck {
+        let ticket = self.owe(PendingReply::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             properties: AckProperties::default(),
             reason_codes,
         }));
+        broker.subscribe(self.conn, ticket, subscriptions, now_ms);
     }
 
-    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, broker: &mut Broker, now_ms: u64) {
-        let existed = broker.unsubscribe(self.conn, unsubscribe.filters, now_ms);
-        let reason_codes = existed
-            .into_iter()
-            .map(|existed| {
-                if existed {
-                    ReasonCode::Success
-                } else {
-                    ReasonCode::NoSubscriptionExisted
-                }
-            })
-            .collect();
-        self.out.push(Packet::UnsubAck(UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            properties: AckProperties::default(),
-            reason_codes,
-        }));
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, broker: &mut Broker) {
+        let ticket = self.owe(PendingReply::UnsubAck(unsubscribe.packet_id));
+        broker.unsubscribe(self.conn, ticket, unsubscribe.filters);
     }
 
     fn on_disconnect(&mut self, disconnect: Disconnect, broker: &mut Broker, now_ms: u64) {

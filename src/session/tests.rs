@@ -47,6 +47,7 @@ impl Hub {
     /// Carries out broker effects until none are left.
     fn settle(&mut self) {
         loop {
+            self.broker.commit_pending();
             let effects = self.broker.take_effects();
             if effects.is_empty() {
                 break;
@@ -61,6 +62,15 @@ impl Hub {
                     Effect::Disconnect { conn, reason } => {
                         if let Some(s) = self.sessions.get_mut(&conn) {
                             s.kick(reason);
+                        }
+                    }
+                    Effect::Reply {
+                        conn,
+                        ticket,
+                        completion,
+                    } => {
+                        if let Some(s) = self.sessions.get_mut(&conn) {
+                            s.on_reply(ticket, completion);
                         }
                     }
                 }
@@ -228,7 +238,7 @@ fn subscriber_receives_and_acknowledges_qos1_and_qos2() {
     let out = hub.send(1, Packet::PubRec(PubReply::new(id)));
     assert!(matches!(&out[..], [Packet::PubRel(r)] if r.packet_id == id));
     hub.send(1, Packet::PubComp(PubReply::new(id)));
-    assert!(hub.broker.state().session("sub").unwrap().queue.is_empty());
+    assert!(hub.broker.session("sub").unwrap().queue.is_empty());
 }
 
 #[test]
@@ -291,12 +301,7 @@ fn oversized_delivery_is_dropped_for_that_client_only() {
     assert!(hub.take(1).is_empty());
     assert_eq!(hub.take(2).len(), 1);
     assert!(
-        hub.broker
-            .state()
-            .session("small")
-            .unwrap()
-            .queue
-            .is_empty(),
+        hub.broker.session("small").unwrap().queue.is_empty(),
         "discarded, not stuck"
     );
 }
@@ -364,7 +369,7 @@ fn session_expiry_set_at_disconnect_keeps_the_session() {
             },
         }),
     );
-    let session = hub.broker.state().session("c").unwrap();
+    let session = hub.broker.session("c").unwrap();
     assert_eq!(session.expiry_secs, 3600);
     assert!(hub.connect(2, c).session_present);
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
 
 use super::message::{ClientId, Message};
-use super::session::{Subscription, Will};
+use super::session::{SharedKey, Subscription, Will};
 
 /// Serde writes commands into the Raft log (postcard, see `persist`): variants and fields are
 /// written in declaration order, so reordering, adding or removing any changes the log format
@@ -57,6 +57,9 @@ pub enum Command {
     Publish {
         message: Arc<Message>,
         origin: Option<(ClientId, PacketId)>,
+        /// Shared groups that already gave the message to one of their members elsewhere
+        /// (a session of the node's local tier): none of this state's members get it.
+        skip_shared: Vec<SharedKey>,
     },
     /// Set (or, with `None`, clear) the retained message of a topic.
     SetRetained {
@@ -111,6 +114,11 @@ pub struct Applied {
     pub existed: Vec<bool>,
     /// Sessions that ended (expired, clean start, expiry 0), to forget their connections.
     pub ended: Vec<ClientId>,
+    /// Publish: the shared groups that gave the message to a member.
+    pub shared_served: Vec<SharedKey>,
+    /// Wills this command published (already routed in this state), for the broker to route
+    /// to sessions kept elsewhere.
+    pub wills: Vec<Arc<Message>>,
 }
 
 /// QoS of a delivery: the lower of publish and subscription.

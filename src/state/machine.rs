@@ -133,6 +133,11 @@ impl State {
         self.retained.values()
     }
 
+    /// Forgets every retained message (a mirror about to be rebuilt).
+    pub fn clear_retained(&mut self) {
+        self.retained.clear();
+    }
+
     pub fn subscription_count(&self) -> usize {
         self.router.len()
     }
@@ -218,7 +223,11 @@ impl State {
                     applied.existed.push(removed);
                 }
             }
-            Command::Publish { message, origin } => {
+            Command::Publish {
+                message,
+                origin,
+                skip_shared,
+            } => {
                 if let Some((client_id, packet_id)) = origin {
                     if let Some(s) = self.sessions.get_mut(&client_id) {
                         if !s.incoming_qos2.insert(packet_id) {
@@ -227,7 +236,7 @@ impl State {
                         }
                     }
                 }
-                self.route(&message, &mut applied);
+                self.route(&message, &skip_shared, &mut applied);
             }
             Command::SetRetained { topic, message } => match message {
                 Some(message) => {
@@ -379,7 +388,8 @@ impl State {
                 None => self.retained.remove(&topic),
             };
         }
-        self.route(&message, applied);
+        self.route(&message, &[], applied);
+        applied.wills.push(message);
     }
 
     fn subscribe(
@@ -433,12 +443,64 @@ impl State {
         }
     }
 
+    /// Whether any subscription (plain or shared) matches the topic.
+    pub fn matches_any(&self, topic: &TopicName) -> bool {
+        let mut any = false;
+        self.router.matches(topic.as_str(), |_| any = true);
+        any
+    }
+
+    /// The QoS 0 deliveries a QoS 0 message gets here, without changing anything: the
+    /// connected sessions it matches (one member per shared group, chosen by `cursor`).
+    /// For messages that do not go through the log (DESIGN §2, fast path).
+    pub fn direct_deliveries(
+        &self,
+        message: &Arc<Message>,
+        cursor: usize,
+        skip_shared: &[SharedKey],
+    ) -> Vec<DirectDelivery> {
+        debug_assert_eq!(message.qos, QoS::AtMostOnce);
+        self.targets(message, |_| cursor, skip_shared)
+            .into_iter()
+            .filter(|(t, _)| self.sessions.get(&t.client_id).is_some_and(|s| s.connected))
+            .map(|(t, _)| DirectDelivery {
+                client_id: t.client_id,
+                message: message.clone(),
+                retain: t.retain,
+                subscription_ids: t.subscription_ids,
+            })
+            .collect()
+    }
+
     /// Matches a message against every subscription and queues or sends it.
-    fn route(&mut self, message: &Arc<Message>, applied: &mut Applied) {
+    fn route(&mut self, message: &Arc<Message>, skip_shared: &[SharedKey], applied: &mut Applied) {
+        let cursors = &self.shared_cursors;
+        let targets = self.targets(
+            message,
+            |key| cursors.get(key).copied().unwrap_or(0),
+            skip_shared,
+        );
+        for (target, picked) in targets {
+            if let Some(key) = &target.shared {
+                self.shared_cursors.insert(key.clone(), picked + 1);
+                applied.shared_served.push(key.clone());
+            }
+            self.deliver(target, message, applied);
+        }
+    }
+
+    /// Who a message goes to: one target per matching session (overlapping subscriptions
+    /// merged) and one member per shared group, the member picked from `cursor(group)` on
+    /// (returned beside shared targets, for round robin).
+    fn targets(
+        &self,
+        message: &Arc<Message>,
+        mut cursor: impl FnMut(&SharedKey) -> usize,
+        skip_shared: &[SharedKey],
+    ) -> Vec<(Target, usize)> {
         let mut plain: BTreeMap<ClientId, Target> = BTreeMap::new();
-        let mut shared: Vec<Target> = Vec::new();
+        let mut shared: Vec<(Target, usize)> = Vec::new();
         let sessions = &self.sessions;
-        let cursors = &mut self.shared_cursors;
         let queue_max = self.config.queue_max;
         self.router.matches(message.topic.as_str(), |m| match m {
             Match::Plain(client_id, subscription) => {
@@ -464,27 +526,27 @@ impl State {
                     group: group.group.clone(),
                     filter: group.filter.clone(),
                 };
+                if skip_shared.contains(&key) {
+                    return;
+                }
                 let members: Vec<(&ClientId, &Subscription)> = group.members.iter().collect();
-                let cursor = cursors.entry(key.clone()).or_insert(0);
-                let pick = pick_member(&members, *cursor, |client_id| {
+                let pick = pick_member(&members, cursor(&key), |client_id| {
                     sessions
                         .get(client_id)
                         .is_some_and(|s| s.connected && s.queue.len() < queue_max)
                 });
-                *cursor = pick + 1;
                 let (client_id, subscription) = members[pick];
-                shared.push(Target {
+                let target = Target {
                     client_id: client_id.clone(),
                     qos: delivery_qos(message.qos, subscription.options.qos),
                     retain: subscription.options.retain_as_published && message.retain,
                     subscription_ids: subscription.identifier.into_iter().collect(),
                     shared: Some(key),
-                });
+                };
+                shared.push((target, pick));
             }
         });
-        for target in plain.into_values().chain(shared) {
-            self.deliver(target, message, applied);
-        }
+        plain.into_values().map(|t| (t, 0)).chain(shared).collect()
     }
 
     /// Queues a QoS 1/2 delivery, or reports a QoS 0 one to a connected session.

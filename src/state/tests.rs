@@ -104,6 +104,7 @@ impl Harness {
         self.apply(Command::Publish {
             message: Arc::new(message),
             origin: None,
+            skip_shared: Vec::new(),
         })
     }
 
@@ -331,6 +332,7 @@ fn qos2_resend_is_not_routed_again_until_pubrel() {
         h.apply(Command::Publish {
             message: Arc::new(message("t", QoS::ExactlyOnce, false, Some("pub"))),
             origin: Some((id("pub"), pid)),
+            skip_shared: Vec::new(),
         })
     };
     assert!(!publish(&mut h).duplicate);

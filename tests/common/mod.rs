@@ -102,11 +102,13 @@ impl TestBroker {
             addr: "127.0.0.1:0".into(),
             acceptor: TransportAcceptor::tcp(),
         }];
-        let server = Server::bind(&TokioNet, settings).await.expect("bind");
+        let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
+            .await
+            .expect("bind");
         let addr = server.local_addrs().expect("local addr")[0];
         let hub = server.hub();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.run(Arc::new(SystemClock), Rng::from_seed(7), async {
+        tokio::spawn(server.run(Rng::from_seed(7), async {
             let _ = stopped.await;
         }));
         TestBroker {
@@ -158,7 +160,6 @@ impl TestBroker {
     pub async fn wait_offline(&self, client_id: &str) {
         self.wait_until(&format!("{client_id} to be offline"), |broker| {
             broker
-                .state()
                 .session(client_id)
                 .is_none_or(|session| !session.connected)
         })
@@ -168,14 +169,14 @@ impl TestBroker {
     /// Waits until `client_id` has no session at all.
     pub async fn wait_session_gone(&self, client_id: &str) {
         self.wait_until(&format!("the session of {client_id} to end"), |broker| {
-            broker.state().session(client_id).is_none()
+            broker.session(client_id).is_none()
         })
         .await
     }
 
     /// Whether `client_id` has a session (connected or not).
     pub fn has_session(&self, client_id: &str) -> bool {
-        self.inspect(|broker| broker.state().session(client_id).is_some())
+        self.inspect(|broker| broker.session(client_id).is_some())
     }
 }
 

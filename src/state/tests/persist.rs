@@ -110,6 +110,7 @@ fn publish(state: &mut State, message: Message) {
         Command::Publish {
             message: Arc::new(message),
             origin: None,
+            skip_shared: Vec::new(),
         },
     );
 }
@@ -191,6 +192,10 @@ fn every_command() -> Vec<Command> {
         Command::Publish {
             message: Arc::new(full_message("a/b")),
             origin: Some((id("pub"), PacketId::new(65_535).unwrap())),
+            skip_shared: vec![SharedKey {
+                group: "g".into(),
+                filter: "a/+".into(),
+            }],
         },
         Command::SetRetained {
             topic: topic("a/b"),
@@ -266,6 +271,7 @@ fn command_batch_format_is_pinned() {
         Command::Publish {
             message: Arc::new(message("t", QoS::AtLeastOnce, b"hi")),
             origin: None,
+            skip_shared: Vec::new(),
         },
     ];
     let bytes = encode_commands(&commands);
@@ -279,6 +285,7 @@ fn command_batch_format_is_pinned() {
             0, 0, 0, 0, 0, 0, 0, 0, // no properties
             0, 0, // no publisher, received at 0
             0, // no origin
+            0, // no shared groups to skip
         ]
     );
 }
@@ -399,6 +406,7 @@ fn rich_state() -> State {
         Command::Publish {
             message: retained,
             origin: Some((id("m1"), PacketId::new(3).unwrap())),
+            skip_shared: Vec::new(),
         },
     );
     publish(&mut state, message("jobs/1", QoS::ExactlyOnce, b"j1"));
@@ -499,6 +507,7 @@ fn message_shared_by_many_queues_is_written_once() {
         Command::Publish {
             message: shared,
             origin: None,
+            skip_shared: Vec::new(),
         },
     );
     let growth = state.to_snapshot().len() - before;
@@ -960,7 +969,11 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
                 }
                 _ => None,
             };
-            commands.push(Command::Publish { message, origin });
+            commands.push(Command::Publish {
+                message,
+                origin,
+                skip_shared: Vec::new(),
+            });
             commands
         }
         Op::Ack { client, pick } => {

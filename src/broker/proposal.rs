@@ -1,0 +1,51 @@
+//! What the broker asks the replicated log to commit, and what it owes a connection once a
+//! request is done.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::Command;
+
+/// Identifies one network connection of this node. Never reused within one incarnation.
+pub type ConnId = u64;
+
+/// Names a request of one connection whose reply waits for the broker (a PUBACK, SUBACK,
+/// CONNACK...). Chosen by the session, unique per connection.
+pub type Ticket = u64;
+
+/// Commands to commit together, in order, as one unit of the log. A proposal with an origin
+/// is a client request: once it is applied, the node it came from replies to that
+/// connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+    pub origin: Option<Origin>,
+}
+
+/// Where the reply to a proposal goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub node: u64,
+    /// Which run of the node: connection ids start again after a restart, and a proposal
+    /// replayed from the log must not answer a new connection that reuses an id.
+    pub incarnation: u64,
+    pub conn: ConnId,
+    pub ticket: Ticket,
+    /// Sessions of the origin node (not in the log) that the message already reached, for
+    /// the "no matching subscribers" reason of the reply.
+    pub local_matched: u32,
+}
+
+/// The result of a request, for the session to turn into its reply packet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Completion {
+    /// CONNECT: the session was resumed.
+    pub session_present: bool,
+    /// PUBLISH: sessions the message reached.
+    pub matched: usize,
+    /// PUBLISH: sessions whose queue was full.
+    pub dropped_queue_full: usize,
+    /// PUBLISH: a QoS 2 resend of a packet id already routed.
+    pub duplicate: bool,
+    /// SUBSCRIBE / UNSUBSCRIBE / PUBREL: for each item, whether it existed before.
+    pub existed: Vec<bool>,
+}

@@ -1,0 +1,305 @@
+//! The Raft log on a [`KvStore`], with group commit.
+//!
+//! Entries are written as they come (visible at once, not yet durable); when they become
+//! durable depends on the [`SyncPolicy`]. Under `Batch`, one flusher task syncs the store for
+//! every append that arrived since its last sync, so concurrent proposals share one fsync,
+//! and only then tells openraft the entries are durable, which is what lets them commit.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
+use tokio::sync::Notify;
+
+use crate::storage::{KvStore, WriteBatch};
+
+use super::types::TypeConfig;
+
+/// When log writes become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every append is synced before openraft hears it is done. Safest, slowest: one fsync
+    /// per append call (openraft still passes several entries per call under load).
+    Always,
+    /// Appends are synced in groups by one flusher, which waits up to `window` after the
+    /// first unsynced append to gather more. Nothing is acknowledged before its sync, so
+    /// this loses nothing acknowledged; it trades up to `window` of latency for fewer fsyncs.
+    Batch { window: Duration },
+    /// Never synced: entries are acknowledged once written to the operating system. A
+    /// power loss (not a process crash) can lose acknowledged messages.
+    None,
+}
+
+const LOG_PREFIX: &[u8] = b"log/";
+const VOTE_KEY: &[u8] = b"raft/vote";
+const COMMITTED_KEY: &[u8] = b"raft/committed";
+const PURGED_KEY: &[u8] = b"raft/purged";
+
+fn log_key(index: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(LOG_PREFIX.len() + 8);
+    key.extend_from_slice(LOG_PREFIX);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn log_index(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.strip_prefix(LOG_PREFIX)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+pub(crate) fn storage_error(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    error: impl std::fmt::Display,
+) -> StorageError<u64> {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::error(error.to_string())),
+    }
+}
+
+/// Runs a store call, off the async runtime when the store blocks on disk.
+pub(crate) async fn blocking<T: Send + 'static>(
+    kv: &Arc<dyn KvStore>,
+    f: impl FnOnce(&dyn KvStore) -> T + Send + 'static,
+) -> T {
+    if !kv.blocks() {
+        return f(&**kv);
+    }
+    let kv = kv.clone();
+    match tokio::task::spawn_blocking(move || f(&*kv)).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+/// Appends waiting for the flusher's next sync.
+#[derive(Default)]
+struct Flusher {
+    waiting: Mutex<Vec<LogFlushed<TypeConfig>>>,
+    wake: Notify,
+}
+
+/// The log storage handed to openraft (and its reader: the same store).
+#[derive(Clone)]
+pub struct LogStore {
+    kv: Arc<dyn KvStore>,
+    policy: SyncPolicy,
+    flusher: Arc<Flusher>,
+}
+
+impl LogStore {
+    /// A log on `kv`. Under [`SyncPolicy::Batch`] this spawns the flusher task, which must
+    /// run on the same runtime as the node.
+    pub fn new(kv: Arc<dyn KvStore>, policy: SyncPolicy) -> LogStore {
+        let flusher = Arc::new(Flusher::default());
+        if let SyncPolicy::Batch { window } = policy {
+            tokio::spawn(flush_loop(kv.clone(), flusher.clone(), window));
+        }
+        LogStore {
+            kv,
+            policy,
+            flusher,
+        }
+    }
+
+    async fn read<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        key: &'static [u8],
+        subject: ErrorSubject<u64>,
+    ) -> Result<Option<T>, StorageError<u64>> {
+        let bytes = blocking(&self.kv, move |kv| kv.get(key))
+            .await
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| postcard::from_bytes(&b))
+            .transpose()
+            .map_err(|e| storage_error(subject, ErrorVerb::Read, e))
+    }
+
+    async fn write(
+        &self,
+        batch: WriteBatch,
+        sync: bool,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError<u64>> {
+        blocking(&self.kv, move |kv| kv.write(batch, sync))
+            .await
+            .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+    }
+}
+
+async fn flush_loop(kv: Arc<dyn KvStore>, flusher: Arc<Flusher>, window: Duration) {
+    loop {
+        flusher.wake.notified().await;
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
+        }
+        let waiting =
+            std::mem::take(&mut *flusher.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        if waiting.is_empty() {
+            continue;
+        }
+        let result = blocking(&kv, |kv| kv.sync()).await;
+        if let Err(error) = &result {
+            tracing::error!(%error, "syncing the Raft log failed; this node stops acknowledging");
+        }
+        for callback in waiting {
+            callback.log_io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<openraft::Entry<TypeConfig>>, StorageError<u64>> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => log_key(i.saturating_add(1)),
+            Bound::Excluded(&i) => log_key(i),
+            Bound::Unbounded => log_key(u64::MAX),
+        };
+        let from = log_key(start);
+        let rows = blocking(&self.kv, move |kv| kv.scan(&from, &end, usize::MAX))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        rows.into_iter()
+            .map(|(_, value)| {
+                postcard::from_bytes(&value)
+                    .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        let purged: Option<LogId<u64>> = self.read(PURGED_KEY, ErrorSubject::Logs).await?;
+        let (from, to) = (log_key(0), log_key(u64::MAX));
+        // The last entry: the store scans forward only, so walk the log (compaction keeps it
+        // short; this runs once, at start-up).
+        let rows = blocking(&self.kv, move |kv| kv.scan(&from, &to, usize::MAX))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last = match rows.last() {
+            Some((key, value)) => {
+                debug_assert!(log_index(key).is_some());
+                let entry: openraft::Entry<TypeConfig> = postcard::from_bytes(value)
+                    .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                Some(entry.log_id)
+            }
+            None => purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        let bytes = postcard::to_allocvec(vote)
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        batch.put(VOTE_KEY, bytes);
+        // A vote must be durable before it is sent (Raft's election safety).
+        self.write(batch, true, ErrorSubject::Vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        self.read(VOTE_KEY, ErrorSubject::Vote).await
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        let bytes = postcard::to_allocvec(&committed)
+            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        batch.put(COMMITTED_KEY, bytes);
+        // Not synced: losing it only means re-learning the commit point after a restart.
+        self.write(batch, false, ErrorSubject::Store).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        Ok(self
+            .read::<Option<LogId<u64>>>(COMMITTED_KEY, ErrorSubject::Store)
+            .await?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = postcard::to_allocvec(&entry)
+                .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            batch.put(log_key(entry.log_id.index), bytes);
+        }
+        match self.policy {
+            SyncPolicy::Always => {
+                self.write(batch, true, ErrorSubject::Logs).await?;
+                callback.log_io_completed(Ok(()));
+            }
+            SyncPolicy::None => {
+                self.write(batch, false, ErrorSubject::Logs).await?;
+                callback.log_io_completed(Ok(()));
+            }
+            SyncPolicy::Batch { .. } => {
+                self.write(batch, false, ErrorSubject::Logs).await?;
+                self.flusher
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(callback);
+                self.flusher.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range(log_key(log_id.index), log_key(u64::MAX));
+        self.write(batch, true, ErrorSubject::Logs).await
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        let bytes = postcard::to_allocvec(&log_id)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // The purge point first in the batch's effect: both land together.
+        batch.put(PURGED_KEY, bytes);
+        batch.delete_range(log_key(0), log_key(log_id.index.saturating_add(1)));
+        self.write(batch, false, ErrorSubject::Logs).await
+    }
+}

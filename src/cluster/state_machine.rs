@@ -1,0 +1,194 @@
+//! The Raft state machine: committed entries go to the broker (through [`Applier`]);
+//! snapshots are the encoded replicated state, kept in the [`KvStore`].
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::broker::Proposal;
+use crate::storage::{KvStore, WriteBatch};
+
+use super::log_store::{blocking, storage_error};
+use super::types::TypeConfig;
+
+const SNAPSHOT_KEY: &[u8] = b"sm/snapshot";
+
+/// How far the state has applied the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedPosition {
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+}
+
+/// Where committed proposals go: the node's broker, which owns the replicated state.
+pub trait Applier: Send + Sync + 'static {
+    /// Applies committed proposals in log order; `position` is where the log stands after
+    /// them.
+    fn apply(&self, proposals: Vec<Proposal>, position: AppliedPosition);
+    /// The encoded replicated state and the position it reflects, read together.
+    fn snapshot(&self) -> (Vec<u8>, AppliedPosition);
+    /// Replaces the replicated state with an encoded one.
+    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), String>;
+    fn position(&self) -> AppliedPosition;
+    /// Called once the log is replayed after a start: proposals that repair what a crash
+    /// left behind, committed before the node serves anyone.
+    fn recover(&self) -> Vec<Proposal>;
+}
+
+/// A snapshot as stored: its metadata and the encoded state.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine handed to openraft.
+#[derive(Clone)]
+pub struct StateMachine {
+    kv: Arc<dyn KvStore>,
+    applier: Arc<dyn Applier>,
+}
+
+impl StateMachine {
+    pub fn new(kv: Arc<dyn KvStore>, applier: Arc<dyn Applier>) -> StateMachine {
+        StateMachine { kv, applier }
+    }
+
+    /// Restores the last stored snapshot into the applier, if there is one; returns its
+    /// position. A snapshot that does not decode is an error, never an empty start.
+    pub async fn restore(&self) -> Result<Option<AppliedPosition>, String> {
+        let Some(stored) = self.stored().await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let position = AppliedPosition {
+            last_applied: stored.meta.last_log_id,
+            membership: stored.meta.last_membership.clone(),
+        };
+        self.applier.install(&stored.data, position.clone())?;
+        Ok(Some(position))
+    }
+
+    async fn stored(&self) -> Result<Option<StoredSnapshot>, StorageError<u64>> {
+        let bytes = blocking(&self.kv, |kv| kv.get(SNAPSHOT_KEY))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| postcard::from_bytes::<StoredSnapshot>(&b))
+            .transpose()
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))
+    }
+
+    async fn store(&self, stored: &StoredSnapshot) -> Result<(), StorageError<u64>> {
+        let subject = ErrorSubject::Snapshot(Some(stored.meta.signature()));
+        let bytes = postcard::to_allocvec(stored)
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
+        let mut batch = WriteBatch::default();
+        batch.put(SNAPSHOT_KEY, bytes);
+        blocking(&self.kv, move |kv| kv.write(batch, true))
+            .await
+            .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (data, position) = self.applier.snapshot();
+        let snapshot_id = match &position.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: position.last_applied,
+            last_membership: position.membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot { meta, data };
+        self.store(&stored).await?;
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let position = self.applier.position();
+        Ok((position.last_applied, position.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut position = self.applier.position();
+        let mut proposals = Vec::new();
+        let mut count = 0;
+        for entry in entries {
+            count += 1;
+            position.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(batch) => proposals.extend(batch.0),
+                EntryPayload::Membership(membership) => {
+                    position.membership = StoredMembership::new(Some(entry.log_id), membership);
+                }
+            }
+        }
+        self.applier.apply(proposals, position);
+        Ok(vec![(); count])
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
+        let position = AppliedPosition {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        self.applier.install(&stored.data, position).map_err(|e| {
+            storage_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
+        self.store(&stored).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        Ok(self.stored().await?.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}
