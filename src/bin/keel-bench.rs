@@ -97,6 +97,10 @@ struct CommonArgs {
     /// The broker's pid: its CPU and RSS are read from /proc.
     #[arg(long, global = true)]
     broker_pid: Option<u32>,
+    /// Subscribers keep persistent sessions (MQTT 3 clean session 0, MQTT 5 session expiry
+    /// 3600 s): what they receive must be stored durably by the broker.
+    #[arg(long, global = true)]
+    persistent: bool,
     /// Runtime threads of the load generator (1: a current-thread runtime).
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
@@ -179,6 +183,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         connect_concurrency: c.connect_concurrency,
         topic_prefix: c.topic_prefix,
         broker_pid: c.broker_pid,
+        persistent: c.persistent,
     };
     options.validate()?;
     Ok(options)

@@ -43,10 +43,14 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to standard error, filtered by `RUST_LOG` (default `info`), so standard output
+/// openraft reports every election, snapshot and purge at `info`: routine for a node.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
+/// Logs go to standard error, filtered by `RUST_LOG` (default `info`, openraft `warn`), so standard output
 /// stays for what a command prints (`check-config`).
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -115,6 +115,9 @@ pub struct BrokerStats {
     pub discarded: u64,
 }
 
+/// Most commands in one proposal made of merged fire-and-forget proposals.
+const MERGED_COMMANDS_MAX: usize = 256;
+
 /// Where a session lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
@@ -967,6 +970,16 @@ impl Broker {
             ticket,
             local_matched,
         });
+        // Commands nobody waits for (acknowledgements from subscribers, above all) join the
+        // previous such proposal: one proposal per message would cost more than the command.
+        if origin.is_none() {
+            if let Some(last) = self.proposals.last_mut() {
+                if last.origin.is_none() && last.commands.len() < MERGED_COMMANDS_MAX {
+                    last.commands.extend(commands);
+                    return;
+                }
+            }
+        }
         self.proposals.push(Proposal { commands, origin });
     }
 

@@ -5,6 +5,7 @@
 //! every append that arrived since its last sync, so concurrent proposals share one fsync,
 //! and only then tells openraft the entries are durable, which is what lets them commit.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
@@ -85,12 +86,24 @@ struct Flusher {
     wake: Notify,
 }
 
+/// Entries appended recently, kept decoded: openraft reads every entry back to apply it
+/// right after appending it, and decoding it again from the store would cost more than
+/// the write. Bounded; older entries are read from the store.
+#[derive(Default)]
+struct RecentEntries {
+    entries: BTreeMap<u64, openraft::Entry<TypeConfig>>,
+}
+
+/// Most entries kept in [`RecentEntries`].
+const RECENT_MAX: usize = 1024;
+
 /// The log storage handed to openraft (and its reader: the same store).
 #[derive(Clone)]
 pub struct LogStore {
     kv: Arc<dyn KvStore>,
     policy: SyncPolicy,
     flusher: Arc<Flusher>,
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl LogStore {
@@ -105,7 +118,29 @@ impl LogStore {
             kv,
             policy,
             flusher,
+            recent: Arc::default(),
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries `start..end` if all of them are in the recent cache.
+    fn cached(&self, start: u64, end: u64) -> Option<Vec<openraft::Entry<TypeConfig>>> {
+        let recent = self.recent();
+        let first = *recent.entries.keys().next()?;
+        let last = *recent.entries.keys().next_back()?;
+        if start < first || end > last.saturating_add(1) {
+            return None;
+        }
+        Some(
+            recent
+                .entries
+                .range(start..end)
+                .map(|(_, e)| e.clone())
+                .collect(),
+        )
     }
 
     async fn read<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -128,9 +163,14 @@ impl LogStore {
         sync: bool,
         subject: ErrorSubject<u64>,
     ) -> Result<(), StorageError<u64>> {
-        blocking(&self.kv, move |kv| kv.write(batch, sync))
-            .await
-            .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+        let written = if sync {
+            blocking(&self.kv, move |kv| kv.write(batch, true)).await
+        } else {
+            // Without a sync a write is a memtable insert and a buffered append to the
+            // write-ahead log: cheaper than handing it to another thread.
+            self.kv.write(batch, false)
+        };
+        written.map_err(|e| storage_error(subject, ErrorVerb::Write, e))
     }
 }
 
@@ -170,11 +210,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(&i) => log_key(i.saturating_add(1)),
-            Bound::Excluded(&i) => log_key(i),
-            Bound::Unbounded => log_key(u64::MAX),
+        let end_index = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
         };
+        if let Some(entries) = self.cached(start, end_index) {
+            return Ok(entries);
+        }
+        let end = log_key(end_index);
         let from = log_key(start);
         let rows = blocking(&self.kv, move |kv| kv.scan(&from, &end, usize::MAX))
             .await
@@ -260,10 +304,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = postcard::to_allocvec(&entry)
                 .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             batch.put(log_key(entry.log_id.index), bytes);
+            appended.push(entry);
+        }
+        {
+            let mut recent = self.recent();
+            for entry in appended {
+                recent.entries.insert(entry.log_id.index, entry);
+            }
+            while recent.entries.len() > RECENT_MAX {
+                recent.entries.pop_first();
+            }
         }
         match self.policy {
             SyncPolicy::Always => {
@@ -288,12 +343,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        drop(self.recent().entries.split_off(&log_id.index));
         let mut batch = WriteBatch::default();
         batch.delete_range(log_key(log_id.index), log_key(u64::MAX));
         self.write(batch, true, ErrorSubject::Logs).await
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        {
+            let mut recent = self.recent();
+            let kept = recent.entries.split_off(&log_id.index.saturating_add(1));
+            recent.entries = kept;
+        }
         let mut batch = WriteBatch::default();
         let bytes = postcard::to_allocvec(&log_id)
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;

@@ -81,13 +81,16 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects, sends CONNECT with a clean session and waits for a successful CONNACK.
+    /// Connects, sends CONNECT and waits for a successful CONNACK. With `session_expiry`
+    /// the session is persistent (MQTT 3: clean session 0; MQTT 5: that Session Expiry
+    /// Interval), otherwise clean.
     pub async fn connect(
         addr: SocketAddr,
         protocol: Protocol,
         client_id: &str,
         keep_alive_secs: u16,
         read_chunk: usize,
+        session_expiry: Option<u32>,
     ) -> Result<Conn, ConnError> {
         let stream = with_timeout(TcpStream::connect(addr)).await??;
         // Small packets must not wait for Nagle: the write buffer already batches them.
@@ -101,11 +104,15 @@ impl Conn {
             server_receive_max: u16::MAX,
             read_chunk,
         };
+        let mut properties = ConnectProperties::default();
+        if protocol.is_v5() {
+            properties.session_expiry_interval = session_expiry;
+        }
         let connect = Connect {
             protocol,
-            clean_start: true,
+            clean_start: session_expiry.is_none(),
             keep_alive: keep_alive_secs,
-            properties: ConnectProperties::default(),
+            properties,
             client_id: MqttString::new(client_id).map_err(ConnError::Decode)?,
             will: None,
             username: None,

@@ -110,6 +110,9 @@ pub struct Options {
     pub topic_prefix: String,
     /// The broker's process, to read its CPU time and memory from `/proc`.
     pub broker_pid: Option<u32>,
+    /// Subscribers keep persistent sessions (MQTT 3 clean session 0, MQTT 5 a session
+    /// expiry), so a broker must store what it delivers to them durably.
+    pub persistent: bool,
 }
 
 impl Default for Options {
@@ -132,6 +135,7 @@ impl Default for Options {
             connect_concurrency: 64,
             topic_prefix: "bench".to_owned(),
             broker_pid: None,
+            persistent: false,
         }
     }
 }

@@ -151,6 +151,7 @@ async fn run_traffic(
         read_chunk: READ_CHUNK_BUSY,
         concurrency: options.connect_concurrency,
         qos: options.qos,
+        persistent_subscribers: options.persistent,
     };
     // Subscribers first, so that no message is published before its subscriptions exist.
     let subscriber_ids = plan
@@ -314,6 +315,7 @@ async fn run_idle(
         read_chunk: READ_CHUNK_IDLE,
         concurrency: options.connect_concurrency,
         qos: QoS::AtMostOnce,
+        persistent_subscribers: false,
     };
     let ids = (0..connections)
         .map(|i| (format!("kb{run_id:04x}i{i}"), None))
@@ -406,7 +408,12 @@ struct ConnectSpec {
     concurrency: usize,
     /// QoS of the subscriptions, for clients given a filter.
     qos: QoS,
+    /// Subscribers keep persistent sessions (DESIGN §1: durable sessions).
+    persistent_subscribers: bool,
 }
+
+/// Session expiry of persistent subscribers: long enough to outlive any run.
+const PERSISTENT_EXPIRY_SECS: u32 = 3600;
 
 /// Connects one client per `(client id, filter)`, subscribing those with a filter.
 /// Results are in the order of `clients`.
@@ -414,12 +421,14 @@ async fn connect_many(spec: ConnectSpec, clients: Vec<(String, Option<String>)>)
     let mut results: Vec<(usize, Connected)> = stream::iter(clients.into_iter().enumerate())
         .map(|(i, (id, filter))| async move {
             let outcome = async {
+                let persistent = spec.persistent_subscribers && filter.is_some();
                 let mut conn = Conn::connect(
                     spec.addr,
                     spec.protocol,
                     &id,
                     spec.keep_alive_secs,
                     spec.read_chunk,
+                    persistent.then_some(PERSISTENT_EXPIRY_SECS),
                 )
                 .await?;
                 if let Some(filter) = filter {

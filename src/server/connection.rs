@@ -21,6 +21,9 @@ const READ_CHUNK_IDLE: usize = 128;
 const READ_CHUNK_BUSY: usize = 16 * 1024;
 /// A write buffer grown past this by a burst is given back afterwards.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+/// Requests of one client awaiting their commit (PUBLISH to durable sessions, SUBSCRIBE...)
+/// beyond which the connection stops reading: bounds what one client can queue for the log.
+const PENDING_REPLIES_MAX: usize = 1024;
 
 /// What every connection task of a node shares.
 pub struct ConnectionContext {
@@ -82,7 +85,7 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
             (None, _) => armed_ms = None,
         }
         tokio::select! {
-            read = stream.read_buf(&mut read_buf) => {
+            read = stream.read_buf(&mut read_buf), if session.pending_replies() < PENDING_REPLIES_MAX => {
                 let Ok(n) = read else { break };
                 if n == 0 {
                     break;

@@ -93,6 +93,7 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     hub: Arc<Hub>,
     stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestBroker {
@@ -108,13 +109,26 @@ impl TestBroker {
         let addr = server.local_addrs().expect("local addr")[0];
         let hub = server.hub();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.run(Rng::from_seed(7), async {
+        let task = tokio::spawn(server.run(Rng::from_seed(7), async {
             let _ = stopped.await;
         }));
         TestBroker {
             addr,
             hub,
             stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Shuts the node down and waits until it has stopped (its Raft node included), so
+    /// another node can open the same store.
+    pub async fn shut_down(mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            within("the node to stop", task)
+                .await
+                .expect("node task")
+                .expect("node run");
         }
     }
 
