@@ -316,40 +316,6 @@ impl Broker {
         }
     }
 
-    /// The proposals could not be committed (the log failed): their requests are not
-    /// answered, and their connections are closed with `reason` so clients retry.
-    pub fn proposals_failed(&mut self, proposals: &[Proposal], reason: ReasonCode) {
-        for proposal in proposals {
-            for command in &proposal.commands {
-                match command {
-                    Command::Publish {
-                        origin: Some((client_id, packet_id)),
-                        ..
-                    } => {
-                        self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
-                    }
-                    Command::EndSession { client_id, .. }
-                    | Command::PublishWill { client_id, .. } => {
-                        self.proposed_due.remove(client_id);
-                    }
-                    _ => {}
-                }
-            }
-            let Some(origin) = proposal.origin else {
-                continue;
-            };
-            if self.is_mine(&origin) {
-                if let Some(connection) = self.connections.remove(&origin.conn) {
-                    self.owners.remove(&connection.client_id);
-                }
-                self.effects.push(Effect::Disconnect {
-                    conn: origin.conn,
-                    reason,
-                });
-            }
-        }
-    }
-
     /// After a restart, once the log is replayed: durable sessions that the replica shows
     /// connected lost their connection in the crash, so they are closed (publishing their
     /// wills, as any abnormal end does); and every message still queued may have been sent

@@ -37,14 +37,6 @@ impl ProposalQueue {
         queue.drain(..n).collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     async fn wait(&self) {
         self.wake.notified().await;
     }
