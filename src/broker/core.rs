@@ -554,12 +554,7 @@ impl Broker {
         let mut commands = Vec::new();
         let retained_update = retain_update && message.retain;
         if retained_update {
-            // An empty retained payload clears the topic's retained message
-            // ([MQTT-3.3.1-6], [MQTT-3.3.1-7]); it is still delivered to subscribers.
-            commands.push(Command::SetRetained {
-                topic: message.topic.clone(),
-                message: (!message.payload.is_empty()).then(|| message.clone()),
-            });
+            commands.push(set_retained(&message));
         }
         let durable_origin = match (qos2_packet_id, tier) {
             (Some(packet_id), Tier::Durable) => Some((client_id, packet_id)),
@@ -1106,10 +1101,7 @@ impl Broker {
         match from {
             Tier::Durable => {
                 if will.retain {
-                    self.local.apply(Command::SetRetained {
-                        topic: will.topic.clone(),
-                        message: (!will.payload.is_empty()).then(|| will.clone()),
-                    });
+                    self.local.apply(set_retained(&will));
                 }
                 self.apply_in(
                     Tier::Local,
@@ -1123,10 +1115,7 @@ impl Broker {
             Tier::Local => {
                 let mut commands = Vec::new();
                 if will.retain {
-                    commands.push(Command::SetRetained {
-                        topic: will.topic.clone(),
-                        message: (!will.payload.is_empty()).then(|| will.clone()),
-                    });
+                    commands.push(set_retained(&will));
                 }
                 if will.qos == QoS::AtMostOnce {
                     self.deliver_direct_durable(&will, &[]);
@@ -1281,6 +1270,15 @@ impl Broker {
                 "a local session outlives its connection"
             );
         }
+    }
+}
+
+/// The command a RETAIN publish makes: an empty payload clears the topic's retained message
+/// ([MQTT-3.3.1-6], [MQTT-3.3.1-7]); the message is still delivered to subscribers.
+fn set_retained(message: &Arc<Message>) -> Command {
+    Command::SetRetained {
+        topic: message.topic.clone(),
+        message: (!message.payload.is_empty()).then(|| message.clone()),
     }
 }
 
