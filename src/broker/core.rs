@@ -554,6 +554,10 @@ impl Broker {
         let mut commands = Vec::new();
         let retained_update = retain_update && message.retain;
         if retained_update {
+            // This node's local sessions see the new retained message from the moment it is
+            // received, as they got it live: one subscribing before the update commits gets
+            // it as retained rather than not at all. The commit sets it again (in log order).
+            self.local.apply(set_retained(&message));
             commands.push(set_retained(&message));
         }
         let durable_origin = match (qos2_packet_id, tier) {
@@ -569,7 +573,10 @@ impl Broker {
             }
             return Ok(());
         }
-        if durable_origin.is_some() || self.durable.matches_any(&message.topic) {
+        // A retained update is logged with its publish: a durable subscription committed
+        // between receipt and the update is matched at apply, in log order, so it gets the
+        // message live rather than missing both the live copy and the retained one.
+        if retained_update || durable_origin.is_some() || self.durable.matches_any(&message.topic) {
             if let Some(key) = &durable_origin {
                 self.proposed_qos2.insert(key.clone());
             }
@@ -582,13 +589,8 @@ impl Broker {
             self.propose(commands, Some((conn, ticket, local_matched)));
             return Ok(());
         }
-        // No durable subscription can match: the acknowledgement needs no log write, but a
-        // retained update is committed first (G4: retained is the last acknowledged).
-        if !commands.is_empty() {
-            let local_matched = u32::try_from(matched).unwrap_or(u32::MAX);
-            self.propose(commands, Some((conn, ticket, local_matched)));
-            return Ok(());
-        }
+        // No durable subscription can match and nothing is retained: the acknowledgement
+        // needs no log write.
         self.reply(
             conn,
             ticket,

@@ -351,3 +351,64 @@ fn messages_dropped_for_a_full_queue_are_counted() {
     assert_eq!(b.b.session("sub").unwrap().queue.len(), 2);
     assert_eq!(b.b.stats().dropped_queue_full, 3);
 }
+
+/// A QoS 1 RETAIN publish, received but not yet committed.
+fn publish_retained_uncommitted(b: &mut Harness, conn: ConnId) -> Ticket {
+    let mut m = message("r", QoS::AtLeastOnce, "pub");
+    m.retain = true;
+    let ticket = b.next_ticket();
+    b.b.publish(conn, ticket, m, None, true).unwrap();
+    ticket
+}
+
+#[test]
+fn local_subscriber_between_receipt_and_commit_gets_the_retained_copy() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(2, request("sub", true, 0, 10), 0);
+    let ticket = publish_retained_uncommitted(&mut b, 1);
+    // The subscription takes effect at once (a local session): nothing is committed yet.
+    b.b.subscribe(
+        2,
+        99,
+        vec![(
+            TopicFilter::new("r").unwrap(),
+            Subscription {
+                options: SubscriptionOptions::new(QoS::AtLeastOnce),
+                identifier: None,
+            },
+        )],
+        0,
+    );
+    b.completion(ticket);
+    let sent: Vec<_> = b.deliveries().into_iter().filter(|d| d.0 == 2).collect();
+    assert_eq!(sent.len(), 1, "exactly one copy, as retained: {sent:?}");
+}
+
+#[test]
+fn durable_subscription_committed_before_a_retained_publish_gets_it_live() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(2, request("sub", false, 600, 10), 0);
+    // The subscription is proposed first, the publish received before it commits.
+    b.b.subscribe(
+        2,
+        99,
+        vec![(
+            TopicFilter::new("r").unwrap(),
+            Subscription {
+                options: SubscriptionOptions::new(QoS::AtLeastOnce),
+                identifier: None,
+            },
+        )],
+        0,
+    );
+    let ticket = publish_retained_uncommitted(&mut b, 1);
+    b.completion(ticket);
+    let sent: Vec<_> = b.deliveries().into_iter().filter(|d| d.0 == 2).collect();
+    assert_eq!(
+        sent.len(),
+        1,
+        "the publish is ordered after the subscription: {sent:?}"
+    );
+}
