@@ -32,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod loadgen;
 pub mod net;
+pub mod planted;
 pub mod router;
 pub mod server;
 pub mod session;

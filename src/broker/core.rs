@@ -327,6 +327,12 @@ impl Broker {
             if let Some(last) = session.queue.back() {
                 self.sent_before.insert(session.client_id.clone(), last.seq);
             }
+            if crate::planted::planted().drop_queue_on_restart {
+                commands.extend(session.queue.iter().map(|queued| Command::Acked {
+                    client_id: session.client_id.clone(),
+                    seq: queued.seq,
+                }));
+            }
             if session.connected {
                 commands.push(Command::CloseSession {
                     client_id: session.client_id.clone(),
@@ -586,6 +592,11 @@ impl Broker {
                 skip_shared,
             });
             let local_matched = u32::try_from(matched).unwrap_or(u32::MAX);
+            if crate::planted::planted().ack_before_commit {
+                self.reply(conn, ticket, Completion::default());
+                self.propose(commands, None);
+                return Ok(());
+            }
             self.propose(commands, Some((conn, ticket, local_matched)));
             return Ok(());
         }
@@ -847,6 +858,10 @@ impl Broker {
                 _ => None,
             };
             let applied = self.apply_in(Tier::Durable, command);
+            // The simulator checks the replicated state after every command it applies, so
+            // a corruption is caught at the command that made it.
+            #[cfg(feature = "sim")]
+            self.durable.validate();
             if let Some((client_id, now_ms)) = opening {
                 replied |=
                     self.session_opened(&client_id, applied.session_present, reply_to, now_ms);
@@ -1195,7 +1210,9 @@ impl Broker {
                 continue;
             }
             connection.inflight.insert(packet_id, queued.seq);
-            let delivery = if queued.pubrec_received {
+            let delivery = if queued.pubrec_received
+                && !crate::planted::planted().resend_publish_after_pubrec
+            {
                 Delivery::Release(packet_id)
             } else {
                 Delivery::Publish {

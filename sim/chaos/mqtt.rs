@@ -1,0 +1,224 @@
+//! One MQTT connection of a workload client, through Keel's own codec, with the deadlines a
+//! simulated network needs: turmoil drops the bytes of a partitioned link for good and never
+//! fails a connect to a crashed host, so every wait is bounded and keep-alive finds dead
+//! links.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use keel::codec::*;
+use keel::net::{BoxStream, Net, SimNet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::history::{ConnRef, Event, History};
+
+/// Keep-alive the workload clients ask for. The broker drops a silent client after 1.5× this,
+/// and a client gives up on a silent broker after twice this.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(4);
+/// Deadline of a connect and its CONNACK.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Session expiry of durable v5 sessions: longer than any run.
+pub const SESSION_EXPIRY_SECS: u32 = 100_000;
+
+/// Simulated milliseconds since the start of the run.
+pub fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a client asks of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectSpec {
+    pub host: String,
+    pub client_id: String,
+    pub protocol: Protocol,
+    pub clean_start: bool,
+    pub durable: bool,
+}
+
+pub struct Conn {
+    pub at: ConnRef,
+    stream: BoxStream,
+    protocol: Protocol,
+    decoder: Decoder,
+    read_buf: BytesMut,
+    history: History,
+    /// When the last packet arrived (for the client's side of keep-alive).
+    last_heard_ms: u64,
+    last_sent_ms: u64,
+}
+
+/// Why a connection ended, as the client saw it.
+pub type Lost = String;
+
+impl Conn {
+    /// Connects, sends CONNECT and waits for a successful CONNACK; returns Session Present.
+    pub async fn open(
+        spec: &ConnectSpec,
+        at: ConnRef,
+        history: &History,
+    ) -> Result<(Conn, bool), Lost> {
+        let addr = format!("{}:1883", spec.host);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, SimNet.connect(&addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect failed: {e}"))?;
+        let mut conn = Conn {
+            at,
+            stream,
+            protocol: spec.protocol,
+            decoder: Decoder::with_protocol(spec.protocol, PACKET_SIZE_LIMIT),
+            read_buf: BytesMut::with_capacity(4096),
+            history: history.clone(),
+            last_heard_ms: now_ms(),
+            last_sent_ms: now_ms(),
+        };
+        let mut properties = ConnectProperties::default();
+        if spec.durable && spec.protocol.is_v5() {
+            properties.session_expiry_interval = Some(SESSION_EXPIRY_SECS);
+        }
+        history.record(
+            now_ms(),
+            Event::ConnectSent {
+                at: conn.at.clone(),
+                clean_start: spec.clean_start,
+                durable: spec.durable,
+            },
+        );
+        let client_id = MqttString::new(&spec.client_id).map_err(|e| e.to_string())?;
+        conn.send(Packet::Connect(Box::new(Connect {
+            protocol: spec.protocol,
+            clean_start: spec.clean_start,
+            keep_alive: KEEP_ALIVE.as_secs() as u16,
+            properties,
+            client_id,
+            will: None,
+            username: None,
+            password: None,
+        })))
+        .await?;
+        let reply = tokio::time::timeout(CONNECT_TIMEOUT, conn.read_packet())
+            .await
+            .map_err(|_| "no CONNACK in time".to_string())
+            .and_then(|r| r);
+        match reply {
+            Ok(Packet::ConnAck(ack)) if ack.reason_code == ReasonCode::Success => {
+                history.record(
+                    now_ms(),
+                    Event::Connected {
+                        at: conn.at.clone(),
+                        session_present: ack.session_present,
+                    },
+                );
+                Ok((conn, ack.session_present))
+            }
+            Ok(other) => Err(conn.lost(format!("refused: {other:?}"))),
+            Err(why) => Err(conn.lost(why)),
+        }
+    }
+
+    /// Records the end of this connection and returns why, for `?`.
+    pub fn lost(&self, why: String) -> Lost {
+        self.history.record(
+            now_ms(),
+            Event::ConnectionLost {
+                at: self.at.clone(),
+                why: why.clone(),
+            },
+        );
+        why
+    }
+
+    pub async fn send(&mut self, packet: Packet) -> Result<(), Lost> {
+        let mut buf = BytesMut::new();
+        packet
+            .encode(self.protocol, &mut buf)
+            .map_err(|e| format!("encode: {e}"))?;
+        self.last_sent_ms = now_ms();
+        self.stream
+            .write_all(&buf)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        self.stream.flush().await.map_err(|e| format!("flush: {e}"))
+    }
+
+    /// The next packet, with no deadline of its own.
+    async fn read_packet(&mut self) -> Result<Packet, Lost> {
+        loop {
+            if let Some(packet) = self
+                .decoder
+                .decode(&mut self.read_buf)
+                .map_err(|e| format!("malformed packet from the broker: {e}"))?
+            {
+                self.last_heard_ms = now_ms();
+                return Ok(packet);
+            }
+            match self.stream.read_buf(&mut self.read_buf).await {
+                Ok(0) => return Err("closed by the broker (EOF)".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// The next packet other than PINGRESP, keeping the connection alive meanwhile: a PINGREQ
+    /// after half the keep-alive without sending, and the connection is given up when
+    /// nothing at all arrived for twice the keep-alive. A DISCONNECT from the broker ends it.
+    /// Waits at most `wait` in all (`None`: until something arrives or the link is dead).
+    pub async fn recv(&mut self, wait: Option<Duration>) -> Result<Option<Packet>, Lost> {
+        let give_up_at = wait.map(|w| now_ms() + w.as_millis() as u64);
+        let half = KEEP_ALIVE.as_millis() as u64 / 2;
+        loop {
+            let now = now_ms();
+            if now.saturating_sub(self.last_heard_ms) >= 2 * KEEP_ALIVE.as_millis() as u64 {
+                return Err("broker silent for two keep-alives".into());
+            }
+            if now.saturating_sub(self.last_sent_ms) >= half {
+                self.send(Packet::PingReq).await?;
+            }
+            let mut slice = half
+                .saturating_sub(now.saturating_sub(self.last_sent_ms))
+                .max(1);
+            if let Some(at) = give_up_at {
+                if now >= at {
+                    return Ok(None);
+                }
+                slice = slice.min(at - now);
+            }
+            match tokio::time::timeout(Duration::from_millis(slice), self.read_packet()).await {
+                Err(_) => continue,
+                Ok(Err(why)) => return Err(why),
+                Ok(Ok(Packet::PingResp)) => continue,
+                Ok(Ok(Packet::Disconnect(d))) => {
+                    return Err(format!("DISCONNECT {:#04x}", d.reason_code.as_u8()))
+                }
+                Ok(Ok(packet)) => return Ok(Some(packet)),
+            }
+        }
+    }
+
+    /// The next packet within `wait`, or an error when none came.
+    pub async fn expect(&mut self, wait: Duration, what: &str) -> Result<Packet, Lost> {
+        match self.recv(Some(wait)).await? {
+            Some(packet) => Ok(packet),
+            None => Err(format!("no {what} in time")),
+        }
+    }
+
+    /// Ends the connection with a DISCONNECT (a clean close; a durable session stays).
+    pub async fn disconnect(mut self) {
+        let _ = self
+            .send(Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
+            .await;
+        self.lost("client disconnected".into());
+    }
+}
+
+/// The QoS a SUBACK reason code grants, if it is a success.
+pub fn granted_qos(code: ReasonCode) -> Option<QoS> {
+    match code {
+        ReasonCode::Success => Some(QoS::AtMostOnce),
+        ReasonCode::GrantedQoS1 => Some(QoS::AtLeastOnce),
+        ReasonCode::GrantedQoS2 => Some(QoS::ExactlyOnce),
+        _ => None,
+    }
+}

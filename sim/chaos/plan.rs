@@ -1,0 +1,290 @@
+//! Everything a run does, derived from its seed before it starts: topology, workload, fault
+//! schedule, latencies, storage settings. A pure function of the seed, so printing the seed
+//! is enough to replay a run.
+
+use std::time::Duration;
+
+use keel::cluster::SyncPolicy;
+use keel::codec::{Protocol, QoS};
+use keel::net::Rng;
+
+/// A publishing client: sequential publishes of numbered messages to one topic.
+#[derive(Debug, Clone)]
+pub struct PublisherSpec {
+    pub name: String,
+    /// The number in its messages' payloads (`MsgId::publisher`).
+    pub id: u32,
+    pub protocol: Protocol,
+    pub qos: QoS,
+    pub durable: bool,
+    pub topic: String,
+    /// Retained writes (the G4 workload) rather than data messages.
+    pub retain: bool,
+    /// Pause between publishes, in ms (a range).
+    pub pause_ms: (u64, u64),
+    /// Chance per operation that the client drops, closes or takes over its own connection.
+    pub client_faults: f64,
+}
+
+/// A subscribing client with one subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriberSpec {
+    pub name: String,
+    pub protocol: Protocol,
+    pub durable: bool,
+    pub filter: String,
+    pub qos: QoS,
+    pub client_faults: f64,
+}
+
+/// A client that repeatedly connects, reads the retained messages and leaves.
+#[derive(Debug, Clone)]
+pub struct ReaderSpec {
+    pub name: String,
+    pub protocol: Protocol,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The node's machine crashes (its unsynced writes are lost, but the first `keep` unsynced
+    /// batches reach the disk), and restarts after `down_ms`.
+    CrashNode {
+        node: String,
+        down_ms: u64,
+        keep: usize,
+    },
+    /// No bytes between `a` and `b` (or only from `a` to `b` when `oneway`) for `ms`.
+    Partition {
+        a: String,
+        b: String,
+        oneway: bool,
+        ms: u64,
+    },
+    /// Messages between `a` and `b` are held (clogged) for `ms`, then released in order.
+    Clog { a: String, b: String, ms: u64 },
+    /// The link between `a` and `b` gets `latency_ms` of latency for `ms`.
+    Latency {
+        a: String,
+        b: String,
+        latency_ms: u64,
+        ms: u64,
+    },
+    /// A client's machine crashes (its connections die without a FIN) and restarts after
+    /// `down_ms`, keeping what its application wrote down.
+    CrashClient { client: String, down_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledFault {
+    pub at_ms: u64,
+    pub fault: Fault,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub seed: u64,
+    pub nodes: Vec<String>,
+    pub publishers: Vec<PublisherSpec>,
+    pub subscribers: Vec<SubscriberSpec>,
+    pub readers: Vec<ReaderSpec>,
+    /// Faults happen in `[0, safety_ms)`; then everything is healed.
+    pub safety_ms: u64,
+    /// After the safety phase, the run lasts this long with no faults: every queued message
+    /// must be delivered and every client connected within it (G6).
+    pub liveness_ms: u64,
+    pub faults: Vec<ScheduledFault>,
+    pub sync: SyncPolicy,
+    pub snapshot_every: u64,
+    pub max_latency: Duration,
+}
+
+/// The liveness bound (G6): with faults healed, a client needs at most one keep-alive
+/// timeout plus a reconnect backoff to be back, and a node restarts in well under a second.
+pub const LIVENESS_MS: u64 = 20_000;
+
+fn protocol(rng: &mut Rng) -> Protocol {
+    if rng.chance(0.5) {
+        Protocol::V5
+    } else {
+        Protocol::V3_1_1
+    }
+}
+
+fn qos(rng: &mut Rng, zero: f64) -> QoS {
+    if rng.chance(zero) {
+        QoS::AtMostOnce
+    } else if rng.chance(0.5) {
+        QoS::AtLeastOnce
+    } else {
+        QoS::ExactlyOnce
+    }
+}
+
+impl Plan {
+    pub fn from_seed(seed: u64) -> Plan {
+        let mut rng = Rng::from_seed(seed);
+        let nodes = vec!["node1".to_string()];
+        let client_faults = *[0.0, 0.01, 0.03]
+            .get(rng.range(0..3usize))
+            .expect("in range");
+
+        let publisher_count: u32 = rng.range(2..=4);
+        let topics: u32 = rng.range(1..=publisher_count);
+        let mut publishers = Vec::new();
+        for id in 0..publisher_count {
+            publishers.push(PublisherSpec {
+                name: format!("p{id}"),
+                id,
+                protocol: protocol(&mut rng),
+                qos: qos(&mut rng, 0.15),
+                durable: rng.chance(0.6),
+                topic: format!("t/{}", id % topics),
+                retain: false,
+                pause_ms: (20, rng.range(100..400)),
+                client_faults,
+            });
+        }
+        let writers: u32 = rng.range(1..=2);
+        for k in 0..writers {
+            let id = publisher_count + k;
+            publishers.push(PublisherSpec {
+                name: format!("w{k}"),
+                id,
+                protocol: protocol(&mut rng),
+                qos: QoS::AtLeastOnce,
+                durable: rng.chance(0.5),
+                topic: format!("r/{k}"),
+                retain: true,
+                pause_ms: (100, 800),
+                client_faults,
+            });
+        }
+
+        let subscriber_count: u32 = rng.range(2..=4);
+        let mut subscribers = Vec::new();
+        for i in 0..subscriber_count {
+            let filter = match rng.range(0..4u32) {
+                0 => "t/#".to_string(),
+                1 => "t/+".to_string(),
+                2 => format!("t/{}", rng.range(0..topics)),
+                _ => "$share/g/t/+".to_string(),
+            };
+            subscribers.push(SubscriberSpec {
+                name: format!("s{i}"),
+                protocol: protocol(&mut rng),
+                durable: rng.chance(0.75),
+                filter,
+                qos: qos(&mut rng, 0.1),
+                client_faults,
+            });
+        }
+        let readers = vec![ReaderSpec {
+            name: "reader".into(),
+            protocol: protocol(&mut rng),
+            filter: "r/+".into(),
+        }];
+
+        let safety_ms = rng.range(15_000..30_000u64);
+        let clients: Vec<String> = publishers
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(subscribers.iter().map(|s| s.name.clone()))
+            .chain(readers.iter().map(|r| r.name.clone()))
+            .collect();
+        let faults = schedule_faults(&mut rng, &nodes, &clients, safety_ms);
+        let sync = match rng.range(0..3u32) {
+            0 => SyncPolicy::Always,
+            1 => SyncPolicy::Batch {
+                window: Duration::ZERO,
+            },
+            _ => SyncPolicy::Batch {
+                window: Duration::from_millis(rng.range(1..5u64)),
+            },
+        };
+        Plan {
+            seed,
+            nodes,
+            publishers,
+            subscribers,
+            readers,
+            safety_ms,
+            liveness_ms: LIVENESS_MS,
+            faults,
+            sync,
+            snapshot_every: rng.range(20..200u64),
+            max_latency: Duration::from_millis(rng.range(1..20u64)),
+        }
+    }
+
+    /// Every client host's name.
+    pub fn clients(&self) -> impl Iterator<Item = &str> {
+        self.publishers
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.subscribers.iter().map(|s| s.name.as_str()))
+            .chain(self.readers.iter().map(|r| r.name.as_str()))
+    }
+}
+
+/// A fault every one to four seconds of the safety phase, each healed before it ends.
+fn schedule_faults(
+    rng: &mut Rng,
+    nodes: &[String],
+    clients: &[String],
+    safety_ms: u64,
+) -> Vec<ScheduledFault> {
+    let mut faults = Vec::new();
+    let mut at_ms = rng.range(500..3_000u64);
+    while at_ms + 1_000 < safety_ms {
+        let node = nodes[rng.range(0..nodes.len())].clone();
+        let client = clients[rng.range(0..clients.len())].clone();
+        let room = safety_ms - at_ms;
+        let ms = rng.range(200..8_000u64).min(room);
+        let fault = match rng.range(0..10u32) {
+            0..=2 => Fault::CrashNode {
+                node,
+                down_ms: rng.range(0..3_000u64).min(room),
+                keep: rng.range(0..3usize),
+            },
+            3 => Fault::Partition {
+                a: node,
+                b: client,
+                oneway: false,
+                ms,
+            },
+            4 => {
+                // One way, in either direction.
+                let (a, b) = if rng.chance(0.5) {
+                    (node, client)
+                } else {
+                    (client, node)
+                };
+                Fault::Partition {
+                    a,
+                    b,
+                    oneway: true,
+                    ms,
+                }
+            }
+            5 => Fault::Clog {
+                a: node,
+                b: client,
+                ms: ms.min(3_000),
+            },
+            6 | 7 => Fault::Latency {
+                a: node,
+                b: client,
+                latency_ms: rng.range(50..1_500u64),
+                ms,
+            },
+            _ => Fault::CrashClient {
+                client,
+                down_ms: rng.range(0..4_000u64).min(room),
+            },
+        };
+        faults.push(ScheduledFault { at_ms, fault });
+        at_ms += rng.range(1_000..4_000u64);
+    }
+    faults
+}

@@ -1,0 +1,247 @@
+//! One run of the chaos simulator: builds the simulation from a [`Plan`], drives it step by
+//! step (faults between steps, node invariants after every step), then judges the history.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::hash::Hasher;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel::broker::BrokerConfig;
+use keel::net::{Rng, SimClock, SimNet};
+use keel::planted::Bugs;
+use keel::server::{Hub, ListenerSpec, Server, ServerSettings};
+use keel::storage::MemStore;
+use keel::transport::TransportAcceptor;
+
+use super::checkers;
+use super::history::{Entry, Event, History, Violation};
+use super::nemesis::Nemesis;
+use super::plan::Plan;
+use super::workload::{self, ClientCtx, Disk, Phase};
+
+/// The wall clock of every node starts here (plus the simulated time of its start), so every
+/// run of a seed reads the same times.
+const EPOCH_MS: u64 = 1_750_000_000_000;
+
+/// What a run found.
+pub struct Outcome {
+    pub violations: Vec<Violation>,
+    /// A hash of the whole history: equal for two runs of one seed (determinism).
+    pub trace_hash: u64,
+    pub events: usize,
+    pub acknowledged: usize,
+    pub delivered: usize,
+    pub faults: usize,
+    /// The whole record, for reports.
+    pub history: Vec<Entry>,
+}
+
+type HostFuture = Pin<Box<dyn Future<Output = turmoil::Result>>>;
+
+/// The hub of a node's current run, so the harness can check its invariants between steps.
+type HubSlot = Arc<Mutex<Option<Arc<Hub>>>>;
+
+fn node_host(
+    plan: &Plan,
+    node_id: u64,
+    store: MemStore,
+    slot: HubSlot,
+) -> impl Fn() -> HostFuture + 'static {
+    let sync = plan.sync;
+    let snapshot_every = plan.snapshot_every;
+    let seed = plan.seed ^ node_id;
+    let starts = Arc::new(Mutex::new(0u64));
+    move || {
+        let store = store.clone();
+        let slot = slot.clone();
+        let run = {
+            let mut starts = starts.lock().unwrap_or_else(|e| e.into_inner());
+            *starts += 1;
+            *starts
+        };
+        Box::pin(async move {
+            let settings = ServerSettings {
+                listeners: vec![ListenerSpec {
+                    addr: "0.0.0.0:1883".into(),
+                    acceptor: TransportAcceptor::tcp(),
+                }],
+                broker: BrokerConfig::default(),
+                sys_interval: Duration::ZERO,
+                node_id,
+                store: Arc::new(store),
+                sync,
+                snapshot_every,
+                ..ServerSettings::default()
+            };
+            let started_ms = super::mqtt::now_ms();
+            let clock = Arc::new(SimClock::new(EPOCH_MS + started_ms));
+            let server = Server::bind(&SimNet, settings, clock).await?;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.hub());
+            server
+                .run(
+                    Rng::from_seed(seed.wrapping_add(run)),
+                    std::future::pending(),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Runs the simulation of `seed` to the end, with `bugs` planted in the nodes (none but in
+/// the tests that show the checkers catch them), and checks it.
+pub fn run_with_bugs(seed: u64, bugs: Bugs) -> Outcome {
+    keel::planted::plant(bugs);
+    let outcome = run_plan(Plan::from_seed(seed));
+    keel::planted::plant(Bugs::default());
+    outcome
+}
+
+fn run_plan(plan: Plan) -> Outcome {
+    let seed = plan.seed;
+    keel::cluster::seed_thread_rng(seed);
+    let history = History::default();
+    let phase = Phase::default();
+    let total_ms = plan.safety_ms + plan.liveness_ms;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_millis(total_ms + 10_000))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(plan.max_latency)
+        .build();
+
+    let mut stores = BTreeMap::new();
+    let mut slots = Vec::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let store = MemStore::new();
+        let slot = HubSlot::default();
+        sim.host(
+            node.as_str(),
+            node_host(&plan, i as u64 + 1, store.clone(), slot.clone()),
+        );
+        stores.insert(node.clone(), store);
+        slots.push((node.clone(), slot));
+    }
+    let ctx = |n: u64| ClientCtx {
+        history: history.clone(),
+        phase: phase.clone(),
+        nodes: plan.nodes.clone(),
+        seed: seed.wrapping_mul(31).wrapping_add(n),
+    };
+    let mut n = 0;
+    for spec in &plan.publishers {
+        n += 1;
+        let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
+        sim.host(spec.name.clone().as_str(), move || {
+            Box::pin(workload::publisher(spec.clone(), ctx.clone(), disk.clone())) as HostFuture
+        });
+    }
+    for spec in &plan.subscribers {
+        n += 1;
+        let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
+        sim.host(spec.name.clone().as_str(), move || {
+            Box::pin(workload::subscriber(
+                spec.clone(),
+                ctx.clone(),
+                disk.clone(),
+            )) as HostFuture
+        });
+    }
+    for spec in &plan.readers {
+        n += 1;
+        let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
+        sim.host(spec.name.clone().as_str(), move || {
+            Box::pin(workload::reader(spec.clone(), ctx.clone(), disk.clone())) as HostFuture
+        });
+    }
+
+    let hosts = plan
+        .nodes
+        .iter()
+        .map(String::as_str)
+        .chain(plan.clients())
+        .map(String::from)
+        .collect();
+    let mut nemesis = Nemesis::new(plan.faults.clone(), stores, plan.max_latency, hosts);
+    let mut violations = Vec::new();
+    let mut liveness = false;
+    loop {
+        let now_ms = sim.elapsed().as_millis() as u64;
+        if !liveness && now_ms >= plan.safety_ms {
+            nemesis.heal_all(&mut sim, now_ms, &history);
+            history.record(now_ms, Event::LivenessStarted);
+            phase.start_liveness();
+            liveness = true;
+        }
+        if now_ms >= total_ms {
+            history.record(now_ms, Event::Finished);
+            phase.finish();
+            break;
+        }
+        nemesis.tick(&mut sim, now_ms, &history);
+        if let Err(e) = sim.step() {
+            violations.push(Violation {
+                guarantee: "host failed",
+                detail: format!("at {now_ms} ms: {e}"),
+            });
+            break;
+        }
+        for (node, slot) in &slots {
+            if !sim.is_host_running(node.as_str()) {
+                continue;
+            }
+            if let Some(hub) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                // Panics (a broken invariant) with the seed printed by the caller.
+                hub.lock().broker.validate();
+            }
+        }
+    }
+
+    let entries = history.entries();
+    if std::env::var_os("KEEL_SIM_TRACE").is_some() {
+        eprintln!("{plan:#?}");
+        for (i, entry) in entries.iter().enumerate() {
+            eprintln!("{i:6} {:7} {:?}", entry.at_ms, entry.event);
+        }
+    }
+    violations.extend(checkers::check_all(&entries));
+    let mut hasher = Fnv::default();
+    for entry in &entries {
+        hasher.write(format!("{entry:?}").as_bytes());
+    }
+    let count = |f: fn(&Event) -> bool| entries.iter().filter(|e| f(&e.event)).count();
+    Outcome {
+        violations,
+        trace_hash: hasher.finish(),
+        events: entries.len(),
+        acknowledged: count(|e| matches!(e, Event::PublishAcked { .. })),
+        delivered: count(|e| matches!(e, Event::Delivered { .. })),
+        faults: count(|e| matches!(e, Event::Fault { .. })),
+        history: entries,
+    }
+}
+
+/// FNV-1a: a hash that is the same in every process (std's `DefaultHasher` is not promised
+/// to be).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

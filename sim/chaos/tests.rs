@@ -1,0 +1,208 @@
+//! The chaos runs of `cargo test --features sim`: many seeds, the determinism test, and the
+//! seeds that once found a bug.
+//!
+//! `KEEL_SIM_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]); `KEEL_SIM_SEED=S` runs
+//! just seed S. Every failure prints its seed and the command that replays it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use keel::planted::Bugs;
+
+use super::run::{run_with_bugs, Outcome};
+
+/// Seeds of a default `cargo test --features sim`.
+const DEFAULT_SEEDS: u64 = 50;
+
+/// Seeds that once found a real bug, replayed on every run (see the note of each).
+const REGRESSION_SEEDS: &[u64] = &[];
+
+fn replay(seed: u64, test: &str) -> String {
+    format!("KEEL_SIM_SEED={seed} cargo test --features sim --test sim {test} -- --nocapture")
+}
+
+/// Runs one seed; a panic inside the run (a broken invariant) is a violation too.
+fn run_caught(seed: u64, bugs: Bugs) -> Result<Outcome, String> {
+    catch_unwind(AssertUnwindSafe(|| run_with_bugs(seed, bugs))).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
+/// Runs `seeds` on every core, with `bugs` planted; returns how many ran and the failures as
+/// printable reports. With `first_failure_stops`, no new seed starts after a failure.
+fn run_seeds(
+    seeds: &[u64],
+    bugs: Bugs,
+    first_failure_stops: bool,
+    test: &str,
+) -> (usize, Vec<String>) {
+    let next = AtomicU64::new(0);
+    let ran = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if first_failure_stops && !lock(&failures).is_empty() {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst) as usize;
+                let Some(&seed) = seeds.get(i) else {
+                    return;
+                };
+                ran.fetch_add(1, Ordering::SeqCst);
+                let report = match run_caught(seed, bugs) {
+                    Ok(outcome) if outcome.violations.is_empty() => {
+                        eprintln!(
+                            "sim: seed {seed}: ok ({} events, {} acknowledged, {} delivered, {} faults, trace {:016x})",
+                            outcome.events,
+                            outcome.acknowledged,
+                            outcome.delivered,
+                            outcome.faults,
+                            outcome.trace_hash
+                        );
+                        continue;
+                    }
+                    Ok(outcome) => {
+                        let mut report = format!(
+                            "seed {seed}: {} violations (trace {:016x})\n",
+                            outcome.violations.len(),
+                            outcome.trace_hash
+                        );
+                        for v in outcome.violations.iter().take(10) {
+                            report.push_str(&format!("  {v}\n"));
+                        }
+                        report
+                    }
+                    Err(panic) => format!("seed {seed}: panicked: {panic}\n"),
+                };
+                let report = format!("{report}  replay: {}\n", replay(seed, test));
+                eprintln!("{report}");
+                lock(&failures).push(report);
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    (ran.into_inner() as usize, failures)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn chaos_seeds_keep_every_guarantee() {
+    let seeds: Vec<u64> = match env_u64("KEEL_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env_u64("KEEL_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
+    };
+    let (ran, failures) = run_seeds(
+        &seeds,
+        Bugs::default(),
+        false,
+        "chaos_seeds_keep_every_guarantee",
+    );
+    println!("sim: {ran} seeds, {} violations", failures.len());
+    eprintln!("sim: {ran} seeds, {} violations", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn seeds_that_once_failed_pass() {
+    let (_, failures) = run_seeds(
+        REGRESSION_SEEDS,
+        Bugs::default(),
+        false,
+        "seeds_that_once_failed_pass",
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn one_seed_replays_the_same_trace() {
+    let seed = env_u64("KEEL_SIM_SEED").unwrap_or(7);
+    let first = run_caught(seed, Bugs::default()).expect("first run");
+    let second = run_caught(seed, Bugs::default()).expect("second run");
+    println!(
+        "sim: seed {seed} trace hash {:016x} ({} events)",
+        first.trace_hash, first.events
+    );
+    assert!(first.events > 100, "the run did something");
+    if let Some(i) = (0..first.history.len().max(second.history.len()))
+        .find(|&i| first.history.get(i) != second.history.get(i))
+    {
+        eprintln!(
+            "first divergence at entry {i}:\n  first:  {:?}\n  second: {:?}",
+            first.history.get(i),
+            second.history.get(i)
+        );
+        for j in i.saturating_sub(5)..i {
+            eprintln!("  before: {:?}", first.history[j]);
+        }
+    }
+    assert_eq!(
+        first.trace_hash,
+        second.trace_hash,
+        "seed {seed} gave two different traces; replay: {}",
+        replay(seed, "one_seed_replays_the_same_trace")
+    );
+}
+
+/// Seeds tried per planted bug before the harness is declared blind to it.
+const PLANTED_SEEDS: u64 = 40;
+
+/// Plants `bugs` and searches seeds until one run reports a violation.
+fn planted_bug_is_caught(bugs: Bugs, test: &str) {
+    let seeds: Vec<u64> = match env_u64("KEEL_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=PLANTED_SEEDS).collect(),
+    };
+    let (ran, failures) = run_seeds(&seeds, bugs, true, test);
+    assert!(
+        !failures.is_empty(),
+        "{bugs:?} planted, yet {ran} seeds found no violation: the simulator is blind to it"
+    );
+    println!("sim: {bugs:?} caught after {ran} seeds:\n{}", failures[0]);
+}
+
+#[test]
+fn planted_ack_before_commit_is_caught() {
+    planted_bug_is_caught(
+        Bugs {
+            ack_before_commit: true,
+            ..Bugs::default()
+        },
+        "planted_ack_before_commit_is_caught",
+    );
+}
+
+#[test]
+fn planted_publish_resent_after_pubrec_is_caught() {
+    planted_bug_is_caught(
+        Bugs {
+            resend_publish_after_pubrec: true,
+            ..Bugs::default()
+        },
+        "planted_publish_resent_after_pubrec_is_caught",
+    );
+}
+
+#[test]
+fn planted_queue_dropped_on_restart_is_caught() {
+    planted_bug_is_caught(
+        Bugs {
+            drop_queue_on_restart: true,
+            ..Bugs::default()
+        },
+        "planted_queue_dropped_on_restart_is_caught",
+    );
+}
