@@ -1110,6 +1110,24 @@ impl Broker {
         for will in &applied.wills {
             self.route_will(tier, will.clone());
         }
+        if tier == Tier::Local {
+            // A local member left its shared group with messages no other local member can
+            // take: they go to the group's durable members, through the log, rather than
+            // end with the local session.
+            let handed_over: Vec<Command> = applied
+                .unplaced_shared
+                .iter()
+                .filter(|(key, _, _)| self.durable.has_shared_group(key))
+                .map(|(key, message, retain)| Command::PublishShared {
+                    key: key.clone(),
+                    message: message.clone(),
+                    retain: *retain,
+                })
+                .collect();
+            if !handed_over.is_empty() {
+                self.propose(handed_over, None);
+            }
+        }
         applied
     }
 

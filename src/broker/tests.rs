@@ -412,3 +412,24 @@ fn durable_subscription_committed_before_a_retained_publish_gets_it_live() {
         "the publish is ordered after the subscription: {sent:?}"
     );
 }
+
+#[test]
+fn a_local_shared_member_leaving_hands_its_messages_to_a_durable_member() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(2, request("clean", true, 0, 10), 0);
+    b.connect(3, request("durable", false, 600, 10), 0);
+    b.subscribe(2, "$share/g/t", QoS::AtLeastOnce);
+    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
+    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+        .unwrap();
+    // A local member is preferred while connected.
+    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+    b.disconnect(2, 0, 1);
+    let resent = b.deliveries();
+    assert_eq!(
+        resent.iter().map(|d| d.0).collect::<Vec<_>>(),
+        [3],
+        "{resent:?}"
+    );
+}

@@ -79,6 +79,14 @@ pub enum Command {
     /// The shared-subscription messages at `seqs` go to other members of their groups (the
     /// session's connection ended before it acknowledged them).
     ReleaseShared { client_id: ClientId, seqs: Vec<u64> },
+    /// A message released by a member of a shared group in another state (a local session
+    /// that ended with no other local member to take it) goes to one of this state's members
+    /// of the group, if it has any.
+    PublishShared {
+        key: SharedKey,
+        message: Arc<Message>,
+        retain: bool,
+    },
 }
 
 /// A QoS 0 delivery decided while applying a command: sent at once to a connected session,
@@ -119,6 +127,9 @@ pub struct Applied {
     /// Wills this command published (already routed in this state), for the broker to route
     /// to sessions kept elsewhere.
     pub wills: Vec<Arc<Message>>,
+    /// ReleaseShared: messages whose group had no other member in this state, so they stay
+    /// with the releasing session (for the broker to offer to the group's members elsewhere).
+    pub unplaced_shared: Vec<(SharedKey, Arc<Message>, bool)>,
 }
 
 /// QoS of a delivery: the lower of publish and subscription.

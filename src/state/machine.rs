@@ -274,6 +274,13 @@ impl State {
             Command::ReleaseShared { client_id, seqs } => {
                 self.release_shared(&client_id, &seqs, &mut applied)
             }
+            Command::PublishShared {
+                key,
+                message,
+                retain,
+            } => {
+                self.deliver_to_group(&key, &message, retain, None, &mut applied);
+            }
         }
         applied
     }
@@ -443,6 +450,13 @@ impl State {
         }
     }
 
+    /// Whether the shared group `key` has any member here.
+    pub fn has_shared_group(&self, key: &SharedKey) -> bool {
+        self.router
+            .shared_group(&key.group, &key.filter)
+            .is_some_and(|group| !group.members.is_empty())
+    }
+
     /// Whether any subscription (plain or shared) matches the topic.
     pub fn matches_any(&self, topic: &TopicName) -> bool {
         let mut any = false;
@@ -609,42 +623,59 @@ impl State {
             let Some(key) = queued.shared.clone() else {
                 continue;
             };
-            let Some(group) = self.router.shared_group(&key.group, &key.filter) else {
-                continue;
-            };
-            let others: Vec<(&ClientId, &Subscription)> = group
-                .members
-                .iter()
-                .filter(|(c, _)| *c != client_id)
-                .collect();
-            if others.is_empty() {
+            let (message, retain) = (queued.message.clone(), queued.retain);
+            if !self.deliver_to_group(&key, &message, retain, Some(client_id), applied) {
+                applied.unplaced_shared.push((key, message, retain));
                 continue;
             }
-            let cursor = self.shared_cursors.get(&key).copied().unwrap_or(0);
-            let sessions = &self.sessions;
-            let queue_max = self.config.queue_max;
-            let pick = pick_member(&others, cursor, |c| {
-                sessions
-                    .get(c)
-                    .is_some_and(|s| s.connected && s.queue.len() < queue_max)
-            });
-            let (other, subscription) = others[pick];
-            let target = Target {
-                client_id: other.clone(),
-                qos: delivery_qos(queued.message.qos, subscription.options.qos),
-                retain: queued.retain,
-                subscription_ids: subscription.identifier.into_iter().collect(),
-                shared: Some(key.clone()),
-            };
-            let message = queued.message.clone();
-            self.shared_cursors.insert(key, cursor + 1);
             if let Some(s) = self.sessions.get_mut(client_id) {
                 if let Some(i) = s.index_of(seq) {
                     s.queue.remove(i);
                 }
             }
-            self.deliver(target, &message, applied);
         }
+    }
+
+    /// Gives `message` to one member of the shared group `key` other than `except`, in turn;
+    /// false when the group has no such member here.
+    fn deliver_to_group(
+        &mut self,
+        key: &SharedKey,
+        message: &Arc<Message>,
+        retain: bool,
+        except: Option<&ClientId>,
+        applied: &mut Applied,
+    ) -> bool {
+        let Some(group) = self.router.shared_group(&key.group, &key.filter) else {
+            return false;
+        };
+        let others: Vec<(&ClientId, &Subscription)> = group
+            .members
+            .iter()
+            .filter(|(c, _)| Some(*c) != except)
+            .collect();
+        if others.is_empty() {
+            return false;
+        }
+        let cursor = self.shared_cursors.get(key).copied().unwrap_or(0);
+        let sessions = &self.sessions;
+        let queue_max = self.config.queue_max;
+        let pick = pick_member(&others, cursor, |c| {
+            sessions
+                .get(c)
+                .is_some_and(|s| s.connected && s.queue.len() < queue_max)
+        });
+        let (other, subscription) = others[pick];
+        let target = Target {
+            client_id: other.clone(),
+            qos: delivery_qos(message.qos, subscription.options.qos),
+            retain,
+            subscription_ids: subscription.identifier.into_iter().collect(),
+            shared: Some(key.clone()),
+        };
+        self.shared_cursors.insert(key.clone(), cursor + 1);
+        self.deliver(target, message, applied);
+        true
     }
 
     /// Updates the timer index of one session after a change.

@@ -221,6 +221,14 @@ fn every_command() -> Vec<Command> {
             client_id: id("c"),
             seqs: vec![1, 2, 300],
         },
+        Command::PublishShared {
+            key: SharedKey {
+                group: "g".into(),
+                filter: "t/+".into(),
+            },
+            message: Arc::new(message("t/1", QoS::AtLeastOnce, b"s")),
+            retain: false,
+        },
     ]
 }
 
@@ -240,6 +248,7 @@ fn variant(command: &Command) -> &'static str {
         Command::PubRecReceived { .. } => "PubRecReceived",
         Command::PubRelReceived { .. } => "PubRelReceived",
         Command::ReleaseShared { .. } => "ReleaseShared",
+        Command::PublishShared { .. } => "PublishShared",
     }
 }
 
@@ -247,7 +256,7 @@ fn variant(command: &Command) -> &'static str {
 fn every_command_variant_round_trips() {
     let commands = every_command();
     let variants: BTreeSet<&str> = commands.iter().map(variant).collect();
-    assert_eq!(variants.len(), 12, "every variant is covered");
+    assert_eq!(variants.len(), 13, "every variant is covered");
     for command in &commands {
         let one = std::slice::from_ref(command);
         assert_eq!(decode_commands(&encode_commands(one)).unwrap(), one);
