@@ -1,0 +1,353 @@
+//! G1 Delivery (DESIGN.md §1): "Every acknowledged QoS 1 or QoS 2 publish reaches every durable
+//! session whose matching subscription was acknowledged (SUBACK) before the publish was sent:
+//! at least once when the delivery QoS is 1, exactly once to the subscribing application when
+//! it is 2 (publish and subscription both QoS 2). QoS 0 is at most once, never duplicated."
+//!
+//! Only non-retained deliveries count here (a retained copy sent on subscribe is G4's), and a
+//! client that ever subscribed with a `$share/<group>/<filter>` filter receives for its group
+//! (see [`Receiver`]).
+//!
+//! - `G1 delivery` (lost): take a durable client S (one of its CONNECTs had `durable`) and
+//!   its first SUBACK of filter F, granting QoS ≥ 1, at entry i. Every message M whose first
+//!   PUBLISH is at an entry j > i, whose PUBLISH had QoS ≥ 1 and RETAIN = 0, whose topic F
+//!   matches, and which was acknowledged (PUBACK / PUBREC), must have been delivered to S by
+//!   the end of the history (the history ends after the liveness phase, so "eventually" has
+//!   had its bound). For a share filter the group must have it: once any durable member's
+//!   SUBACK precedes j, at least one delivery to any client that subscribed with that share
+//!   filter. An unacknowledged publish is unknown, possibly never received by the broker: it
+//!   is never required. A publish sent before the SUBACK may have been routed before the
+//!   subscription existed: not required either.
+//! - `G1 exactly-once`: a message published at QoS 2 is delivered at QoS 2 at most once to one
+//!   receiver (a client, or a whole shared group, [MQTT-4.3.3], [MQTT-4.8.2]). Whether it was
+//!   acknowledged does not matter: an unknown publish may arrive, but only once. (The
+//!   workload's client drops a QoS 2 resend whose packet id awaits PUBREL, as the spec's
+//!   receiver does, so a duplicate here got past the protocol's own dedup: the broker sent the
+//!   message as a new one.) Deliveries at QoS 1 of a QoS 2 publish (a QoS 1 subscription) are
+//!   at least once and may repeat.
+//! - `G1 QoS 0 duplicate`: a message published at QoS 0 is never sent again by its publisher,
+//!   so it reaches one receiver at most once, whatever the subscription's QoS.
+//! - `G1 never sent`: every delivery, retained or not, carries a message whose first PUBLISH
+//!   came before it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keel::codec::QoS;
+
+use super::{matches, split_shared, Facts, Granted, Receiver, Sent};
+use crate::chaos::history::{ConnRef, Entry, MsgId, Violation};
+
+/// The non-retained deliveries of one message to one receiver.
+#[derive(Default)]
+struct Copies<'h> {
+    all: Vec<(usize, &'h ConnRef)>,
+    qos2: Vec<(usize, &'h ConnRef)>,
+}
+
+pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut to_receiver: BTreeMap<(Receiver, MsgId), Copies> = BTreeMap::new();
+    let mut to_client: BTreeSet<(&str, MsgId)> = BTreeSet::new();
+
+    for d in &facts.deliveries {
+        let Some(sent) = facts.sent_before(d.msg, d.index) else {
+            let later = match facts.sent.get(&d.msg) {
+                Some(s) => format!(" (its first PUBLISH is at entry {}, later)", s.first_sent),
+                None => String::new(),
+            };
+            violations.push(Violation {
+                guarantee: "G1 never sent",
+                detail: format!(
+                    "{} got {} on {} at entry {}, a message nobody had sent{later}",
+                    d.at, d.msg, d.topic, d.index
+                ),
+            });
+            continue;
+        };
+        if d.retain {
+            continue;
+        }
+        to_client.insert((&d.at.client, d.msg));
+        let receiver = facts.receiver(&d.at.client);
+        let copies = to_receiver.entry((receiver, d.msg)).or_default();
+        copies.all.push((d.index, d.at));
+        if sent.qos == QoS::ExactlyOnce && d.qos == QoS::ExactlyOnce {
+            copies.qos2.push((d.index, d.at));
+            if copies.qos2.len() == 2 {
+                violations.push(Violation {
+                    guarantee: "G1 exactly-once",
+                    detail: format!(
+                        "{receiver} got QoS 2 {} on {} twice at QoS 2: {}",
+                        d.msg,
+                        sent.topic,
+                        copies_text(&copies.qos2)
+                    ),
+                });
+            }
+        }
+        if sent.qos == QoS::AtMostOnce && copies.all.len() == 2 {
+            violations.push(Violation {
+                guarantee: "G1 QoS 0 duplicate",
+                detail: format!(
+                    "{receiver} got QoS 0 {} on {} twice: {}",
+                    d.msg,
+                    sent.topic,
+                    copies_text(&copies.all)
+                ),
+            });
+        }
+    }
+
+    // Lost messages. A share filter is judged once, from its earliest durable member.
+    let mut groups: BTreeMap<&str, &Granted> = BTreeMap::new();
+    for sub in &facts.subscriptions {
+        if !facts.durable.contains(sub.client) || sub.qos == QoS::AtMostOnce {
+            continue;
+        }
+        if split_shared(sub.filter).0.is_some() {
+            groups.entry(sub.filter).or_insert(sub);
+            continue;
+        }
+        for (msg, sent) in owed(facts, sub) {
+            if !to_client.contains(&(sub.client, msg)) {
+                violations.push(lost(msg, sent, sub, sub.client));
+            }
+        }
+    }
+    for (filter, first) in groups {
+        let group = Receiver::Group(filter);
+        for (msg, sent) in owed(facts, first) {
+            if !to_receiver.contains_key(&(group, msg)) {
+                violations.push(lost(msg, sent, first, &group.to_string()));
+            }
+        }
+    }
+    violations
+}
+
+/// The messages `sub` must get: acknowledged, QoS ≥ 1, not retained, matching, and first sent
+/// after its SUBACK.
+fn owed<'f, 'h>(
+    facts: &'f Facts<'h>,
+    sub: &'f Granted<'h>,
+) -> impl Iterator<Item = (MsgId, &'f Sent<'h>)> + 'f {
+    facts
+        .by_topic
+        .iter()
+        .filter(|(topic, _)| matches(sub.filter, topic))
+        .flat_map(move |(_, msgs)| {
+            // In first-send order: skip those sent before the SUBACK.
+            let from = msgs.partition_point(|m| facts.sent[m].first_sent < sub.at);
+            msgs[from..].iter().map(move |m| (*m, &facts.sent[m]))
+        })
+        .filter(|(_, sent)| sent.acked.is_some() && sent.qos != QoS::AtMostOnce && !sent.retain)
+}
+
+fn lost(msg: MsgId, sent: &Sent, sub: &Granted, receiver: &str) -> Violation {
+    Violation {
+        guarantee: "G1 delivery",
+        detail: format!(
+            "acknowledged QoS {} {msg} on {} (sent at entry {}, acknowledged at {}) never reached \
+             {receiver}, whose durable session {} subscribed to {} at entry {}",
+            sent.qos as u8,
+            sent.topic,
+            sent.first_sent,
+            sent.acked.unwrap_or_default(),
+            sub.client,
+            sub.filter,
+            sub.at
+        ),
+    }
+}
+
+fn copies_text(copies: &[(usize, &ConnRef)]) -> String {
+    copies
+        .iter()
+        .map(|(i, at)| format!("entry {i} on {at}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use keel::codec::QoS::*;
+
+    use super::super::build::*;
+
+    /// A durable subscriber to `t/+` and a publisher, connected.
+    fn setup(sub_qos: keel::codec::QoS) -> H {
+        H::new()
+            .connect_durable("s/1")
+            .connected("s/1", false)
+            .sub("s/1", "t/+", sub_qos)
+            .connect_clean("p/1")
+            .connected("p/1", false)
+    }
+
+    #[test]
+    fn an_acknowledged_message_reaches_a_durable_subscriber() {
+        let h = setup(AtLeastOnce).publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&h.build()), ["G1 delivery"]);
+        let detail = &violations(&h.build())[0].detail;
+        assert!(
+            detail.contains("p0#1") && detail.contains("s subscribed to t/+"),
+            "{detail}"
+        );
+        // Delivered, even on a later connection: fine.
+        let h = h
+            .lost("s/1")
+            .connect_durable("s/2")
+            .connected("s/2", true)
+            .deliver("s/2", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&h.build()), OK);
+    }
+
+    #[test]
+    fn a_qos2_message_reaches_a_durable_subscriber() {
+        let h = setup(ExactlyOnce).publish_acked("p/1", m(0, 1), "t/a", ExactlyOnce);
+        assert_eq!(judge(&h.build()), ["G1 delivery"]);
+        let h = h.deliver("s/1", m(0, 1), "t/a", ExactlyOnce);
+        assert_eq!(judge(&h.build()), OK);
+    }
+
+    #[test]
+    fn an_unacknowledged_message_may_be_missing() {
+        let h = setup(AtLeastOnce).publish("p/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&h.build()), OK);
+        // ... or arrive.
+        let h = h.deliver("s/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&h.build()), OK);
+    }
+
+    #[test]
+    fn what_is_not_owed_may_be_missing() {
+        // Sent before the SUBACK (acknowledged after it).
+        let h = H::new()
+            .connect_durable("s/1")
+            .subscribe("s/1", "t/+", AtLeastOnce)
+            .publish("p/1", m(0, 1), "t/a", AtLeastOnce)
+            .subscribed("s/1", "t/+", AtLeastOnce)
+            .acked("p/1", m(0, 1));
+        assert_eq!(judge(&h.build()), OK);
+        let after = |h: H| h.publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce).build();
+        // A clean session.
+        let clean = H::new().connect_clean("s/1").sub("s/1", "t/+", AtLeastOnce);
+        assert_eq!(judge(&after(clean)), OK);
+        // A QoS 0 subscription, a QoS 0 publish, a retained publish, another topic.
+        assert_eq!(judge(&after(setup(AtMostOnce))), OK);
+        let qos0 = setup(AtLeastOnce).publish("p/1", m(0, 1), "t/a", AtMostOnce);
+        assert_eq!(judge(&qos0.build()), OK);
+        let retained = setup(AtLeastOnce)
+            .publish_retained("p/1", m(0, 1), "t/a")
+            .acked("p/1", m(0, 1));
+        assert_eq!(judge(&retained.build()), OK);
+        let other = setup(AtLeastOnce).publish_acked("p/1", m(0, 1), "u/a", AtLeastOnce);
+        assert_eq!(judge(&other.build()), OK);
+        // A retained copy does not stand in for the live one (and a live message served as
+        // retained is G4's).
+        let h = setup(AtLeastOnce)
+            .publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce)
+            .deliver_retained("s/1", m(0, 1), "t/a");
+        assert_eq!(
+            judge(&h.build()),
+            ["G1 delivery", "G4 retained never written"]
+        );
+    }
+
+    #[test]
+    fn a_qos2_message_is_delivered_at_most_once() {
+        let twice = setup(ExactlyOnce)
+            .publish("p/1", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+            .lost("s/1")
+            .connect_durable("s/2")
+            .connected("s/2", true)
+            .deliver("s/2", m(0, 1), "t/a", ExactlyOnce);
+        // Unacknowledged, yet twice is too many.
+        assert_eq!(judge(&twice.build()), ["G1 exactly-once"]);
+        let detail = &violations(&twice.build())[0].detail;
+        assert!(
+            detail.contains("on s/1") && detail.contains("on s/2"),
+            "{detail}"
+        );
+        // A clean subscriber too.
+        let clean = H::new()
+            .connect_clean("s/1")
+            .sub("s/1", "t/a", ExactlyOnce)
+            .publish_acked("p/1", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", ExactlyOnce);
+        assert_eq!(judge(&clean.build()), ["G1 exactly-once"]);
+        // At QoS 1 (a QoS 1 subscription) a QoS 2 message may come again.
+        let qos1 = setup(AtLeastOnce)
+            .publish_acked("p/1", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", AtLeastOnce)
+            .deliver("s/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&qos1.build()), OK);
+    }
+
+    #[test]
+    fn a_qos0_message_is_never_duplicated() {
+        let h = setup(AtLeastOnce)
+            .publish("p/1", m(0, 1), "t/a", AtMostOnce)
+            .deliver("s/1", m(0, 1), "t/a", AtMostOnce);
+        assert_eq!(judge(&h.build()), OK);
+        let h = h.deliver("s/1", m(0, 1), "t/a", AtMostOnce);
+        assert_eq!(judge(&h.build()), ["G1 QoS 0 duplicate"]);
+        // A QoS 1 message delivered at QoS 0 may repeat (its publisher may resend it).
+        let h = setup(AtMostOnce)
+            .publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce)
+            .deliver("s/1", m(0, 1), "t/a", AtMostOnce)
+            .deliver("s/1", m(0, 1), "t/a", AtMostOnce);
+        assert_eq!(judge(&h.build()), OK);
+    }
+
+    #[test]
+    fn a_shared_group_gets_each_message_once() {
+        let group = H::new()
+            .connect_durable("a/1")
+            .connect_clean("b/1")
+            .sub("a/1", "$share/g/t/+", ExactlyOnce)
+            .sub("b/1", "$share/g/t/+", ExactlyOnce)
+            .publish_acked("p/1", m(0, 1), "t/x", ExactlyOnce);
+        // Owed once to the group, not to each member.
+        assert_eq!(judge(&group.build()), ["G1 delivery"]);
+        let detail = &violations(&group.build())[0].detail;
+        assert!(detail.contains("shared group $share/g/t/+"), "{detail}");
+        // The clean member's copy counts for the group.
+        let one = group.deliver("b/1", m(0, 1), "t/x", ExactlyOnce);
+        assert_eq!(judge(&one.build()), OK);
+        let two = one.deliver("a/1", m(0, 1), "t/x", ExactlyOnce);
+        assert_eq!(judge(&two.build()), ["G1 exactly-once"]);
+        // No durable member subscribed before the publish: nothing owed.
+        let h = H::new()
+            .connect_clean("b/1")
+            .sub("b/1", "$share/g/t/+", AtLeastOnce)
+            .publish_acked("p/1", m(0, 1), "t/x", AtLeastOnce)
+            .connect_durable("a/1")
+            .sub("a/1", "$share/g/t/+", AtLeastOnce);
+        assert_eq!(judge(&h.build()), OK);
+        // A QoS 1 copy may go to a second member (its first one left).
+        let h = H::new()
+            .connect_durable("a/1")
+            .connect_durable("b/1")
+            .sub("a/1", "$share/g/t/+", AtLeastOnce)
+            .sub("b/1", "$share/g/t/+", AtLeastOnce)
+            .publish_acked("p/1", m(0, 1), "t/x", AtLeastOnce)
+            .deliver("a/1", m(0, 1), "t/x", AtLeastOnce)
+            .deliver("b/1", m(0, 1), "t/x", AtLeastOnce);
+        assert_eq!(judge(&h.build()), OK);
+    }
+
+    #[test]
+    fn a_message_nobody_sent_is_never_delivered() {
+        let h = setup(AtLeastOnce).deliver("s/1", m(9, 9), "t/a", AtLeastOnce);
+        assert_eq!(judge(&h.build()), ["G1 never sent"]);
+        // Delivered before its first PUBLISH.
+        let h = setup(AtLeastOnce)
+            .deliver("s/1", m(0, 1), "t/a", AtLeastOnce)
+            .publish("p/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&h.build()), ["G1 never sent"]);
+        let h = setup(AtLeastOnce).deliver_retained("s/1", m(0, 1), "t/a");
+        assert_eq!(judge(&h.build()), ["G1 never sent"]);
+    }
+}
