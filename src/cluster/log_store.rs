@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +89,9 @@ struct Flusher {
 
 /// Entries appended recently, kept decoded: openraft reads every entry back to apply it
 /// right after appending it, and decoding it again from the store would cost more than
-/// the write. Bounded; older entries are read from the store.
+/// the write. The read that applies them takes them out (see `LogStore::takes_cached`), so
+/// what stays is what is not applied yet: one run of indexes. Bounded; older entries are
+/// read from the store.
 #[derive(Default)]
 struct RecentEntries {
     entries: BTreeMap<u64, openraft::Entry<TypeConfig>>,
@@ -97,13 +100,25 @@ struct RecentEntries {
 /// Most entries kept in [`RecentEntries`].
 const RECENT_MAX: usize = 1024;
 
-/// The log storage handed to openraft (and its reader: the same store).
+/// The log storage handed to openraft (and its readers: the same store).
 #[derive(Clone)]
 pub struct LogStore {
     kv: Arc<dyn KvStore>,
     policy: SyncPolicy,
     flusher: Arc<Flusher>,
     recent: Arc<Mutex<RecentEntries>>,
+    /// The commit point openraft reported last, not yet written: it goes into the next
+    /// append's write rather than a write of its own (see `save_committed`).
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Size of the last entry encoded, to size the next one's buffer.
+    encoded_hint: Arc<AtomicUsize>,
+    /// True for the storage itself, false for the readers it hands out. openraft reads
+    /// through the storage to apply committed entries (and at start-up, when nothing is
+    /// cached); its other readers (replication) may read the same entries again. An entry
+    /// read to be applied is not read again, so the storage moves it out of the cache
+    /// instead of copying it; readers copy. Either way only where an entry comes from
+    /// changes: a second read of a taken entry decodes it from the store.
+    takes_cached: bool,
 }
 
 impl LogStore {
@@ -119,6 +134,9 @@ impl LogStore {
             policy,
             flusher,
             recent: Arc::default(),
+            committed: Arc::default(),
+            encoded_hint: Arc::default(),
+            takes_cached: true,
         }
     }
 
@@ -126,21 +144,31 @@ impl LogStore {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The entries `start..end` if all of them are in the recent cache.
+    /// The entries `start..end` if all of them are in the recent cache: moved out of it
+    /// when `takes_cached`, else copied.
     fn cached(&self, start: u64, end: u64) -> Option<Vec<openraft::Entry<TypeConfig>>> {
-        let recent = self.recent();
+        let mut recent = self.recent();
         let first = *recent.entries.keys().next()?;
         let last = *recent.entries.keys().next_back()?;
-        if start < first || end > last.saturating_add(1) {
+        if start < first || end > last.saturating_add(1) || start >= end {
             return None;
         }
-        Some(
-            recent
-                .entries
-                .range(start..end)
-                .map(|(_, e)| e.clone())
-                .collect(),
-        )
+        if !self.takes_cached {
+            return Some(
+                recent
+                    .entries
+                    .range(start..end)
+                    .map(|(_, e)| e.clone())
+                    .collect(),
+            );
+        }
+        // Entries are applied in order, so everything before `end` is applied once these
+        // are: the cache keeps what comes after (still one run of indexes).
+        let after = recent.entries.split_off(&end);
+        let mut applied = std::mem::replace(&mut recent.entries, after);
+        let taken = applied.split_off(&start);
+        debug_assert_eq!(taken.len() as u64, end - start, "the cache has a gap");
+        Some(taken.into_values().collect())
     }
 
     async fn read<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -259,7 +287,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
+        LogStore {
+            takes_cached: false,
+            ..self.clone()
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
@@ -279,12 +310,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
-        let mut batch = WriteBatch::default();
         let bytes = postcard::to_allocvec(&committed)
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        batch.put(COMMITTED_KEY, bytes);
-        // Not synced: losing it only means re-learning the commit point after a restart.
-        self.write(batch, false, ErrorSubject::Store).await
+        // Written with the next append rather than on its own: under load the commit point
+        // moves with nearly every append, and each store write has a fixed cost. A stored
+        // commit point is only a hint: an older one than the real one, or none, means
+        // re-learning it after a restart; and it never gets ahead of the entries written
+        // before it, since it only names entries that earlier appends wrote.
+        *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -305,9 +339,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let mut appended = Vec::new();
+        if let Some(committed) = self
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            batch.put(COMMITTED_KEY, committed);
+        }
         for entry in entries {
-            let bytes = postcard::to_allocvec(&entry)
+            // Sized from the last entry: growing the buffer copies it several times.
+            let hint = self.encoded_hint.load(Ordering::Relaxed);
+            let bytes = postcard::to_extend(&entry, Vec::with_capacity(hint + hint / 4))
                 .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            self.encoded_hint.store(bytes.len(), Ordering::Relaxed);
             batch.put(log_key(entry.log_id.index), bytes);
             appended.push(entry);
         }
