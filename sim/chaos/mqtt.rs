@@ -17,6 +17,10 @@ use super::history::{ConnRef, Event, History};
 pub const KEEP_ALIVE: Duration = Duration::from_secs(4);
 /// Deadline of a connect and its CONNACK.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one write. turmoil's TCP gives a sender 64 segments of credit that come back
+/// only as the peer reads them, and a partition drops segments with their credit: without a
+/// deadline a client writing into a partitioned link blocks for good (seed 26).
+pub const WRITE_TIMEOUT: Duration = KEEP_ALIVE;
 /// Session expiry of durable v5 sessions: longer than any run.
 pub const SESSION_EXPIRY_SECS: u32 = 100_000;
 
@@ -134,11 +138,17 @@ impl Conn {
             .encode(self.protocol, &mut buf)
             .map_err(|e| format!("encode: {e}"))?;
         self.last_sent_ms = now_ms();
-        self.stream
-            .write_all(&buf)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        self.stream.flush().await.map_err(|e| format!("flush: {e}"))
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async move {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write: {e}")),
+            Err(_) => Err("write timed out".into()),
+        }
     }
 
     /// The next packet, with no deadline of its own.

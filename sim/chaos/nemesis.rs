@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use keel::storage::MemStore;
 
 use super::history::{Event, History};
-use super::plan::{Fault, ScheduledFault};
+use super::plan::{Fault, ScheduledFault, CRASH_WAIT_MS};
 
 /// Something to undo at a time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +29,10 @@ pub struct Nemesis {
     base_latency: std::time::Duration,
     /// Every host of the simulation.
     hosts: Vec<String>,
+    /// Node crashes waiting for unsynced writes: (give up and crash at, fault).
+    armed: Vec<(u64, Fault)>,
+    /// Since when each node's disk has held unsynced writes without a break.
+    unsynced_since: BTreeMap<String, u64>,
 }
 
 impl Nemesis {
@@ -45,14 +49,48 @@ impl Nemesis {
             stores,
             base_latency,
             hosts,
+            armed: Vec::new(),
+            unsynced_since: BTreeMap::new(),
         }
     }
 
     /// Starts the faults due at `now_ms` and heals the ones that are over.
     pub fn tick(&mut self, sim: &mut turmoil::Sim<'_>, now_ms: u64, history: &History) {
+        for (node, store) in &self.stores {
+            if store.unsynced_batches() == 0 {
+                self.unsynced_since.remove(node);
+            } else {
+                self.unsynced_since.entry(node.clone()).or_insert(now_ms);
+            }
+        }
         while self.pending.last().is_some_and(|f| f.at_ms <= now_ms) {
             let fault = self.pending.pop().expect("checked").fault;
-            self.start(sim, now_ms, fault, history);
+            match fault {
+                Fault::CrashNode {
+                    during_sync_ms: Some(_),
+                    ..
+                } => self.armed.push((now_ms + CRASH_WAIT_MS, fault)),
+                fault => self.start(sim, now_ms, fault, history),
+            }
+        }
+        for (give_up_ms, fault) in std::mem::take(&mut self.armed) {
+            let Fault::CrashNode {
+                node,
+                during_sync_ms: Some(wait_ms),
+                ..
+            } = &fault
+            else {
+                continue;
+            };
+            let worst = self
+                .unsynced_since
+                .get(node)
+                .is_some_and(|since| now_ms >= since + wait_ms);
+            if worst || now_ms >= give_up_ms {
+                self.start(sim, now_ms, fault, history);
+            } else {
+                self.armed.push((give_up_ms, fault));
+            }
         }
         while let Some(entry) = self.heals.first_entry() {
             if *entry.key() > now_ms {
@@ -67,6 +105,7 @@ impl Nemesis {
     /// Ends every fault now and starts no more.
     pub fn heal_all(&mut self, sim: &mut turmoil::Sim<'_>, now_ms: u64, history: &History) {
         self.pending.clear();
+        self.armed.clear();
         let heals: Vec<Heal> = std::mem::take(&mut self.heals)
             .into_values()
             .flatten()
@@ -88,6 +127,7 @@ impl Nemesis {
                 node,
                 down_ms,
                 keep,
+                ..
             } => {
                 if down(sim, &node) {
                     return;

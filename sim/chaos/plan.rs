@@ -53,6 +53,10 @@ pub enum Fault {
         node: String,
         down_ms: u64,
         keep: usize,
+        /// When set, the crash waits (up to [`CRASH_WAIT_MS`]) for the worst moment: the
+        /// node's disk has held unsynced writes for this many ms, so the crash lands between
+        /// writes and their fsync, where an acknowledgement sent too early shows up as a loss.
+        during_sync_ms: Option<u64>,
     },
     /// No bytes between `a` and `b` (or only from `a` to `b` when `oneway`) for `ms`.
     Partition {
@@ -95,9 +99,14 @@ pub struct Plan {
     pub liveness_ms: u64,
     pub faults: Vec<ScheduledFault>,
     pub sync: SyncPolicy,
+    /// How long each node's disk takes to sync: a crash in that window loses the write.
+    pub sync_latency: Duration,
     pub snapshot_every: u64,
     pub max_latency: Duration,
 }
+
+/// Longest a crash waiting for unsynced writes waits; then it happens anyway.
+pub const CRASH_WAIT_MS: u64 = 2_000;
 
 /// The liveness bound (G6): with faults healed, a client needs at most one keep-alive
 /// timeout plus a reconnect backoff to be back, and a node restarts in well under a second.
@@ -214,7 +223,34 @@ impl Plan {
             sync,
             snapshot_every: rng.range(20..200u64),
             max_latency: Duration::from_millis(rng.range(1..20u64)),
+            // Drawn last, so the rest of a seed's plan is what it was before disks had a
+            // latency (the pinned seeds keep their workload and faults).
+            sync_latency: sync_latency(&mut rng),
         }
+        .with_crashes_during_sync(&mut rng)
+    }
+
+    /// Half the node crashes wait for a moment when the disk has unsynced writes (drawn after
+    /// everything else, for the same reason as the sync latency).
+    fn with_crashes_during_sync(mut self, rng: &mut Rng) -> Plan {
+        let latency_ms = self.sync_latency.as_millis() as u64;
+        for scheduled in &mut self.faults {
+            if let Fault::CrashNode {
+                during_sync_ms,
+                keep,
+                ..
+            } = &mut scheduled.fault
+            {
+                if latency_ms > 0 && rng.chance(0.5) {
+                    // Late in the sync, so that replies sent with the write have had time to
+                    // cross the network; and the whole unsynced tail is lost (partial flushes
+                    // are the other crashes' part).
+                    *during_sync_ms = Some(rng.range(latency_ms.div_ceil(2)..=latency_ms));
+                    *keep = 0;
+                }
+            }
+        }
+        self
     }
 
     /// Every client host's name.
@@ -224,6 +260,16 @@ impl Plan {
             .map(|p| p.name.as_str())
             .chain(self.subscribers.iter().map(|s| s.name.as_str()))
             .chain(self.readers.iter().map(|r| r.name.as_str()))
+    }
+}
+
+/// Half the runs have disks that take 2 to 20 ms to fsync, the window in which a crash loses
+/// what was written: an acknowledgement sent before its sync shows up there.
+fn sync_latency(rng: &mut Rng) -> Duration {
+    if rng.chance(0.5) {
+        Duration::from_millis(rng.range(2..=20u64))
+    } else {
+        Duration::ZERO
     }
 }
 
@@ -246,6 +292,7 @@ fn schedule_faults(
                 node,
                 down_ms: rng.range(0..3_000u64).min(room),
                 keep: rng.range(0..3usize),
+                during_sync_ms: None,
             },
             3 => Fault::Partition {
                 a: node,

@@ -116,6 +116,7 @@ fn run_plan(plan: Plan) -> Outcome {
     let mut slots = Vec::new();
     for (i, node) in plan.nodes.iter().enumerate() {
         let store = MemStore::new();
+        store.set_sync_latency(plan.sync_latency);
         let slot = HubSlot::default();
         sim.host(
             node.as_str(),

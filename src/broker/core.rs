@@ -549,12 +549,12 @@ impl Broker {
             Command::Publish {
                 message: message.clone(),
                 origin: local_origin,
-                skip_shared: Vec::new(),
+                skip_shared: self.groups_kept_durable(&message),
             },
         );
         let matched = local.matched;
-        // A shared group with members in both tiers gives each message to one member: a
-        // local one when it has any (they are connected), so the durable tier skips it.
+        // A shared group gives each message to one member: the groups the local tier served
+        // are skipped by the durable one.
         let skip_shared = local.shared_served;
         let dropped_queue_full = local.dropped_queue_full;
         let mut commands = Vec::new();
@@ -808,6 +808,18 @@ impl Broker {
             },
         );
         self.deliver_direct_durable(&message, &local.shared_served);
+    }
+
+    /// The shared groups matching a message that only their durable members may take: a
+    /// QoS 1/2 message for a group with a durable member stays in the log. Given to a member
+    /// that ends with its connection, it would be lost when this node crashes, and a QoS 2
+    /// message sent to that member could then be neither resent to another member (a second
+    /// copy for the group) nor dropped (a loss). QoS 0 goes to whichever member is first.
+    fn groups_kept_durable(&self, message: &Message) -> Vec<SharedKey> {
+        if message.qos == QoS::AtMostOnce {
+            return Vec::new();
+        }
+        self.durable.shared_groups_matching(&message.topic)
     }
 
     /// QoS 0 to the connected durable sessions, from the replica, with no log write.
@@ -1138,12 +1150,14 @@ impl Broker {
                 if will.retain {
                     self.local.apply(set_retained(&will));
                 }
+                // The durable tier gave shared groups with durable members their copy.
+                let skip_shared = self.durable.shared_groups_matching(&will.topic);
                 self.apply_in(
                     Tier::Local,
                     Command::Publish {
                         message: will,
                         origin: None,
-                        skip_shared: Vec::new(),
+                        skip_shared,
                     },
                 );
             }
@@ -1152,13 +1166,15 @@ impl Broker {
                 if will.retain {
                     commands.push(set_retained(&will));
                 }
+                // The local tier gave shared groups with local members their copy.
+                let skip_shared = self.local.shared_groups_matching(&will.topic);
                 if will.qos == QoS::AtMostOnce {
-                    self.deliver_direct_durable(&will, &[]);
+                    self.deliver_direct_durable(&will, &skip_shared);
                 } else if self.durable.matches_any(&will.topic) {
                     commands.push(Command::Publish {
                         message: will,
                         origin: None,
-                        skip_shared: Vec::new(),
+                        skip_shared,
                     });
                 }
                 if !commands.is_empty() {

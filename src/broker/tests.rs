@@ -420,11 +420,11 @@ fn a_local_shared_member_leaving_hands_its_messages_to_a_durable_member() {
     b.connect(2, request("clean", true, 0, 10), 0);
     b.connect(3, request("durable", false, 600, 10), 0);
     b.subscribe(2, "$share/g/t", QoS::AtLeastOnce);
-    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
     b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
-    // A local member is preferred while connected.
+    // The group has only a local member: it takes the message.
     assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
     b.disconnect(2, 0, 1);
     let resent = b.deliveries();
     assert_eq!(
@@ -432,4 +432,27 @@ fn a_local_shared_member_leaving_hands_its_messages_to_a_durable_member() {
         [3],
         "{resent:?}"
     );
+}
+
+#[test]
+fn a_shared_group_with_a_durable_member_keeps_qos1_and_qos2_in_the_log() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(2, request("clean", true, 0, 10), 0);
+    b.connect(3, request("durable", false, 600, 10), 0);
+    b.subscribe(2, "$share/g/t", QoS::ExactlyOnce);
+    b.subscribe(3, "$share/g/t", QoS::ExactlyOnce);
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::AtLeastOnce] {
+        b.publish(1, message("t", qos, "pub"), None).unwrap();
+        // A local member's copy would die with this node: the durable member gets it.
+        assert_eq!(
+            b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
+            [3],
+            "{qos:?}"
+        );
+    }
+    // QoS 0 is at most once anyway: one member, whichever tier.
+    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
+        .unwrap();
+    assert_eq!(b.deliveries().len(), 1);
 }

@@ -191,7 +191,17 @@ impl LogStore {
         sync: bool,
         subject: ErrorSubject<u64>,
     ) -> Result<(), StorageError<u64>> {
-        let written = if sync {
+        let latency = self.kv.sync_latency();
+        let written = if sync && !latency.is_zero() {
+            // A modelled disk: the write is there at once, durable only after the fsync.
+            match self.kv.write(batch, false) {
+                Ok(()) => {
+                    tokio::time::sleep(latency).await;
+                    self.kv.sync()
+                }
+                Err(error) => Err(error),
+            }
+        } else if sync {
             blocking(&self.kv, move |kv| kv.write(batch, true)).await
         } else {
             // Without a sync a write is a memtable insert and a buffered append to the
@@ -212,6 +222,10 @@ async fn flush_loop(kv: Arc<dyn KvStore>, flusher: Arc<Flusher>, window: Duratio
             std::mem::take(&mut *flusher.waiting.lock().unwrap_or_else(|e| e.into_inner()));
         if waiting.is_empty() {
             continue;
+        }
+        let latency = kv.sync_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
         let result = blocking(&kv, |kv| kv.sync()).await;
         if let Err(error) = &result {

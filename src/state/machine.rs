@@ -457,6 +457,22 @@ impl State {
             .is_some_and(|group| !group.members.is_empty())
     }
 
+    /// The shared groups with members here whose filter matches the topic.
+    pub fn shared_groups_matching(&self, topic: &TopicName) -> Vec<SharedKey> {
+        let mut keys = Vec::new();
+        self.router.matches(topic.as_str(), |m| {
+            if let Match::Shared(group) = m {
+                if !group.members.is_empty() {
+                    keys.push(SharedKey {
+                        group: group.group.clone(),
+                        filter: group.filter.clone(),
+                    });
+                }
+            }
+        });
+        keys
+    }
+
     /// Whether any subscription (plain or shared) matches the topic.
     pub fn matches_any(&self, topic: &TopicName) -> bool {
         let mut any = false;

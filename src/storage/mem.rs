@@ -35,12 +35,20 @@ struct MemState {
     unsynced: Vec<WriteBatch>,
     /// When set, `write` and `sync` fail and change nothing (a full or failing disk).
     fail_writes: bool,
+    /// How long a sync takes, as [`KvStore::sync_latency`] reports it.
+    sync_latency: std::time::Duration,
 }
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes syncs take `latency` (see [`KvStore::sync_latency`]): the simulator's disks are
+    /// not instant, so a crash can land between a write and its fsync, as on a real machine.
+    pub fn set_sync_latency(&self, latency: std::time::Duration) {
+        self.lock().sync_latency = latency;
     }
 
     /// Simulates a machine crash: every write not yet synced is lost, and reads show only the
@@ -174,6 +182,10 @@ impl KvStore for MemStore {
 
     fn blocks(&self) -> bool {
         false
+    }
+
+    fn sync_latency(&self) -> std::time::Duration {
+        self.lock().sync_latency
     }
 }
 

@@ -68,6 +68,14 @@ pub trait KvStore: Send + Sync + 'static {
     /// Whether calls block on disk I/O (async callers then use spawn_blocking; the in-memory
     /// store returns false, which keeps the simulator single-threaded and deterministic).
     fn blocks(&self) -> bool;
+
+    /// How long a sync should be taken to last, for a store that models a disk rather than
+    /// using one: callers that make a write durable wait this long (on their runtime's clock)
+    /// between the write and the sync. Zero (the default) for real stores, whose syncs take
+    /// the time they take.
+    fn sync_latency(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 // `KvStore` must stay usable as `dyn KvStore` (the node picks the store at start-up).
