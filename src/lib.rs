@@ -14,6 +14,7 @@
 //! | `broker` | the node's connections on top of `state`: outbound windows, acknowledgements, takeover, resume | tokio, clocks, I/O, `session` |
 //! | `session` | one connection's protocol state machine: CONNECT, QoS flows at the edge, keep-alive, aliases, reason codes | tokio, clocks, I/O |
 //! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`; the one place with `cfg(feature = "sim")` | any other Keel module |
+//! | `grpc`  | node-to-node gRPC plumbing: the `Cluster` service of `proto/cluster.proto`, channels that dial through `Net`, serving on a `Listener`, deadlines and keep-alive | MQTT packets, `session`, `broker`, `state`, `cluster` (it carries opaque bytes); turmoil outside its simulator tests |
 //! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite) | MQTT packets (`codec`), session, broker, state, turmoil |
 //! | `storage` | durable bytes: the `KvStore` contract (ordered keys, atomic batches, explicit sync), RocksDB and an in-memory store that loses unsynced writes on a simulated crash | every other Keel module; tokio (callers decide how to run blocking calls) |
 //! | `loadgen` | the load generator behind `keel-bench`: MQTT clients over real sockets (tokio, Keel's codec), scenarios, delivery accounting, latency, broker CPU/RSS from `/proc` | any broker-side module (it must measure any broker the same way) |
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod cluster;
 pub mod codec;
 pub mod config;
+pub mod grpc;
 pub mod loadgen;
 pub mod net;
 pub mod planted;

@@ -456,7 +456,7 @@ async fn v5_shared_subscription_prefers_connected_members() {
     let (mut away, _) = v5::connect_with(v5::persistent(&broker, "away", 60)).await;
     away.subscribe("$share/g/s/t", Q5::AtLeastOnce).await;
     away.disconnect().await;
-    let mut here = v5::connect(&broker, "here").await;
+    let (mut here, _) = v5::connect_with(v5::persistent(&broker, "here", 60)).await;
     here.subscribe("$share/g/s/t", Q5::AtLeastOnce).await;
     let mut publisher = v5::connect(&broker, "pub").await;
     for i in 0..4u8 {
@@ -472,6 +472,30 @@ async fn v5_shared_subscription_prefers_connected_members() {
         .collect();
     assert_eq!(got, [0, 1, 2, 3]);
     assert!(broker.inspect(|b| b.session("away").unwrap().queue.is_empty()));
+}
+
+/// A QoS 1 message of a group with a durable member stays in the log for its durable
+/// members: a clean-session member's copy would die with the node.
+#[tokio::test]
+async fn v5_shared_subscription_keeps_qos1_for_its_durable_members() {
+    let broker = TestBroker::start_quiet().await;
+    let (mut away, _) = v5::connect_with(v5::persistent(&broker, "away", 60)).await;
+    away.subscribe("$share/g/s/t", Q5::AtLeastOnce).await;
+    away.disconnect().await;
+    let mut clean = v5::connect(&broker, "clean").await;
+    clean.subscribe("$share/g/s/t", Q5::AtLeastOnce).await;
+    let mut publisher = v5::connect(&broker, "pub").await;
+    publisher
+        .publish_acked("s/t", Q5::AtLeastOnce, false, vec![7])
+        .await;
+    assert!(broker.inspect(|b| b.session("away").unwrap().queue.len() == 1));
+    let (mut away, _) = v5::connect_with(v5::persistent(&broker, "away", 60)).await;
+    assert_eq!(away.publishes(1).await[0].payload[0], 7);
+    // QoS 0 goes to whichever member is connected first.
+    publisher
+        .publish("s/t", Q5::AtMostOnce, false, vec![8])
+        .await;
+    let _ = clean;
 }
 
 #[tokio::test]

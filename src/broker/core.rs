@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use crate::codec::{PacketId, QoS, ReasonCode, TopicFilter, TopicName};
 use crate::state::{
-    packet_id_for, Applied, ClientId, Command, Message, SharedKey, State, StateConfig,
-    Subscription, Will,
+    packet_id_for, Applied, BatchId, ClientId, Command, Message, Place, SharedKey, State,
+    StateConfig, Subscription, Will,
 };
 
 use super::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
@@ -87,6 +87,14 @@ pub enum Effect {
         conn: ConnId,
         reason: ReasonCode,
     },
+    /// Send a publish to another node for the sessions it serves without the log (the fast
+    /// path): its local sessions, and for QoS 0 its connected durable ones. `groups` are the
+    /// shared groups matching the topic that the node is to serve (one member each).
+    Forward {
+        node: u64,
+        message: Arc<Message>,
+        groups: Vec<SharedKey>,
+    },
 }
 
 /// Why a publish was refused.
@@ -117,6 +125,36 @@ pub struct BrokerStats {
 
 /// Most commands in one proposal made of merged fire-and-forget proposals.
 const MERGED_COMMANDS_MAX: usize = 256;
+
+/// A publish whose acknowledgement waits for a read of the commit index: it skipped the
+/// log because the replica showed no durable subscription matching, which holds only once
+/// the replica has applied everything committed before the publish arrived (DESIGN §2).
+#[derive(Debug)]
+struct FreshWait {
+    conn: ConnId,
+    ticket: Ticket,
+    message: Arc<Message>,
+    /// Sessions of this node's local tier the message reached.
+    matched: usize,
+    dropped_queue_full: usize,
+    /// Shared groups already served off the log.
+    skip_shared: Vec<SharedKey>,
+}
+
+/// What [`Broker::route_fast`] did.
+struct FastRoute {
+    matched: usize,
+    dropped_queue_full: usize,
+    skip_shared: Vec<SharedKey>,
+}
+
+/// Where the fast path sends a publish: the other nodes, each with the shared groups it
+/// serves, and the groups matching the topic that this node does not serve.
+#[derive(Debug, Default)]
+struct Spread {
+    forward: BTreeMap<u64, Vec<SharedKey>>,
+    not_here: Vec<SharedKey>,
+}
 
 /// Where a session lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +192,12 @@ pub enum PubRecOutcome {
 struct Connection {
     client_id: ClientId,
     tier: Tier,
-    /// A durable session is served only once its `OpenSession` is applied.
+    /// A session is served only once its registration (`OpenSession`, `OpenLocal`) is
+    /// applied.
     opened: bool,
+    /// A local session: Session Present of its CONNACK, known at connect and sent once its
+    /// registration commits.
+    local_present: bool,
     /// How many QoS 1/2 messages may be in flight to the client.
     window: usize,
     /// QoS 1/2 messages sent and not yet acknowledged: packet id → queue seq.
@@ -170,8 +212,26 @@ struct Connection {
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
-    node: u64,
-    incarnation: u64,
+    /// This node and run: where its connections are served.
+    place: Place,
+    /// Whether this node is the only voter of its cluster: nobody else commits anything, so
+    /// the replica is always fresh (see [`Broker::read_done`]).
+    single_voter: bool,
+    /// Whether this node proposes the durable sessions' due wills and expiries (the leader
+    /// does, so they are proposed once).
+    timer_duty: bool,
+    /// Replies held until a read of the commit index shows the replica fresh (publishes that
+    /// skip the log on a node of a larger cluster), with the read round each joined.
+    awaiting_fresh: Vec<(u64, FreshWait)>,
+    /// The round new entries of `awaiting_fresh` join; a round is read once it is started.
+    read_round: u64,
+    /// Replies to requests of local sessions whose own part is done, held until their
+    /// registration commits (SUBACK of a local SUBSCRIBE).
+    held: BTreeMap<(ConnId, Ticket), Completion>,
+    /// Round robin over shared groups' members across nodes, for the fast path.
+    spread_cursor: BTreeMap<SharedKey, usize>,
+    /// QoS 2 publishes of durable sessions, by request, routed off the log once they commit.
+    deferred: BTreeMap<(ConnId, Ticket), Arc<Message>>,
     /// The replica of the replicated state: changed only by [`Broker::apply_committed`].
     durable: State,
     /// Sessions that end with their connection, and a mirror of the retained messages.
@@ -201,12 +261,18 @@ impl Broker {
         Broker::with_identity(config, 1, 0)
     }
 
-    /// A broker for `node`; `incarnation` must differ between runs of the node.
+    /// A broker for `node`; `incarnation` must grow from one run of the node to the next.
     pub fn with_identity(config: BrokerConfig, node: u64, incarnation: u64) -> Broker {
         Broker {
             config,
-            node,
-            incarnation,
+            place: Place { node, incarnation },
+            single_voter: true,
+            timer_duty: true,
+            awaiting_fresh: Vec::new(),
+            read_round: 1,
+            held: BTreeMap::new(),
+            spread_cursor: BTreeMap::new(),
+            deferred: BTreeMap::new(),
             durable: State::new(config.state),
             local: State::new(config.state),
             connections: BTreeMap::new(),
@@ -264,6 +330,31 @@ impl Broker {
         self.durable = state;
         self.proposed_qos2.clear();
         self.proposed_due.clear();
+        // Local sessions whose registration the installed state does not have here were
+        // taken over meanwhile.
+        let gone: Vec<ClientId> = self
+            .connections
+            .values()
+            .filter(|c| {
+                c.opened && self.durable.placement().local_place(&c.client_id) != Some(self.place)
+            })
+            .map(|c| c.client_id.clone())
+            .collect();
+        for client_id in gone {
+            self.displace(&client_id, None, ReasonCode::SessionTakenOver, 0);
+        }
+    }
+
+    /// Tells the broker about its cluster: whether this node is the only voter, and whether
+    /// it leads (and so proposes the durable sessions' due wills and expiries).
+    pub fn set_cluster_role(&mut self, single_voter: bool, leader: bool) {
+        self.single_voter = single_voter;
+        self.timer_duty = leader;
+    }
+
+    /// This node and run.
+    pub fn place(&self) -> Place {
+        self.place
     }
 
     pub fn stats(&self) -> &BrokerStats {
@@ -324,6 +415,9 @@ impl Broker {
     pub fn recover(&mut self, now_ms: u64) -> Vec<Proposal> {
         let mut commands = Vec::new();
         for session in self.durable.sessions() {
+            if session.place.node != self.place.node {
+                continue;
+            }
             if let Some(last) = session.queue.back() {
                 self.sent_before.insert(session.client_id.clone(), last.seq);
             }
@@ -333,18 +427,14 @@ impl Broker {
                     seq: queued.seq,
                 }));
             }
-            if session.connected {
-                commands.push(Command::CloseSession {
-                    client_id: session.client_id.clone(),
-                    expiry_secs: session.expiry_secs,
-                    publish_will: true,
-                    now_ms,
-                });
-            }
         }
-        if commands.is_empty() {
-            return Vec::new();
-        }
+        // Every connection of the earlier runs is gone: durable sessions they served close
+        // (publishing their wills, as any abnormal end does), local sessions end.
+        commands.push(Command::NodeDown {
+            node: self.place.node,
+            incarnation: self.place.incarnation,
+            now_ms,
+        });
         vec![Proposal {
             commands,
             origin: None,
@@ -360,6 +450,31 @@ impl Broker {
             self.effects.push(Effect::Disconnect { conn, reason });
         }
         self.proposals.clear();
+    }
+
+    /// Whether the node reaches a quorum of its cluster. Without one nothing it is asked can
+    /// commit: its clients are told to go (MQTT 5 `0x88 Server unavailable`) so they
+    /// reconnect to the majority, and new ones are refused until the quorum is back (G5).
+    ///
+    /// The connections end the usual way (their sessions close through the log once it takes
+    /// proposals again, publishing wills), unlike after a failure of the log itself.
+    pub fn set_quorum(&mut self, reached: bool) {
+        match (reached, self.unavailable) {
+            (false, None) => {
+                let reason = ReasonCode::ServerUnavailable;
+                self.unavailable = Some(reason);
+                for &conn in self.connections.keys() {
+                    self.effects.push(Effect::Disconnect { conn, reason });
+                }
+            }
+            (true, Some(ReasonCode::ServerUnavailable)) => self.unavailable = None,
+            _ => {}
+        }
+    }
+
+    /// Whether the node serves clients now.
+    pub fn is_available(&self) -> bool {
+        self.unavailable.is_none()
     }
 
     /// The client id a connection serves.
@@ -398,6 +513,7 @@ impl Broker {
                 client_id: client_id.clone(),
                 tier,
                 opened: false,
+                local_present: false,
                 window,
                 inflight: BTreeMap::new(),
                 sent_through: 0,
@@ -405,56 +521,75 @@ impl Broker {
             },
         );
         self.owners.insert(client_id.clone(), conn);
+        let place = self.place;
         let open = Command::OpenSession {
             client_id: client_id.clone(),
             clean_start: request.clean_start,
             expiry_secs: request.expiry_secs,
             will: request.will.map(Box::new),
             now_ms,
+            place,
         };
         match tier {
             Tier::Local => {
+                let mut commands = Vec::new();
                 // A durable session of the same client id ends: this one starts clean
                 // (a session with expiry 0 cannot resume one, [MQTT-3.1.2-4]).
                 if self.durable.session(&client_id).is_some() {
-                    self.propose(
-                        vec![
-                            Command::OpenSession {
-                                client_id: client_id.clone(),
-                                clean_start: true,
-                                expiry_secs: 0,
-                                will: None,
-                                now_ms,
-                            },
-                            Command::CloseSession {
-                                client_id: client_id.clone(),
-                                expiry_secs: 0,
-                                publish_will: false,
-                                now_ms,
-                            },
-                        ],
-                        None,
-                    );
+                    commands.push(Command::OpenSession {
+                        client_id: client_id.clone(),
+                        clean_start: true,
+                        expiry_secs: 0,
+                        will: None,
+                        now_ms,
+                        place,
+                    });
+                    commands.push(Command::CloseSession {
+                        client_id: client_id.clone(),
+                        expiry_secs: 0,
+                        publish_will: false,
+                        now_ms,
+                        place,
+                    });
                 }
                 let applied = self.apply_in(Tier::Local, open);
-                self.opened(conn, applied.session_present, ticket, now_ms);
+                if let Some(connection) = self.connections.get_mut(&conn) {
+                    connection.local_present = applied.session_present;
+                }
+                // Served once the registration commits: then every node routes to it, and
+                // a connection elsewhere with this client id has been told to go.
+                commands.push(Command::OpenLocal { client_id, place });
+                self.propose(commands, Some((conn, ticket, 0)));
             }
             Tier::Durable => {
                 // A local session of the same client id was just taken over: it ends.
                 if self.local.session(&client_id).is_some() {
-                    self.apply_in(
-                        Tier::Local,
-                        Command::CloseSession {
-                            client_id: client_id.clone(),
-                            expiry_secs: 0,
-                            publish_will: true,
-                            now_ms,
-                        },
-                    );
+                    self.end_local(&client_id, true, now_ms);
                 }
                 self.propose(vec![open], Some((conn, ticket, 0)));
             }
         }
+    }
+
+    /// Ends the local session of `client_id` here and its registration in the cluster.
+    fn end_local(&mut self, client_id: &ClientId, publish_will: bool, now_ms: u64) {
+        self.apply_in(
+            Tier::Local,
+            Command::CloseSession {
+                client_id: client_id.clone(),
+                expiry_secs: 0,
+                publish_will,
+                now_ms,
+                place: self.place,
+            },
+        );
+        self.propose(
+            vec![Command::CloseLocal {
+                client_id: client_id.clone(),
+                place: self.place,
+            }],
+            None,
+        );
     }
 
     /// The connection ended. `expiry_secs` is the session expiry in force at the end and
@@ -491,12 +626,23 @@ impl Broker {
                 .insert(client_id.clone(), connection.sent_through);
         }
         commands.push(Command::CloseSession {
-            client_id,
+            client_id: client_id.clone(),
             expiry_secs,
             publish_will,
             now_ms,
+            place: self.place,
         });
         self.run(connection.tier, commands, None);
+        // Proposed after the registration if that is still on its way, so applied after it.
+        if connection.tier == Tier::Local {
+            self.propose(
+                vec![Command::CloseLocal {
+                    client_id,
+                    place: self.place,
+                }],
+                None,
+            );
+        }
     }
 
     /// Routes a publish received at `message.received_at_ms`; the PUBACK/PUBREC waits for
@@ -538,25 +684,6 @@ impl Broker {
         self.stats.publishes_received += 1;
         let message = Arc::new(message);
         let qos = message.qos;
-        // Sessions of this node that end with their connection get it now. A QoS 2 publisher
-        // of this tier has its packet id remembered here too.
-        let local_origin = match (qos2_packet_id, tier) {
-            (Some(packet_id), Tier::Local) => Some((client_id.clone(), packet_id)),
-            _ => None,
-        };
-        let local = self.apply_in(
-            Tier::Local,
-            Command::Publish {
-                message: message.clone(),
-                origin: local_origin,
-                skip_shared: self.groups_kept_durable(&message),
-            },
-        );
-        let matched = local.matched;
-        // A shared group gives each message to one member: the groups the local tier served
-        // are skipped by the durable one.
-        let skip_shared = local.shared_served;
-        let dropped_queue_full = local.dropped_queue_full;
         let mut commands = Vec::new();
         let retained_update = retain_update && message.retain;
         if retained_update {
@@ -566,10 +693,38 @@ impl Broker {
             self.local.apply(set_retained(&message));
             commands.push(set_retained(&message));
         }
-        let durable_origin = match (qos2_packet_id, tier) {
-            (Some(packet_id), Tier::Durable) => Some((client_id, packet_id)),
+        if let (Some(packet_id), Tier::Durable) = (qos2_packet_id, tier) {
+            // A QoS 2 publish of a durable session: its packet id is remembered in the log, so
+            // the sessions off the log get it only once that commits. Sent to them before, it
+            // would come again if this node crashed first: the publisher resends it, and the
+            // broker no longer knows it had it.
+            let origin = (client_id, packet_id);
+            self.proposed_qos2.insert(origin.clone());
+            commands.push(Command::Publish {
+                message: message.clone(),
+                origin: Some(origin),
+                skip_shared: Vec::new(),
+            });
+            if crate::planted::planted().ack_before_commit {
+                self.reply(conn, ticket, Completion::default());
+                self.route_fast(&message, None);
+                self.propose(commands, None);
+                return Ok(());
+            }
+            self.deferred.insert((conn, ticket), message);
+            self.propose(commands, Some((conn, ticket, 0)));
+            return Ok(());
+        }
+        // Sessions of this node that end with their connection get it now. A QoS 2 publisher
+        // of this tier has its packet id remembered here too.
+        let local_origin = match (qos2_packet_id, tier) {
+            (Some(packet_id), Tier::Local) => Some((client_id.clone(), packet_id)),
             _ => None,
         };
+        let fast = self.route_fast(&message, local_origin);
+        let (matched, dropped_queue_full, skip_shared) =
+            (fast.matched, fast.dropped_queue_full, fast.skip_shared);
+        let durable_origin: Option<(ClientId, PacketId)> = None;
         if qos == QoS::AtMostOnce {
             // QoS 0 is never queued: connected durable sessions get it straight from the
             // replica, with no log write.
@@ -600,8 +755,100 @@ impl Broker {
             self.propose(commands, Some((conn, ticket, local_matched)));
             return Ok(());
         }
-        // No durable subscription can match and nothing is retained: the acknowledgement
-        // needs no log write.
+        let wait = FreshWait {
+            conn,
+            ticket,
+            message,
+            matched,
+            dropped_queue_full,
+            skip_shared,
+        };
+        if self.single_voter {
+            // No durable subscription can match and nothing is retained: the acknowledgement
+            // needs no log write. The replica of the only voter has applied everything.
+            self.fresh(wait);
+        } else {
+            self.awaiting_fresh.push((self.read_round, wait));
+        }
+        Ok(())
+    }
+
+    /// Routes a publish to the sessions off the log: this node's local sessions and, through
+    /// the forwarder, other nodes'. Returns what the local tier did and the shared groups the
+    /// durable tier must skip (served here or by another node).
+    fn route_fast(
+        &mut self,
+        message: &Arc<Message>,
+        local_origin: Option<(ClientId, PacketId)>,
+    ) -> FastRoute {
+        let spread = self.spread(message);
+        let mut skip_local = self.groups_kept_durable(message);
+        skip_local.extend(spread.not_here.iter().cloned());
+        let local = self.apply_in(
+            Tier::Local,
+            Command::Publish {
+                message: message.clone(),
+                origin: local_origin,
+                skip_shared: skip_local,
+            },
+        );
+        let mut skip_shared = local.shared_served;
+        skip_shared.extend(spread.not_here);
+        self.forward(message, spread.forward);
+        FastRoute {
+            matched: local.matched,
+            dropped_queue_full: local.dropped_queue_full,
+            skip_shared,
+        }
+    }
+
+    /// Whether publishes wait for a read of the commit index (see [`Broker::start_read`]).
+    pub fn wants_read(&self) -> bool {
+        self.awaiting_fresh
+            .last()
+            .is_some_and(|(round, _)| *round == self.read_round)
+    }
+
+    /// Starts a read round: the publishes waiting so far are answered by
+    /// [`Broker::read_done`] with the round returned, once the replica has applied the
+    /// commit index read after it started. Later ones wait for the next round.
+    pub fn start_read(&mut self) -> u64 {
+        let round = self.read_round;
+        self.read_round += 1;
+        round
+    }
+
+    /// The replica has applied everything committed when `round` started: the publishes of
+    /// that round and earlier are judged against it.
+    pub fn read_done(&mut self, round: u64) {
+        let split = self.awaiting_fresh.partition_point(|(r, _)| *r <= round);
+        let ready: Vec<FreshWait> = self.awaiting_fresh.drain(..split).map(|(_, w)| w).collect();
+        for wait in ready {
+            self.fresh(wait);
+        }
+    }
+
+    /// A publish that skipped the log, judged against a fresh replica: a durable subscription
+    /// that appeared meanwhile gets it through the log after all.
+    fn fresh(&mut self, wait: FreshWait) {
+        let FreshWait {
+            conn,
+            ticket,
+            message,
+            matched,
+            dropped_queue_full,
+            skip_shared,
+        } = wait;
+        if self.durable.matches_any(&message.topic) {
+            let local_matched = u32::try_from(matched).unwrap_or(u32::MAX);
+            let command = Command::Publish {
+                message,
+                origin: None,
+                skip_shared,
+            };
+            self.propose(vec![command], Some((conn, ticket, local_matched)));
+            return;
+        }
         self.reply(
             conn,
             ticket,
@@ -611,7 +858,76 @@ impl Broker {
                 ..Completion::default()
             },
         );
-        Ok(())
+    }
+
+    /// A publish another node forwarded for this node's sessions (the fast path): its local
+    /// sessions, and for QoS 0 its connected durable ones. Of the shared groups matching the
+    /// topic only `groups` are served here.
+    pub fn forwarded(&mut self, message: Arc<Message>, groups: &[SharedKey]) {
+        let mut matching = self.local.shared_groups_matching(&message.topic);
+        matching.extend(self.durable.shared_groups_matching(&message.topic));
+        let skip: Vec<SharedKey> = matching
+            .into_iter()
+            .filter(|key| !groups.contains(key))
+            .collect();
+        let local = self.apply_in(
+            Tier::Local,
+            Command::Publish {
+                message: message.clone(),
+                origin: None,
+                skip_shared: skip.clone(),
+            },
+        );
+        if message.qos == QoS::AtMostOnce {
+            let mut served = local.shared_served;
+            served.extend(skip);
+            self.deliver_direct_durable(&message, &served);
+        }
+    }
+
+    /// Which other nodes a publish received here must reach off the log, and which shared
+    /// groups each serves. Nothing in a cluster of one.
+    fn spread(&mut self, message: &Arc<Message>) -> Spread {
+        let mut spread = Spread::default();
+        if self.single_voter {
+            return spread;
+        }
+        let me = self.place.node;
+        let targets = self.durable.spread_targets(message, me);
+        for node in targets.plain_nodes {
+            spread.forward.entry(node).or_default();
+        }
+        for (key, group) in targets.groups {
+            if message.qos != QoS::AtMostOnce && group.has_durable_members {
+                // Kept in the log for its durable members (`groups_kept_durable`).
+                continue;
+            }
+            let here = self.local.shared_group_size(&key) + group.connected_here;
+            let candidates = here + group.elsewhere.len();
+            if candidates == 0 {
+                continue;
+            }
+            let cursor = self.spread_cursor.entry(key.clone()).or_default();
+            let pick = *cursor % candidates;
+            *cursor = cursor.wrapping_add(1);
+            if pick < here {
+                continue;
+            }
+            let node = group.elsewhere[pick - here];
+            spread.forward.entry(node).or_default().push(key.clone());
+            spread.not_here.push(key);
+        }
+        spread
+    }
+
+    fn forward(&mut self, message: &Arc<Message>, forward: BTreeMap<u64, Vec<SharedKey>>) {
+        for (node, groups) in forward {
+            self.effects.push(Effect::Forward {
+                node,
+                message: message.clone(),
+                groups,
+            });
+        }
     }
 
     /// PUBACK from a subscriber. Returns false for an unknown packet id.
@@ -696,12 +1012,37 @@ impl Broker {
         let Some(connection) = self.connections.get(&conn) else {
             return self.reply(conn, ticket, Completion::default());
         };
+        let client_id = connection.client_id.clone();
+        if connection.tier == Tier::Local {
+            // Subscribed here at once; the SUBACK waits for the route to commit, so that a
+            // publish on any node after it reaches this session.
+            let register = Command::SubscribeLocal {
+                client_id: client_id.clone(),
+                place: self.place,
+                subscriptions: subscriptions.clone(),
+            };
+            let applied = self.apply_in(
+                Tier::Local,
+                Command::Subscribe {
+                    client_id,
+                    subscriptions,
+                    now_ms,
+                },
+            );
+            let completion = Completion {
+                existed: applied.existed,
+                ..Completion::default()
+            };
+            self.held.insert((conn, ticket), completion);
+            self.propose(vec![register], Some((conn, ticket, 0)));
+            return;
+        }
         let command = Command::Subscribe {
-            client_id: connection.client_id.clone(),
+            client_id,
             subscriptions,
             now_ms,
         };
-        self.run(connection.tier, vec![command], Some((conn, ticket, 0)));
+        self.propose(vec![command], Some((conn, ticket, 0)));
     }
 
     /// Removes subscriptions; the UNSUBACK waits for the reply to `ticket` (whether each
@@ -729,6 +1070,16 @@ impl Broker {
                 .collect(),
             _ => Vec::new(),
         };
+        if tier == Tier::Local {
+            self.propose(
+                vec![Command::UnsubscribeLocal {
+                    client_id: client_id.clone(),
+                    place: self.place,
+                    filters: filters.clone(),
+                }],
+                None,
+            );
+        }
         let mut commands = vec![Command::Unsubscribe {
             client_id: client_id.clone(),
             filters,
@@ -747,6 +1098,9 @@ impl Broker {
     pub fn tick(&mut self, now_ms: u64) {
         for command in self.local.due(now_ms) {
             self.apply_in(Tier::Local, command);
+        }
+        if !self.timer_duty {
+            return;
         }
         for command in self.durable.due(now_ms) {
             let client_id = match &command {
@@ -825,11 +1179,25 @@ impl Broker {
     /// QoS 0 to the connected durable sessions, from the replica, with no log write.
     fn deliver_direct_durable(&mut self, message: &Arc<Message>, skip_shared: &[SharedKey]) {
         self.direct_cursor = self.direct_cursor.wrapping_add(1);
-        let directs = self
-            .durable
-            .direct_deliveries(message, self.direct_cursor, skip_shared);
+        let directs = self.durable.direct_deliveries(
+            message,
+            self.direct_cursor,
+            skip_shared,
+            self.place.node,
+        );
         for direct in directs {
             self.deliver_direct(Tier::Durable, direct);
+        }
+    }
+
+    /// Applies a committed batch of proposals, unless a copy of it was applied before (a
+    /// proposal retried after a timeout whose first attempt committed too).
+    pub fn apply_batch(&mut self, batch: BatchId, proposals: Vec<Proposal>) {
+        if !self.durable.accept_batch(batch) {
+            return;
+        }
+        for proposal in proposals {
+            self.apply_committed(proposal);
         }
     }
 
@@ -839,13 +1207,20 @@ impl Broker {
         let mut completion = Completion::default();
         let mut replied = false;
         let reply_to = proposal.origin.filter(|o| self.is_mine(o));
+        let asking = reply_to.map(|o| o.conn);
         for command in proposal.commands {
             let opening = match &command {
                 Command::OpenSession {
                     client_id, now_ms, ..
-                } => Some((client_id.clone(), *now_ms)),
+                } => Some((client_id.clone(), *now_ms, Tier::Durable)),
+                Command::OpenLocal { client_id, .. } => Some((client_id.clone(), 0, Tier::Local)),
                 _ => None,
             };
+            let reason = match &command {
+                Command::NodeDown { .. } => ReasonCode::ServerUnavailable,
+                _ => ReasonCode::SessionTakenOver,
+            };
+            let now_ms = command_time(&command);
             match &command {
                 Command::Publish {
                     origin: Some((client_id, packet_id)),
@@ -874,9 +1249,20 @@ impl Broker {
             // a corruption is caught at the command that made it.
             #[cfg(feature = "sim")]
             self.durable.validate();
-            if let Some((client_id, now_ms)) = opening {
-                replied |=
-                    self.session_opened(&client_id, applied.session_present, reply_to, now_ms);
+            for (client_id, place) in &applied.displaced {
+                if *place == self.place {
+                    self.displace(client_id, asking, reason, now_ms);
+                }
+            }
+            if let Some((client_id, now_ms, tier)) = opening {
+                replied |= self.session_opened(
+                    &client_id,
+                    tier,
+                    applied.session_present,
+                    applied.resumed_from,
+                    reply_to,
+                    now_ms,
+                );
             }
             if let Some((client_id, seq)) = pubrec {
                 self.release_committed(&client_id, seq);
@@ -887,8 +1273,18 @@ impl Broker {
             completion.duplicate |= applied.duplicate;
             completion.existed.extend(applied.existed);
         }
+        if let Some(origin) = reply_to {
+            if let Some(message) = self.deferred.remove(&(origin.conn, origin.ticket)) {
+                if !completion.duplicate {
+                    completion.matched += self.route_fast(&message, None).matched;
+                }
+            }
+        }
         match reply_to {
             Some(origin) if !replied => {
+                if let Some(held) = self.held.remove(&(origin.conn, origin.ticket)) {
+                    completion.existed = held.existed;
+                }
                 completion.matched += origin.local_matched as usize;
                 self.reply(origin.conn, origin.ticket, completion);
             }
@@ -896,8 +1292,50 @@ impl Broker {
         }
     }
 
+    /// A commit moved the session of `client_id` away from this node (or ended this run's
+    /// connections): the connection serving it here, unless it is the one that asked, goes
+    /// with `reason`. A local session ends with it, publishing its will.
+    fn displace(
+        &mut self,
+        client_id: &ClientId,
+        asking: Option<ConnId>,
+        reason: ReasonCode,
+        now_ms: u64,
+    ) {
+        let Some(&conn) = self.owners.get(client_id) else {
+            return;
+        };
+        let served = self.connections.get(&conn).is_some_and(|c| c.opened);
+        if Some(conn) == asking || !served {
+            return;
+        }
+        self.owners.remove(client_id);
+        let Some(connection) = self.connections.remove(&conn) else {
+            return;
+        };
+        self.effects.push(Effect::Disconnect { conn, reason });
+        match connection.tier {
+            Tier::Durable => {
+                self.sent_before
+                    .insert(client_id.clone(), connection.sent_through);
+            }
+            Tier::Local => {
+                self.apply_in(
+                    Tier::Local,
+                    Command::CloseSession {
+                        client_id: client_id.clone(),
+                        expiry_secs: 0,
+                        publish_will: true,
+                        now_ms,
+                        place: self.place,
+                    },
+                );
+            }
+        }
+    }
+
     fn is_mine(&self, origin: &Origin) -> bool {
-        origin.node == self.node && origin.incarnation == self.incarnation
+        origin.node == self.place.node && origin.incarnation == self.place.incarnation
     }
 
     fn tier(&self, tier: Tier) -> &State {
@@ -954,8 +1392,8 @@ impl Broker {
 
     fn propose(&mut self, commands: Vec<Command>, reply_to: Option<(ConnId, Ticket, u32)>) {
         let origin = reply_to.map(|(conn, ticket, local_matched)| Origin {
-            node: self.node,
-            incarnation: self.incarnation,
+            node: self.place.node,
+            incarnation: self.place.incarnation,
             conn,
             ticket,
             local_matched,
@@ -981,42 +1419,42 @@ impl Broker {
         });
     }
 
-    /// The `OpenSession` of a durable session was applied: the connection that asked for it
-    /// is served from now on (returns true: it got its reply); another connection of this
-    /// node with the same client id (taken over through another node) is told to go.
+    /// The registration of a session was applied (`OpenSession`, `OpenLocal`): the connection
+    /// of this node that asked for it is served from now on (returns true: it got its reply).
     fn session_opened(
         &mut self,
         client_id: &ClientId,
+        tier: Tier,
         present: bool,
+        resumed_from: Option<Place>,
         origin: Option<Origin>,
         now_ms: u64,
     ) -> bool {
+        let Some(origin) = origin else {
+            return false;
+        };
         let Some(&conn) = self.owners.get(client_id) else {
             return false;
         };
-        let ours = origin.is_some_and(|o| o.conn == conn);
         let Some(connection) = self.connections.get(&conn) else {
             return false;
         };
-        if connection.tier != Tier::Durable || connection.opened {
-            if !ours && connection.tier == Tier::Durable {
-                // Opened again by another connection elsewhere: this one is taken over.
-                self.connections.remove(&conn);
-                self.owners.remove(client_id);
-                self.effects.push(Effect::Disconnect {
-                    conn,
-                    reason: ReasonCode::SessionTakenOver,
-                });
-            }
+        if origin.conn != conn || connection.tier != tier || connection.opened {
             return false;
         }
-        match origin {
-            Some(origin) if ours => {
-                self.opened(conn, present, origin.ticket, now_ms);
-                true
+        let present = match tier {
+            Tier::Local => connection.local_present,
+            Tier::Durable => present,
+        };
+        if tier == Tier::Durable && present && resumed_from != Some(self.place) {
+            // Served elsewhere last: whatever is queued may have been sent there.
+            if let Some(last) = self.durable.session(client_id).and_then(|s| s.queue.back()) {
+                let before = self.sent_before.entry(client_id.clone()).or_default();
+                *before = (*before).max(last.seq);
             }
-            _ => false,
         }
+        self.opened(conn, present, origin.ticket, now_ms);
+        true
     }
 
     /// The session of `conn` is open: reply to the CONNECT, then send what is queued.
@@ -1090,15 +1528,7 @@ impl Broker {
 
     /// Applies a command to one tier and acts on what it reports.
     fn apply_in(&mut self, tier: Tier, command: Command) -> Applied {
-        let now_ms = match &command {
-            Command::OpenSession { now_ms, .. }
-            | Command::CloseSession { now_ms, .. }
-            | Command::EndSession { now_ms, .. }
-            | Command::PublishWill { now_ms, .. }
-            | Command::Subscribe { now_ms, .. } => *now_ms,
-            Command::Publish { message, .. } => message.received_at_ms,
-            _ => 0,
-        };
+        let now_ms = command_time(&command);
         let applied = match tier {
             Tier::Durable => self.durable.apply(command),
             Tier::Local => self.local.apply(command),
@@ -1332,6 +1762,20 @@ fn set_retained(message: &Arc<Message>) -> Command {
     Command::SetRetained {
         topic: message.topic.clone(),
         message: (!message.payload.is_empty()).then(|| message.clone()),
+    }
+}
+
+/// The time a command happens at, as far as it carries one.
+fn command_time(command: &Command) -> u64 {
+    match command {
+        Command::OpenSession { now_ms, .. }
+        | Command::CloseSession { now_ms, .. }
+        | Command::EndSession { now_ms, .. }
+        | Command::PublishWill { now_ms, .. }
+        | Command::NodeDown { now_ms, .. }
+        | Command::Subscribe { now_ms, .. } => *now_ms,
+        Command::Publish { message, .. } => message.received_at_ms,
+        _ => 0,
     }
 }
 

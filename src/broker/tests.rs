@@ -8,7 +8,7 @@ use crate::codec::{
     MqttString, PacketId, PublishProperties, QoS, ReasonCode, SubscriptionOptions, TopicFilter,
     TopicName,
 };
-use crate::state::{Message, Subscription};
+use crate::state::{Command, Message, Place, Subscription};
 
 fn request(
     client: &str,
@@ -455,4 +455,204 @@ fn a_shared_group_with_a_durable_member_keeps_qos1_and_qos2_in_the_log() {
     b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
         .unwrap();
     assert_eq!(b.deliveries().len(), 1);
+}
+
+fn elsewhere() -> Place {
+    Place {
+        node: 2,
+        incarnation: 1,
+    }
+}
+
+fn effects_of(b: &mut Harness) -> Vec<Effect> {
+    b.settle();
+    std::mem::take(&mut b.effects)
+}
+
+#[test]
+fn a_durable_qos2_publish_reaches_clean_subscribers_once_committed_and_once_only() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("pub", false, 600, 10), 0);
+    b.connect(2, request("clean", true, 0, 10), 0);
+    b.subscribe(2, "t", QoS::ExactlyOnce);
+    b.b.publish(
+        1,
+        90,
+        message("t", QoS::ExactlyOnce, "pub"),
+        Some(pid(7)),
+        false,
+    )
+    .unwrap();
+    // Not committed yet: a crash now must not leave a copy with a clean subscriber that the
+    // publisher's resend would duplicate.
+    assert!(b.b.take_effects().is_empty());
+    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+    // The resend is known: acknowledged, not routed again.
+    let again = b
+        .publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(7)))
+        .unwrap();
+    assert!(again.duplicate);
+    assert!(b.deliveries().is_empty());
+}
+
+#[test]
+fn a_shared_message_goes_to_a_member_that_takes_it_at_least_once() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(2, request("q0", false, 600, 10), 0);
+    b.connect(3, request("q1", false, 600, 10), 0);
+    b.subscribe(2, "$share/g/t", QoS::AtMostOnce);
+    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
+    for _ in 0..3 {
+        b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+            .unwrap();
+    }
+    // Connected, the QoS 1 member gets every QoS 1 message.
+    assert_eq!(
+        b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
+        [3, 3, 3]
+    );
+    // Disconnected, it keeps them rather than the QoS 0 member getting them at most once.
+    b.disconnect(3, 600, 0);
+    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+        .unwrap();
+    assert!(b.deliveries().is_empty());
+    assert_eq!(b.b.state().session("q1").unwrap().queue.len(), 4);
+    // QoS 0 still goes to a connected member.
+    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
+        .unwrap();
+    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn a_session_opened_on_another_node_closes_the_connection_here() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("d", false, 600, 10), 0);
+    b.connect(2, request("c", true, 0, 10), 0);
+    b.settle();
+    b.effects.clear();
+    let open_durable = Command::OpenSession {
+        client_id: MqttString::new("d").unwrap(),
+        clean_start: false,
+        expiry_secs: 600,
+        will: None,
+        now_ms: 0,
+        place: elsewhere(),
+    };
+    let open_local = Command::OpenLocal {
+        client_id: MqttString::new("c").unwrap(),
+        place: elsewhere(),
+    };
+    b.b.apply_committed(Proposal {
+        commands: vec![open_durable, open_local],
+        origin: None,
+    });
+    let kicked: Vec<(ConnId, ReasonCode)> = effects_of(&mut b)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Disconnect { conn, reason } => Some((conn, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kicked,
+        [
+            (1, ReasonCode::SessionTakenOver),
+            (2, ReasonCode::SessionTakenOver)
+        ]
+    );
+    assert_eq!(b.b.connection_count(), 0);
+    assert!(
+        b.b.local_state().session("c").is_none(),
+        "the local session ended"
+    );
+    // The old connection's late close does not end the session now served elsewhere.
+    b.b.disconnect(1, 600, true, 0);
+    b.settle();
+    assert!(b.b.state().session("d").unwrap().connected);
+}
+
+#[test]
+fn a_node_declared_down_sends_its_clients_away() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("d", false, 600, 10), 0);
+    b.settle();
+    b.effects.clear();
+    b.b.apply_committed(Proposal {
+        commands: vec![Command::NodeDown {
+            node: 1,
+            incarnation: u64::MAX,
+            now_ms: 5,
+        }],
+        origin: None,
+    });
+    let effects = effects_of(&mut b);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Disconnect {
+                conn: 1,
+                reason: ReasonCode::ServerUnavailable
+            }
+        )),
+        "{effects:?}"
+    );
+    let session = b.b.state().session("d").unwrap();
+    assert!(!session.connected, "closed, its expiry running");
+}
+
+#[test]
+fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.b.set_cluster_role(false, true);
+    b.connect(1, request("pub", true, 0, 10), 0);
+    let remote = MqttString::new("remote").unwrap();
+    b.b.apply_committed(Proposal {
+        commands: vec![
+            Command::OpenLocal {
+                client_id: remote.clone(),
+                place: elsewhere(),
+            },
+            Command::SubscribeLocal {
+                client_id: remote,
+                place: elsewhere(),
+                subscriptions: vec![(
+                    TopicFilter::new("t/#").unwrap(),
+                    Subscription {
+                        options: SubscriptionOptions::new(QoS::AtLeastOnce),
+                        identifier: None,
+                    },
+                )],
+            },
+        ],
+        origin: None,
+    });
+    b.settle();
+    b.effects.clear();
+    let ticket = b.next_ticket();
+    b.b.publish(
+        1,
+        ticket,
+        message("t/1", QoS::AtLeastOnce, "pub"),
+        None,
+        false,
+    )
+    .unwrap();
+    let effects = effects_of(&mut b);
+    let forwarded: Vec<u64> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Forward { node, .. } => Some(*node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forwarded, [2]);
+    // No durable subscription matches, but the replica might be behind the cluster: the
+    // PUBACK waits for a read of the commit index.
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Reply { .. })));
+    assert!(b.b.wants_read());
+    let round = b.b.start_read();
+    assert!(!b.b.wants_read());
+    b.b.read_done(round);
+    assert_eq!(b.completion(ticket).matched, 0);
 }

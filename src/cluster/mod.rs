@@ -9,18 +9,33 @@
 // is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+mod forward;
 mod log_store;
 mod network;
 mod node;
+mod peers;
 mod proposer;
+mod rpc;
 mod runtime;
 mod state_machine;
 mod types;
+mod watch;
 
+pub use forward::{Forwarder, GrpcForwarder, NoForwarder, FORWARD_QUEUE_MAX};
 pub use log_store::{LogStore, SyncPolicy};
 pub use network::NoNetwork;
-pub use node::{open_node, Durability, NodeError, RaftNode};
-pub use proposer::{ProposalFailure, ProposalQueue, ProposerLimits};
+pub use node::{
+    open_node, Durability, Membership, NodeError, RaftNode, ELECTION_TIMEOUT_MAX_MS,
+    ELECTION_TIMEOUT_MIN_MS, HEARTBEAT_MS,
+};
+pub use peers::Peers;
+pub use proposer::{
+    LeaderError, LeaderLink, NoLeaderLink, ProposalFailure, ProposalQueue, ProposerLimits,
+};
+pub use rpc::{
+    join, ClusterService, Forwarded, ForwardedSink, GrpcLink, GrpcNetwork, JOIN_TIMEOUT,
+};
 pub use runtime::{seed_thread_rng, KeelRuntime};
 pub use state_machine::{AppliedPosition, Applier, StateMachine};
 pub use types::{Batch, TypeConfig};
+pub use watch::{run_reads, watch_role, ClusterView};

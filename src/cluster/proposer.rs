@@ -1,13 +1,17 @@
 //! Carries the broker's proposals into the log: whatever is queued when the proposer wakes
 //! becomes one entry (group commit), and a bounded number of entries are in flight at once.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::Raft;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 
 use crate::broker::Proposal;
+use crate::state::{BatchId, Place};
 
 use super::types::{Batch, TypeConfig};
 
@@ -54,15 +58,83 @@ impl ProposalQueue {
         queue.drain(..n).collect()
     }
 
-    async fn wait(&self) {
+    /// Waits until proposals may be queued (a wake-up that finds the queue empty is
+    /// possible: callers look again).
+    async fn wait_for_work(&self) {
+        if !self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            return;
+        }
         self.wake.notified().await;
     }
 }
 
 /// What the proposer tells the node when the log stops taking proposals.
 pub trait ProposalFailure: Send + Sync + 'static {
-    /// The log failed (storage error, lost leadership): stop acknowledging.
+    /// The log failed for good (a storage error): stop acknowledging.
     fn log_failed(&self, why: String);
+}
+
+/// Why a batch sent to the leader did not (knowingly) commit. Either way the outcome is
+/// unknown: the proposer sends the batch again, and the state skips a second copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaderError {
+    #[error("node {0} is not the leader")]
+    NotLeader(u64),
+    #[error("node {0} is unreachable: {1}")]
+    Unreachable(u64, String),
+}
+
+/// Carries batches to the leader when it is another node (gRPC in a cluster).
+pub trait LeaderLink: Send + Sync + 'static {
+    /// Sends `batch` to `leader`, which answers once it is committed. Has its own deadline.
+    fn propose(
+        &self,
+        leader: u64,
+        batch: Batch,
+    ) -> Pin<Box<dyn Future<Output = Result<(), LeaderError>> + Send>>;
+
+    /// Asks `leader` for its commit index, which it returns once it has confirmed it still
+    /// leads (a read index). Has its own deadline.
+    fn read_index(
+        &self,
+        leader: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, LeaderError>> + Send>>;
+}
+
+/// The link of a node with no peers: there is never another leader.
+#[derive(Debug, Default)]
+pub struct NoLeaderLink;
+
+impl LeaderLink for NoLeaderLink {
+    fn propose(
+        &self,
+        leader: u64,
+        _batch: Batch,
+    ) -> Pin<Box<dyn Future<Output = Result<(), LeaderError>> + Send>> {
+        Box::pin(async move {
+            Err(LeaderError::Unreachable(
+                leader,
+                "this node has no cluster".into(),
+            ))
+        })
+    }
+
+    fn read_index(
+        &self,
+        leader: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, LeaderError>> + Send>> {
+        Box::pin(async move {
+            Err(LeaderError::Unreachable(
+                leader,
+                "this node has no cluster".into(),
+            ))
+        })
+    }
 }
 
 /// Limits of the proposer.
@@ -70,7 +142,7 @@ pub trait ProposalFailure: Send + Sync + 'static {
 pub struct ProposerLimits {
     /// Most proposals in one log entry.
     pub batch_max: usize,
-    /// Most entries proposed and not yet applied.
+    /// Most entries proposed and not yet applied, on the leader.
     pub inflight_max: usize,
 }
 
@@ -83,47 +155,150 @@ impl Default for ProposerLimits {
     }
 }
 
-/// Runs until the Raft node shuts down.
+/// Pause before trying again when there is no leader or it could not be reached.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The outcome of a batch the leader (this node) took: its seq and whether it committed.
+type Outcome = (u64, bool);
+
+/// The batches of one run of the node on their way into the log.
+struct Pipeline {
+    place: Place,
+    next_seq: u64,
+    /// Handed to Raft here and not yet known committed, by seq.
+    inflight: BTreeMap<u64, Batch>,
+    /// To send again, in order, before anything new.
+    retry: VecDeque<Batch>,
+    /// An outcome in flight came back unknown: nothing new is sent until every outcome is in.
+    failed: bool,
+}
+
+impl Pipeline {
+    /// The next batch: one to send again, or a new one of `proposals`.
+    fn next(&mut self, proposals: impl FnOnce() -> Vec<Proposal>) -> Option<Batch> {
+        if let Some(batch) = self.retry.pop_front() {
+            return Some(batch);
+        }
+        let proposals = proposals();
+        if proposals.is_empty() {
+            return None;
+        }
+        let id = BatchId {
+            place: self.place,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        Some(Batch { id, proposals })
+    }
+
+    fn settle(&mut self, (seq, committed): Outcome) {
+        if let Some(batch) = self.inflight.remove(&seq) {
+            if !committed {
+                self.failed = true;
+                self.retry.push_back(batch);
+            }
+        }
+    }
+
+    /// Once every outcome is in after a failure, the batches to send again go in seq order.
+    fn recovered(&mut self) -> bool {
+        if !self.failed || !self.inflight.is_empty() {
+            return !self.failed;
+        }
+        self.failed = false;
+        self.retry.make_contiguous().sort_by_key(|b| b.id.seq);
+        true
+    }
+}
+
+/// Carries the queue's proposals into the log, in order, until the Raft node shuts down.
+///
+/// Each batch is numbered (from 1 in each run of the node). On the leader, batches are handed
+/// to Raft as they come, several in flight. On a follower they go to the leader one at a
+/// time, each once the previous committed, which keeps them in order. A batch whose outcome is
+/// unknown (leadership moved, the leader did not answer in time) is sent again, and so are
+/// the ones after it, in order, once every outcome in flight is known: a copy that did commit
+/// is skipped when applied (`Placement::accept_batch`), and because batches of one node
+/// commit in order, skipping every seq at or below the last applied one loses none.
 pub async fn run_proposer(
     raft: Raft<TypeConfig>,
     queue: Arc<ProposalQueue>,
     failure: Arc<dyn ProposalFailure>,
     limits: ProposerLimits,
+    place: Place,
+    link: Arc<dyn LeaderLink>,
 ) {
-    let inflight = Arc::new(Semaphore::new(limits.inflight_max));
+    let (outcome_tx, mut outcomes) = mpsc::channel::<Outcome>(limits.inflight_max.max(1));
+    let mut pipe = Pipeline {
+        place,
+        next_seq: 1,
+        inflight: BTreeMap::new(),
+        retry: VecDeque::new(),
+        failed: false,
+    };
     loop {
-        queue.wait().await;
-        loop {
-            let Ok(permit) = inflight.clone().acquire_owned().await else {
-                return;
-            };
-            // Let the connection tasks that are ready run first, so that their proposals
-            // join this entry: fewer, larger entries cost less per proposal (group commit
-            // without a timer; the wait is one round of the runtime).
-            tokio::task::yield_now().await;
-            let batch = queue.take(limits.batch_max);
-            if batch.is_empty() {
-                break;
+        while let Ok(outcome) = outcomes.try_recv() {
+            pipe.settle(outcome);
+        }
+        let leader = raft.metrics().borrow().current_leader;
+        let leading = leader == Some(place.node);
+        // Send nothing while outcomes are in flight after a failure, nor more than the
+        // pipeline allows, nor (on a follower) while any batch is still in Raft here.
+        let must_wait = !pipe.recovered()
+            || pipe.inflight.len() >= limits.inflight_max
+            || (!leading && !pipe.inflight.is_empty());
+        if must_wait {
+            match outcomes.recv().await {
+                Some(outcome) => pipe.settle(outcome),
+                None => return,
             }
-            // `client_write_ff` hands the entry to Raft before returning, so entries keep
-            // the queue's order; the outcome is awaited apart.
-            match raft.client_write_ff(Batch(batch)).await {
-                Ok(outcome) => {
-                    let failure = failure.clone();
-                    tokio::spawn(async move {
-                        let result = outcome.await;
-                        drop(permit);
-                        match result {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(error)) => failure.log_failed(error.to_string()),
-                            Err(_) => failure.log_failed("Raft stopped".to_string()),
-                        }
-                    });
+            continue;
+        }
+        let Some(leader) = leader else {
+            if pipe.retry.is_empty() && pipe.inflight.is_empty() {
+                queue.wait_for_work().await;
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        // Let the connection tasks that are ready run first, so that their proposals join
+        // this entry: fewer, larger entries cost less per proposal (group commit without a
+        // timer; the wait is one round of the runtime).
+        tokio::task::yield_now().await;
+        let Some(batch) = pipe.next(|| queue.take(limits.batch_max)) else {
+            tokio::select! {
+                _ = queue.wait_for_work() => {}
+                outcome = outcomes.recv(), if !pipe.inflight.is_empty() => {
+                    let Some(outcome) = outcome else { return };
+                    pipe.settle(outcome);
                 }
-                Err(fatal) => {
-                    failure.log_failed(fatal.to_string());
-                    return;
-                }
+            }
+            continue;
+        };
+        if !leading {
+            // Another node leads: one batch at a time.
+            if let Err(error) = link.propose(leader, batch.clone()).await {
+                tracing::debug!(%error, seq = batch.id.seq, "batch not committed; sending it again");
+                pipe.retry.push_front(batch);
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            continue;
+        }
+        let seq = batch.id.seq;
+        // `client_write_ff` hands the entry to Raft before returning, so entries keep the
+        // queue's order; the outcome is awaited apart.
+        match raft.client_write_ff(batch.clone()).await {
+            Ok(outcome) => {
+                pipe.inflight.insert(seq, batch);
+                let outcome_tx = outcome_tx.clone();
+                tokio::spawn(async move {
+                    let committed = matches!(outcome.await, Ok(Ok(_)));
+                    let _ = outcome_tx.send((seq, committed)).await;
+                });
+            }
+            Err(fatal) => {
+                failure.log_failed(fatal.to_string());
+                return;
             }
         }
     }

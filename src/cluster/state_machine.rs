@@ -15,7 +15,7 @@ use crate::broker::Proposal;
 use crate::storage::{KvStore, WriteBatch};
 
 use super::log_store::{blocking, storage_error};
-use super::types::TypeConfig;
+use super::types::{Batch, TypeConfig};
 
 const SNAPSHOT_KEY: &[u8] = b"sm/snapshot";
 
@@ -28,9 +28,9 @@ pub struct AppliedPosition {
 
 /// Where committed proposals go: the node's broker, which owns the replicated state.
 pub trait Applier: Send + Sync + 'static {
-    /// Applies committed proposals in log order; `position` is where the log stands after
+    /// Applies committed batches in log order; `position` is where the log stands after
     /// them.
-    fn apply(&self, proposals: Vec<Proposal>, position: AppliedPosition);
+    fn apply(&self, batches: Vec<Batch>, position: AppliedPosition);
     /// The encoded replicated state and the position it reflects, read together.
     fn snapshot(&self) -> (Vec<u8>, AppliedPosition);
     /// Replaces the replicated state with an encoded one.
@@ -133,20 +133,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut position = self.applier.position();
-        let mut proposals = Vec::new();
+        let mut batches = Vec::new();
         let mut count = 0;
         for entry in entries {
             count += 1;
             position.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => proposals.extend(batch.0),
+                EntryPayload::Normal(batch) => batches.push(batch),
                 EntryPayload::Membership(membership) => {
                     position.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
             }
         }
-        self.applier.apply(proposals, position);
+        self.applier.apply(batches, position);
         Ok(vec![(); count])
     }
 

@@ -5,8 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Notify;
+
 use crate::broker::{Broker, ConnId, Effect};
-use crate::cluster::{AppliedPosition, Applier, ProposalFailure, ProposalQueue};
+use crate::cluster::{
+    AppliedPosition, Applier, ClusterView, Forwarder, NoForwarder, ProposalFailure, ProposalQueue,
+};
 use crate::codec::ReasonCode;
 use crate::net::Clock;
 use crate::session::Session;
@@ -22,6 +26,10 @@ pub struct Core {
     proposals: Arc<ProposalQueue>,
     /// How far the broker's replicated state has applied the log.
     position: AppliedPosition,
+    /// Where publishes for other nodes go (the fast path between nodes).
+    forwarder: Arc<dyn Forwarder>,
+    /// The read task's wake-up (see `Hub::read_wake`).
+    read_wake: Arc<Notify>,
 }
 
 /// Shared by every task of the node.
@@ -31,10 +39,13 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// QoS 0 deliveries dropped because a connection's outbox was full.
     pub qos0_dropped: AtomicU64,
+    /// Wakes the read task when publishes wait for a read of the commit index.
+    pub read_wake: Arc<Notify>,
 }
 
 impl Hub {
     pub fn new(broker: Broker, proposals: Arc<ProposalQueue>, clock: Arc<dyn Clock>) -> Hub {
+        let read_wake = Arc::new(Notify::new());
         Hub {
             clock,
             core: Mutex::new(Core {
@@ -42,9 +53,12 @@ impl Hub {
                 outboxes: BTreeMap::new(),
                 proposals,
                 position: AppliedPosition::default(),
+                forwarder: Arc::new(NoForwarder),
+                read_wake: read_wake.clone(),
             }),
             next_conn: AtomicU64::new(1),
             qos0_dropped: AtomicU64::new(0),
+            read_wake,
         }
     }
 
@@ -91,10 +105,21 @@ impl Core {
             self.proposals.push(self.broker.take_proposals());
             let effects = self.broker.take_effects();
             if effects.is_empty() {
+                if self.broker.wants_read() {
+                    self.read_wake.notify_one();
+                }
                 return;
             }
             for effect in effects {
                 let (conn, outgoing) = match effect {
+                    Effect::Forward {
+                        node,
+                        message,
+                        groups,
+                    } => {
+                        self.forwarder.forward(node, message, groups);
+                        continue;
+                    }
                     Effect::Deliver { conn, delivery } => (conn, Outgoing::Deliver(delivery)),
                     Effect::Disconnect { conn, reason } => (conn, Outgoing::Disconnect(reason)),
                     Effect::Reply {
@@ -137,10 +162,10 @@ impl Core {
 }
 
 impl Applier for Hub {
-    fn apply(&self, proposals: Vec<crate::broker::Proposal>, position: AppliedPosition) {
+    fn apply(&self, batches: Vec<crate::cluster::Batch>, position: AppliedPosition) {
         let mut core = self.lock();
-        for proposal in proposals {
-            core.broker.apply_committed(proposal);
+        for batch in batches {
+            core.broker.apply_batch(batch.id, batch.proposals);
         }
         core.position = position;
         core.dispatch(None, 0, &self.qos0_dropped);
@@ -168,6 +193,46 @@ impl Applier for Hub {
     fn recover(&self) -> Vec<crate::broker::Proposal> {
         let now_ms = self.clock.unix_ms();
         self.lock().broker.recover(now_ms)
+    }
+}
+
+impl Hub {
+    /// Sets where publishes for other nodes go (before the node serves anyone).
+    pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
+        self.lock().forwarder = forwarder;
+    }
+}
+
+impl ClusterView for Hub {
+    fn set_role(&self, single_voter: bool, leader: bool, quorum: bool) {
+        let mut core = self.lock();
+        let was_available = core.broker.is_available();
+        core.broker.set_cluster_role(single_voter, leader);
+        core.broker.set_quorum(quorum);
+        if was_available != core.broker.is_available() {
+            if quorum {
+                tracing::info!("quorum reached: serving clients again");
+            } else {
+                tracing::warn!("no quorum for an election timeout: clients are sent away (0x88)");
+            }
+        }
+        let now_ms = self.clock.unix_ms();
+        core.dispatch(None, now_ms, &self.qos0_dropped);
+        if core.broker.wants_read() {
+            self.read_wake.notify_one();
+        }
+    }
+
+    fn start_read(&self) -> Option<u64> {
+        let mut core = self.lock();
+        core.broker.wants_read().then(|| core.broker.start_read())
+    }
+
+    fn read_done(&self, round: u64) {
+        let mut core = self.lock();
+        core.broker.read_done(round);
+        let now_ms = self.clock.unix_ms();
+        core.dispatch(None, now_ms, &self.qos0_dropped);
     }
 }
 

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::{Broker, BrokerConfig};
-use crate::cluster::{open_node, Durability, ProposalQueue, ProposerLimits, RaftNode, SyncPolicy};
+use crate::cluster::{
+    open_node, Durability, Membership, ProposalQueue, ProposerLimits, RaftNode, SyncPolicy,
+};
 use crate::codec::TopicName;
 use crate::net::{Clock, Listener, Net, Rng};
 use crate::session::{AllowAll, Authenticator, SessionConfig};
@@ -111,12 +113,14 @@ impl<N: Net> Server<N> {
         let hub = Arc::new(Hub::new(broker, queue.clone(), clock.clone()));
         let durability = Durability {
             node_id: settings.node_id,
+            incarnation,
             store: settings.store.clone(),
             sync: settings.sync,
             snapshot_every: settings.snapshot_every,
             proposer: settings.proposer,
         };
-        let raft = open_node(durability, hub.clone(), hub.clone(), queue).await?;
+        let membership = Membership::alone(settings.node_id);
+        let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership).await?;
         let mut listeners = Vec::new();
         for spec in &settings.listeners {
             let listener = net.bind(&spec.addr).await.map_err(|e| {

@@ -73,6 +73,7 @@ impl Hub {
                             s.on_reply(ticket, completion);
                         }
                     }
+                    Effect::Forward { .. } => panic!("a cluster of one forwards nothing"),
                 }
             }
         }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
 
 use super::message::{ClientId, Message};
+use super::placement::Place;
 use super::session::{SharedKey, Subscription, Will};
 
 /// Serde writes commands into the Raft log (postcard, see `persist`): variants and fields are
@@ -28,15 +29,20 @@ pub enum Command {
         /// Boxed: a will is large and rare, and commands are many.
         will: Option<Box<Will>>,
         now_ms: u64,
+        /// Where the connection is served.
+        place: Place,
     },
     /// The connection of a session ended. `expiry_secs` is the final Session Expiry Interval
     /// (MQTT 5 may change it at DISCONNECT); with 0 the session ends now. With
-    /// `publish_will` false (a normal DISCONNECT) the will is discarded.
+    /// `publish_will` false (a normal DISCONNECT) the will is discarded. Only the connection
+    /// at `place` closes the session: one taken over meanwhile (by a connection elsewhere)
+    /// changes nothing.
     CloseSession {
         client_id: ClientId,
         expiry_secs: u32,
         publish_will: bool,
         now_ms: u64,
+        place: Place,
     },
     /// The session expired: it ends, publishing a will still pending.
     EndSession { client_id: ClientId, now_ms: u64 },
@@ -87,6 +93,30 @@ pub enum Command {
         message: Arc<Message>,
         retain: bool,
     },
+    /// A session that ends with its connection connected at `place`: registered so that
+    /// other nodes route to it and a connection elsewhere takes it over.
+    OpenLocal { client_id: ClientId, place: Place },
+    /// The local session at `place` ended.
+    CloseLocal { client_id: ClientId, place: Place },
+    /// Subscriptions of the local session at `place`, for routing from other nodes.
+    SubscribeLocal {
+        client_id: ClientId,
+        place: Place,
+        subscriptions: Vec<(TopicFilter, Subscription)>,
+    },
+    UnsubscribeLocal {
+        client_id: ClientId,
+        place: Place,
+        filters: Vec<TopicFilter>,
+    },
+    /// Every connection `node` served in a run before `incarnation` is gone: the node
+    /// restarted, or was declared gone. Durable sessions connected there are closed (their
+    /// wills published, their expiry started), local sessions there end.
+    NodeDown {
+        node: u64,
+        incarnation: u64,
+        now_ms: u64,
+    },
 }
 
 /// A QoS 0 delivery decided while applying a command: sent at once to a connected session,
@@ -127,6 +157,12 @@ pub struct Applied {
     /// Wills this command published (already routed in this state), for the broker to route
     /// to sessions kept elsewhere.
     pub wills: Vec<Arc<Message>>,
+    /// Connections that this command displaced, with the place that served them: taken over
+    /// by a connection elsewhere, or gone with their node's run. The node at that place
+    /// closes its connection for the client id (unless it is the one that asked).
+    pub displaced: Vec<(ClientId, Place)>,
+    /// OpenSession: where the session's last connection was, when it resumed one.
+    pub resumed_from: Option<Place>,
     /// ReleaseShared: messages whose group had no other member in this state, so they stay
     /// with the releasing session (for the broker to offer to the group's members elsewhere).
     pub unplaced_shared: Vec<(SharedKey, Arc<Message>, bool)>,

@@ -10,6 +10,7 @@ use crate::router::{filter_matches, Match, Router};
 
 use super::command::{delivery_qos, Applied, Command, DirectDelivery};
 use super::message::{ClientId, Message};
+use super::placement::{Place, Placement};
 use super::session::{QueuedMessage, SessionState, SharedKey, Subscription, Will};
 
 /// What to do when a message arrives for a session whose queue is full.
@@ -39,6 +40,33 @@ impl Default for StateConfig {
     }
 }
 
+/// What [`State::spread_targets`] finds.
+#[derive(Debug, Default)]
+pub struct SpreadTargets {
+    pub plain_nodes: BTreeSet<u64>,
+    pub groups: BTreeMap<SharedKey, GroupTargets>,
+}
+
+/// The candidate members of one shared group for a message, as [`State::spread_targets`]
+/// counts them.
+#[derive(Debug, Default)]
+pub struct GroupTargets {
+    /// Whether the group has durable members (connected or not).
+    pub has_durable_members: bool,
+    /// QoS 0: durable members connected at the asking node.
+    pub connected_here: usize,
+    /// The node of each candidate member elsewhere: local members, and for QoS 0 connected
+    /// durable members. A node appears once per member.
+    pub elsewhere: Vec<u64>,
+}
+
+fn shared_key<K: Ord, V>(group: &crate::router::SharedGroup<K, V>) -> SharedKey {
+    SharedKey {
+        group: group.group.clone(),
+        filter: group.filter.clone(),
+    }
+}
+
 /// One delivery decided by routing, before it is queued or sent.
 struct Target {
     client_id: ClientId,
@@ -62,6 +90,8 @@ pub struct State {
     timers: BTreeSet<(u64, ClientId)>,
     /// The deadline each session has in `timers`.
     timer_of: BTreeMap<ClientId, u64>,
+    /// The cluster's local sessions and the batches applied (replicated state only).
+    placement: Placement,
 }
 
 impl State {
@@ -80,12 +110,14 @@ impl State {
         sessions: BTreeMap<ClientId, SessionState>,
         retained: BTreeMap<TopicName, Arc<Message>>,
         shared_cursors: BTreeMap<SharedKey, usize>,
+        placement: Placement,
     ) -> State {
         let mut state = State {
             config,
             sessions,
             retained,
             shared_cursors,
+            placement,
             ..State::default()
         };
         for (client_id, session) in &state.sessions {
@@ -119,6 +151,16 @@ impl State {
     /// which member gets the next message depends on it.
     pub(super) fn shared_cursors(&self) -> &BTreeMap<SharedKey, usize> {
         &self.shared_cursors
+    }
+
+    /// Where the cluster's local sessions are, and the batches applied from each node.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Whether a batch of proposals is new (see [`Placement::accept_batch`]), recording it.
+    pub fn accept_batch(&mut self, batch: super::placement::BatchId) -> bool {
+        self.placement.accept_batch(batch)
     }
 
     pub fn session(&self, client_id: &str) -> Option<&SessionState> {
@@ -177,20 +219,37 @@ impl State {
                 expiry_secs,
                 will,
                 now_ms,
-            } => self.open_session(
-                client_id,
-                clean_start,
-                expiry_secs,
-                will,
-                now_ms,
-                &mut applied,
-            ),
+                place,
+            } => {
+                // A local session of the client id is taken over by this durable one.
+                if let Some(old) = self.placement.take(&client_id) {
+                    if old != place {
+                        applied.displaced.push((client_id.clone(), old));
+                    }
+                }
+                self.open_session(
+                    client_id,
+                    (clean_start, expiry_secs),
+                    will,
+                    (now_ms, place),
+                    &mut applied,
+                )
+            }
             Command::CloseSession {
                 client_id,
                 expiry_secs,
                 publish_will,
                 now_ms,
-            } => self.close_session(&client_id, expiry_secs, publish_will, now_ms, &mut applied),
+                place,
+            } => {
+                if self
+                    .sessions
+                    .get(&client_id)
+                    .is_some_and(|s| s.place == place)
+                {
+                    self.close_session(&client_id, expiry_secs, publish_will, now_ms, &mut applied)
+                }
+            }
             Command::EndSession { client_id, now_ms } => {
                 if self.sessions.get(&client_id).is_some_and(|s| !s.connected) {
                     self.end_session(&client_id, now_ms, &mut applied);
@@ -281,22 +340,73 @@ impl State {
             } => {
                 self.deliver_to_group(&key, &message, retain, None, &mut applied);
             }
+            Command::OpenLocal { client_id, place } => {
+                if let Some(old) = self.placement.open(&client_id, place) {
+                    applied.displaced.push((client_id.clone(), old));
+                }
+                // A durable session connected elsewhere is taken over too (its end, which the
+                // connecting node proposes with this, follows in the log).
+                if let Some(session) = self.sessions.get(&client_id) {
+                    if session.connected && session.place != place {
+                        applied.displaced.push((client_id, session.place));
+                    }
+                }
+            }
+            Command::CloseLocal { client_id, place } => {
+                self.placement.close(&client_id, place);
+            }
+            Command::SubscribeLocal {
+                client_id,
+                place,
+                subscriptions,
+            } => self.placement.subscribe(&client_id, place, &subscriptions),
+            Command::UnsubscribeLocal {
+                client_id,
+                place,
+                filters,
+            } => self.placement.unsubscribe(&client_id, place, &filters),
+            Command::NodeDown {
+                node,
+                incarnation,
+                now_ms,
+            } => self.node_down(node, incarnation, now_ms, &mut applied),
         }
         applied
     }
 
+    /// Everything a run of `node` before `incarnation` served ends: see [`Command::NodeDown`].
+    fn node_down(&mut self, node: u64, incarnation: u64, now_ms: u64, applied: &mut Applied) {
+        let stale = |place: Place| place.node == node && place.incarnation < incarnation;
+        let closing: Vec<(ClientId, u32, Place)> = self
+            .sessions
+            .values()
+            .filter(|s| s.connected && stale(s.place))
+            .map(|s| (s.client_id.clone(), s.expiry_secs, s.place))
+            .collect();
+        for (client_id, expiry_secs, place) in closing {
+            applied.displaced.push((client_id.clone(), place));
+            self.close_session(&client_id, expiry_secs, true, now_ms, applied);
+        }
+        applied
+            .displaced
+            .extend(self.placement.clear_node(node, incarnation));
+    }
+
+    /// `OpenSession`: its flags `(clean_start, expiry_secs)` and when and where it happens.
     fn open_session(
         &mut self,
         client_id: ClientId,
-        clean_start: bool,
-        expiry_secs: u32,
+        (clean_start, expiry_secs): (bool, u32),
         will: Option<Box<Will>>,
-        now_ms: u64,
+        (now_ms, place): (u64, Place),
         applied: &mut Applied,
     ) {
         if let Some(existing) = self.sessions.get_mut(&client_id) {
             let taken_over = existing.connected;
             applied.taken_over = taken_over;
+            if taken_over && existing.place != place {
+                applied.displaced.push((client_id.clone(), existing.place));
+            }
             // §3.1.4: a session ends on takeover when the old connection had expiry 0.
             let ends = clean_start || (taken_over && existing.expiry_secs == 0);
             if ends {
@@ -308,6 +418,8 @@ impl State {
                     .will
                     .take()
                     .filter(|w| taken_over && w.delay_secs == 0);
+                applied.resumed_from = Some(existing.place);
+                existing.place = place;
                 existing.connected = true;
                 existing.disconnected_at_ms = None;
                 existing.will_due_ms = None;
@@ -321,7 +433,7 @@ impl State {
                 return;
             }
         }
-        let mut session = SessionState::new(client_id.clone(), expiry_secs);
+        let mut session = SessionState::new(client_id.clone(), expiry_secs, place);
         session.will = will;
         self.sessions.insert(client_id.clone(), session);
         self.reindex(&client_id);
@@ -457,6 +569,71 @@ impl State {
             .is_some_and(|group| !group.members.is_empty())
     }
 
+    /// The members of the shared group `key` here.
+    pub fn shared_group_size(&self, key: &SharedKey) -> usize {
+        self.router
+            .shared_group(&key.group, &key.filter)
+            .map_or(0, |group| group.members.len())
+    }
+
+    /// Where, besides node `me`, a message must go off the log (the fast path of a cluster):
+    /// the nodes serving local sessions it matches, and for QoS 0 the nodes where matching
+    /// durable sessions are connected; and for each matching shared group, its candidate
+    /// members by node.
+    pub fn spread_targets(&self, message: &Message, me: u64) -> SpreadTargets {
+        let mut targets = SpreadTargets::default();
+        let topic = message.topic.as_str();
+        let placement = &self.placement;
+        let node_of = |client_id: &ClientId| placement.local_place(client_id).map(|p| p.node);
+        placement.routes().matches(topic, |m| match m {
+            Match::Plain(client_id, _) => {
+                if let Some(node) = node_of(client_id).filter(|n| *n != me) {
+                    targets.plain_nodes.insert(node);
+                }
+            }
+            Match::Shared(group) => {
+                let entry = targets.groups.entry(shared_key(group)).or_default();
+                entry.elsewhere.extend(
+                    group
+                        .members
+                        .keys()
+                        .filter_map(node_of)
+                        .filter(|n| *n != me),
+                );
+            }
+        });
+        let qos0 = message.qos == QoS::AtMostOnce;
+        let sessions = &self.sessions;
+        let connected_at = |client_id: &ClientId| {
+            sessions
+                .get(client_id)
+                .filter(|s| s.connected)
+                .map(|s| s.place.node)
+        };
+        self.router.matches(topic, |m| match m {
+            Match::Plain(client_id, _) => {
+                if let Some(node) = connected_at(client_id).filter(|n| qos0 && *n != me) {
+                    targets.plain_nodes.insert(node);
+                }
+            }
+            Match::Shared(group) => {
+                let entry = targets.groups.entry(shared_key(group)).or_default();
+                entry.has_durable_members |= !group.members.is_empty();
+                if !qos0 {
+                    return;
+                }
+                for node in group.members.keys().filter_map(connected_at) {
+                    if node == me {
+                        entry.connected_here += 1;
+                    } else {
+                        entry.elsewhere.push(node);
+                    }
+                }
+            }
+        });
+        targets
+    }
+
     /// The shared groups with members here whose filter matches the topic.
     pub fn shared_groups_matching(&self, topic: &TopicName) -> Vec<SharedKey> {
         let mut keys = Vec::new();
@@ -488,11 +665,17 @@ impl State {
         message: &Arc<Message>,
         cursor: usize,
         skip_shared: &[SharedKey],
+        node: u64,
     ) -> Vec<DirectDelivery> {
         debug_assert_eq!(message.qos, QoS::AtMostOnce);
-        self.targets(message, |_| cursor, skip_shared)
+        let here = |client_id: &ClientId| {
+            self.sessions
+                .get(client_id)
+                .is_some_and(|s| s.connected && s.place.node == node)
+        };
+        self.targets_where(message, |_| cursor, skip_shared, here)
             .into_iter()
-            .filter(|(t, _)| self.sessions.get(&t.client_id).is_some_and(|s| s.connected))
+            .filter(|(t, _)| here(&t.client_id))
             .map(|(t, _)| DirectDelivery {
                 client_id: t.client_id,
                 message: message.clone(),
@@ -525,8 +708,20 @@ impl State {
     fn targets(
         &self,
         message: &Arc<Message>,
+        cursor: impl FnMut(&SharedKey) -> usize,
+        skip_shared: &[SharedKey],
+    ) -> Vec<(Target, usize)> {
+        self.targets_where(message, cursor, skip_shared, |_| true)
+    }
+
+    /// [`State::targets`] with shared-group members limited to those `eligible` (when any
+    /// member is).
+    fn targets_where(
+        &self,
+        message: &Arc<Message>,
         mut cursor: impl FnMut(&SharedKey) -> usize,
         skip_shared: &[SharedKey],
+        eligible: impl Fn(&ClientId) -> bool,
     ) -> Vec<(Target, usize)> {
         let mut plain: BTreeMap<ClientId, Target> = BTreeMap::new();
         let mut shared: Vec<(Target, usize)> = Vec::new();
@@ -559,12 +754,12 @@ impl State {
                 if skip_shared.contains(&key) {
                     return;
                 }
-                let members: Vec<(&ClientId, &Subscription)> = group.members.iter().collect();
-                let pick = pick_member(&members, cursor(&key), |client_id| {
-                    sessions
-                        .get(client_id)
-                        .is_some_and(|s| s.connected && s.queue.len() < queue_max)
-                });
+                let mut members: Vec<(&ClientId, &Subscription)> =
+                    group.members.iter().filter(|(c, _)| eligible(c)).collect();
+                if members.is_empty() {
+                    members = group.members.iter().collect();
+                }
+                let pick = pick_member(&members, cursor(&key), message.qos, sessions, queue_max);
                 let (client_id, subscription) = members[pick];
                 let target = Target {
                     client_id: client_id.clone(),
@@ -653,7 +848,8 @@ impl State {
     }
 
     /// Gives `message` to one member of the shared group `key` other than `except`, in turn;
-    /// false when the group has no such member here.
+    /// false when the group has no such member here (or, for QoS 1 and 2, none subscribed at
+    /// QoS 1 or 2).
     fn deliver_to_group(
         &mut self,
         key: &SharedKey,
@@ -676,12 +872,13 @@ impl State {
         let cursor = self.shared_cursors.get(key).copied().unwrap_or(0);
         let sessions = &self.sessions;
         let queue_max = self.config.queue_max;
-        let pick = pick_member(&others, cursor, |c| {
-            sessions
-                .get(c)
-                .is_some_and(|s| s.connected && s.queue.len() < queue_max)
-        });
+        let pick = pick_member(&others, cursor, message.qos, sessions, queue_max);
         let (other, subscription) = others[pick];
+        if message.qos != QoS::AtMostOnce && subscription.options.qos == QoS::AtMostOnce {
+            // Only members subscribed at QoS 0 are left: the message stays where it is
+            // rather than go on at most once.
+            return false;
+        }
         let target = Target {
             client_id: other.clone(),
             qos: delivery_qos(message.qos, subscription.options.qos),
@@ -745,6 +942,7 @@ impl State {
             self.timer_of.len(),
             "timer index out of step"
         );
+        self.placement.validate();
         for (at, client_id) in &self.timers {
             assert_eq!(
                 self.timer_of.get(client_id),
@@ -759,16 +957,35 @@ impl State {
     }
 }
 
-/// Picks a shared-subscription member round-robin from `cursor`, preferring one `ready` to
-/// take the message now; falls back to the member at the cursor.
-fn pick_member<T>(
-    members: &[(&ClientId, T)],
+/// Picks a shared-subscription member for a message of `qos`, round-robin from `cursor`.
+/// QoS 0 goes to a connected member with room in its queue. QoS 1 and 2 go to a member
+/// subscribed at QoS 1 or 2 when the group has one, connected if possible, else one that
+/// keeps the message until it reconnects: a member subscribed at QoS 0 would get it at most
+/// once (not at all while disconnected, or on a dead link), which is not what the publisher
+/// asked for while another member can take it at least once. Failing all that, the member at
+/// the cursor.
+fn pick_member(
+    members: &[(&ClientId, &Subscription)],
     cursor: usize,
-    ready: impl Fn(&ClientId) -> bool,
+    qos: QoS,
+    sessions: &BTreeMap<ClientId, SessionState>,
+    queue_max: usize,
 ) -> usize {
     let n = members.len();
-    (0..n)
-        .map(|i| (cursor + i) % n)
-        .find(|&i| ready(members[i].0))
-        .unwrap_or(cursor % n)
+    let first = |fit: &dyn Fn(&ClientId, &Subscription) -> bool| {
+        (0..n)
+            .map(|i| (cursor + i) % n)
+            .find(|&i| fit(members[i].0, members[i].1))
+    };
+    let room = |c: &ClientId| sessions.get(c).is_some_and(|s| s.queue.len() < queue_max);
+    let connected = |c: &ClientId| sessions.get(c).is_some_and(|s| s.connected) && room(c);
+    let at_least_once = |s: &Subscription| s.options.qos != QoS::AtMostOnce;
+    let pick = if qos == QoS::AtMostOnce {
+        first(&|c, _| connected(c))
+    } else {
+        first(&|c, s| at_least_once(s) && connected(c))
+            .or_else(|| first(&|c, s| at_least_once(s) && room(c)))
+            .or_else(|| first(&|c, _| connected(c)))
+    };
+    pick.unwrap_or(cursor % n)
 }

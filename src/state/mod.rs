@@ -9,15 +9,17 @@ mod command;
 mod machine;
 mod message;
 mod persist;
+mod placement;
 mod session;
 
 pub use command::{delivery_qos, Applied, Command, DirectDelivery};
-pub use machine::{OverflowPolicy, State, StateConfig};
+pub use machine::{GroupTargets, OverflowPolicy, SpreadTargets, State, StateConfig};
 pub use message::{ClientId, Message};
 pub use persist::{
     decode_commands, encode_commands, Format, PersistError, COMMANDS_VERSION, SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,
 };
+pub use placement::{BatchId, LocalSession, Place, Placement};
 pub use session::{packet_id_for, QueuedMessage, SessionState, SharedKey, Subscription, Will};
 
 #[cfg(test)]

@@ -30,18 +30,19 @@ use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
 use super::command::Command;
 use super::machine::{State, StateConfig};
 use super::message::{ClientId, Message};
+use super::placement::{BatchId, LocalSession, Place, Placement};
 use super::session::{QueuedMessage, SessionState, SharedKey, Subscription, Will};
 
 /// The format version a command batch starts with. Any change to the serde encoding of
 /// [`Command`] or anything in it (fields, variants, their order) needs a new one.
-pub const COMMANDS_VERSION: u8 = 1;
+pub const COMMANDS_VERSION: u8 = 2;
 
 /// The bytes a snapshot starts with.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"KEELSNAP";
 
 /// The snapshot format version, after the magic bytes. Any change to the snapshot body or to
 /// the serde encoding of what it holds needs a new one.
-pub const SNAPSHOT_VERSION: u16 = 1;
+pub const SNAPSHOT_VERSION: u16 = 2;
 
 const SNAPSHOT_HEADER_LEN: usize = SNAPSHOT_MAGIC.len() + 2;
 
@@ -154,6 +155,19 @@ pub(super) struct SnapshotBody<'a> {
     /// Round-robin position of each shared subscription, by key ascending. Kept because it
     /// decides which member gets the next message; the group membership is derived.
     pub(super) shared_cursors: Vec<(SharedKey, u64)>,
+    /// The cluster's local sessions, by client id ascending, each with its subscriptions by
+    /// filter ascending.
+    pub(super) local_sessions: Vec<LocalRecord>,
+    /// The last batch applied from each node, by node ascending.
+    pub(super) batches: Vec<BatchId>,
+}
+
+/// A [`LocalSession`] as written.
+#[derive(Serialize, Deserialize)]
+pub(super) struct LocalRecord {
+    pub(super) client_id: ClientId,
+    pub(super) place: Place,
+    pub(super) subscriptions: Vec<(TopicFilter, Subscription)>,
 }
 
 /// A [`SessionState`] with its queued messages as indexes into the message table.
@@ -173,6 +187,7 @@ pub(super) struct SessionRecord<'a> {
     /// Held by value in the session, not shared, so written in place.
     pub(super) will: Option<Cow<'a, Will>>,
     pub(super) will_due_ms: Option<u64>,
+    pub(super) place: Place,
 }
 
 /// A [`QueuedMessage`] with its message as an index into the message table.
@@ -266,6 +281,7 @@ impl<'a> SessionRecord<'a> {
             incoming_qos2,
             will,
             will_due_ms,
+            place,
         } = session;
         SessionRecord {
             client_id: client_id.clone(),
@@ -281,6 +297,7 @@ impl<'a> SessionRecord<'a> {
             incoming_qos2: incoming_qos2.iter().copied().collect(),
             will: will.as_deref().map(Cow::Borrowed),
             will_due_ms: *will_due_ms,
+            place: *place,
         }
     }
 
@@ -297,6 +314,7 @@ impl<'a> SessionRecord<'a> {
             incoming_qos2,
             will,
             will_due_ms,
+            place,
         } = self;
         let subscriptions =
             ascending_map(subscriptions, || format!("subscriptions of {client_id}"))?;
@@ -321,6 +339,7 @@ impl<'a> SessionRecord<'a> {
             incoming_qos2,
             will: will.map(|w| Box::new(w.into_owned())),
             will_due_ms,
+            place,
         };
         session.check().map_err(invariant)?;
         Ok(session)
@@ -391,11 +410,27 @@ impl State {
             // A usize always fits in a u64 on the platforms Rust supports.
             .map(|(key, &cursor)| (key.clone(), cursor as u64))
             .collect();
+        let placement = self.placement();
+        let local_sessions = placement
+            .local_sessions()
+            .iter()
+            .map(|(client_id, local)| LocalRecord {
+                client_id: client_id.clone(),
+                place: local.place,
+                subscriptions: local
+                    .subscriptions
+                    .iter()
+                    .map(|(filter, subscription)| (filter.clone(), *subscription))
+                    .collect(),
+            })
+            .collect();
         let body = SnapshotBody {
             messages: table.messages,
             sessions,
             retained,
             shared_cursors,
+            local_sessions,
+            batches: placement.batches().values().copied().collect(),
         };
         let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
         out.extend_from_slice(&SNAPSHOT_MAGIC);
@@ -415,6 +450,8 @@ impl State {
             sessions: session_records,
             retained,
             shared_cursors,
+            local_sessions,
+            batches,
         } = decode_whole(Format::Snapshot, body)?;
         let mut messages = RestoredMessages::new(messages);
         let mut sessions = Vec::with_capacity(session_records.len());
@@ -445,11 +482,29 @@ impl State {
             })
             .collect::<Result<Vec<_>, PersistError>>()?;
         let shared_cursors = ascending_map(shared_cursors, || "shared cursors".to_string())?;
+        let local = local_sessions
+            .into_iter()
+            .map(|record| {
+                let subscriptions = ascending_map(record.subscriptions, || {
+                    format!("local subscriptions of {}", record.client_id)
+                })?;
+                let session = LocalSession {
+                    place: record.place,
+                    subscriptions,
+                };
+                Ok((record.client_id, session))
+            })
+            .collect::<Result<Vec<_>, PersistError>>()?;
+        let local = ascending_map(local, || "local sessions".to_string())?;
+        let batches = ascending_map(batches.into_iter().map(|b| (b.place.node, b)), || {
+            "batches".to_string()
+        })?;
         Ok(State::from_parts(
             config,
             sessions,
             retained,
             shared_cursors,
+            Placement::from_parts(local, batches),
         ))
     }
 }

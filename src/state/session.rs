@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{PacketId, QoS, SubscriptionOptions, TopicFilter, SHARED_PREFIX};
 
 use super::message::{ClientId, Message};
+use super::placement::Place;
 
 /// A subscription as the session holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,10 +106,12 @@ pub struct SessionState {
     pub will: Option<Box<Will>>,
     /// When the pending will is due (unix ms), once the connection has ended.
     pub will_due_ms: Option<u64>,
+    /// Where the session's connection is served (while connected) or last was.
+    pub place: Place,
 }
 
 impl SessionState {
-    pub fn new(client_id: ClientId, expiry_secs: u32) -> SessionState {
+    pub fn new(client_id: ClientId, expiry_secs: u32, place: Place) -> SessionState {
         SessionState {
             client_id,
             expiry_secs,
@@ -120,6 +123,7 @@ impl SessionState {
             incoming_qos2: BTreeSet::new(),
             will: None,
             will_due_ms: None,
+            place,
         }
     }
 

@@ -74,6 +74,7 @@ impl Harness {
             expiry_secs,
             will: will.map(Box::new),
             now_ms: 0,
+            place: Place::default(),
         })
     }
 
@@ -89,6 +90,7 @@ impl Harness {
             expiry_secs,
             publish_will,
             now_ms,
+            place: Place::default(),
         })
     }
 

@@ -18,7 +18,10 @@
 //!   is never required. A publish sent before the SUBACK may have been routed before the
 //!   subscription existed: not required either.
 //! - `G1 exactly-once`: a message published at QoS 2 is delivered at QoS 2 at most once to one
-//!   receiver (a client, or a whole shared group, [MQTT-4.3.3], [MQTT-4.8.2]). Whether it was
+//!   receiver session (a durable client, or a whole shared group of durable members,
+//!   [MQTT-4.3.3], [MQTT-4.8.2]; a session that ends with its connection is a receiver of its
+//!   own, in a group too when the group has no durable member: exactly once holds within a
+//!   session, and a new one has none of the old one's state). Whether it was
 //!   acknowledged does not matter: an unknown publish may arrive, but only once. (The
 //!   workload's client drops a QoS 2 resend whose packet id awaits PUBREL, as the spec's
 //!   receiver does, so a duplicate here got past the protocol's own dedup: the broker sent the
@@ -36,16 +39,26 @@ use keel::codec::QoS;
 use super::{matches, split_shared, Facts, Granted, Receiver, Sent};
 use crate::chaos::history::{ConnRef, Entry, MsgId, Violation};
 
+/// A receiving session: a receiver, and for a client whose sessions end with their
+/// connections, the connection (0 otherwise).
+type Session<'h> = (Receiver<'h>, u32);
+
 /// The non-retained deliveries of one message to one receiver.
 #[derive(Default)]
 struct Copies<'h> {
     all: Vec<(usize, &'h ConnRef)>,
-    qos2: Vec<(usize, &'h ConnRef)>,
 }
 
 pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut to_receiver: BTreeMap<(Receiver, MsgId), Copies> = BTreeMap::new();
+    let mut to_session: BTreeMap<(Session, MsgId), Vec<(usize, &ConnRef)>> = BTreeMap::new();
+    let durable_groups: BTreeSet<&str> = facts
+        .share_filter
+        .iter()
+        .filter(|(client, _)| facts.durable.contains(*client))
+        .map(|(_, filter)| *filter)
+        .collect();
     let mut to_client: BTreeSet<(&str, MsgId)> = BTreeSet::new();
 
     for d in &facts.deliveries {
@@ -71,15 +84,29 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
         let copies = to_receiver.entry((receiver, d.msg)).or_default();
         copies.all.push((d.index, d.at));
         if sent.qos == QoS::ExactlyOnce && d.qos == QoS::ExactlyOnce {
-            copies.qos2.push((d.index, d.at));
-            if copies.qos2.len() == 2 {
+            // A client whose sessions end with their connections has a new session, and a
+            // receiver of its own, on each connection; but a shared group with a durable
+            // member is one receiver, whichever member it gave the message to.
+            let whole_group = match receiver {
+                Receiver::Group(filter) => durable_groups.contains(filter),
+                Receiver::Client(_) => false,
+            };
+            let session = if whole_group || facts.durable.contains(d.at.client.as_str()) {
+                (receiver, 0)
+            } else {
+                (Receiver::Client(&d.at.client), d.at.conn)
+            };
+            let qos2 = to_session.entry((session, d.msg)).or_default();
+            qos2.push((d.index, d.at));
+            if qos2.len() == 2 {
                 violations.push(Violation {
                     guarantee: "G1 exactly-once",
                     detail: format!(
-                        "{receiver} got QoS 2 {} on {} twice at QoS 2: {}",
+                        "{} got QoS 2 {} on {} twice at QoS 2: {}",
+                        session.0,
                         d.msg,
                         sent.topic,
-                        copies_text(&copies.qos2)
+                        copies_text(qos2)
                     ),
                 });
             }
@@ -277,6 +304,18 @@ mod tests {
             .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
             .deliver("s/1", m(0, 1), "t/a", ExactlyOnce);
         assert_eq!(judge(&clean.build()), ["G1 exactly-once"]);
+        // A clean subscriber's next connection is a new session, which has none of the old
+        // one's QoS 2 state: the same message on it is not a second copy to that session.
+        let new_session = H::new()
+            .connect_clean("s/1")
+            .sub("s/1", "t/a", ExactlyOnce)
+            .publish("p/1", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+            .lost("s/1")
+            .connect_clean("s/2")
+            .sub("s/2", "t/a", ExactlyOnce)
+            .deliver("s/2", m(0, 1), "t/a", ExactlyOnce);
+        assert_eq!(judge(&new_session.build()), OK);
         // At QoS 1 (a QoS 1 subscription) a QoS 2 message may come again.
         let qos1 = setup(AtLeastOnce)
             .publish_acked("p/1", m(0, 1), "t/a", ExactlyOnce)

@@ -16,8 +16,30 @@ use crate::codec::{
 use crate::state::persist::{SessionRecord, SnapshotBody};
 use crate::state::{
     decode_commands, encode_commands, ClientId, Command, Format, Message, OverflowPolicy,
-    PersistError, SharedKey, State, StateConfig, Subscription, Will, SNAPSHOT_MAGIC,
+    PersistError, Place, SharedKey, State, StateConfig, Subscription, Will, SNAPSHOT_MAGIC,
 };
+
+/// Where the sessions of a test that is not about places are served.
+const HERE: Place = Place {
+    node: 1,
+    incarnation: 1,
+};
+
+/// Places the property tests draw from: two nodes, one of them in two runs.
+const PLACES: [Place; 3] = [
+    Place {
+        node: 1,
+        incarnation: 1,
+    },
+    Place {
+        node: 2,
+        incarnation: 1,
+    },
+    Place {
+        node: 1,
+        incarnation: 2,
+    },
+];
 
 fn id(s: &str) -> ClientId {
     MqttString::new(s).unwrap()
@@ -89,6 +111,7 @@ fn open(state: &mut State, client: &str, expiry_secs: u32) {
             expiry_secs,
             will: None,
             now_ms: 0,
+            place: HERE,
         },
     );
 }
@@ -135,6 +158,12 @@ fn assert_same_state(a: &State, b: &State, now_ms: u64) {
         b.retained().collect::<Vec<_>>()
     );
     assert_eq!(a.subscription_count(), b.subscription_count());
+    assert_eq!(
+        a.placement().local_sessions(),
+        b.placement().local_sessions()
+    );
+    assert_eq!(a.placement().batches(), b.placement().batches());
+    assert_eq!(a.placement().routes().len(), b.placement().routes().len());
     assert_eq!(a.next_deadline_ms(), b.next_deadline_ms());
     assert_eq!(a.due(now_ms), b.due(now_ms));
     assert_eq!(a.due(u64::MAX), b.due(u64::MAX));
@@ -162,12 +191,14 @@ fn every_command() -> Vec<Command> {
             expiry_secs: u32::MAX,
             will: Some(Box::new(will)),
             now_ms: 1,
+            place: HERE,
         },
         Command::CloseSession {
             client_id: id("c"),
             expiry_secs: 60,
             publish_will: true,
             now_ms: 2,
+            place: HERE,
         },
         Command::EndSession {
             client_id: id("c"),
@@ -229,6 +260,29 @@ fn every_command() -> Vec<Command> {
             message: Arc::new(message("t/1", QoS::AtLeastOnce, b"s")),
             retain: false,
         },
+        Command::OpenLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+        },
+        Command::SubscribeLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+            subscriptions: vec![(filter("$share/g/t/+"), subscribed)],
+        },
+        Command::UnsubscribeLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+            filters: vec![filter("$share/g/t/+")],
+        },
+        Command::CloseLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+        },
+        Command::NodeDown {
+            node: 2,
+            incarnation: u64::MAX,
+            now_ms: 6,
+        },
     ]
 }
 
@@ -249,6 +303,11 @@ fn variant(command: &Command) -> &'static str {
         Command::PubRelReceived { .. } => "PubRelReceived",
         Command::ReleaseShared { .. } => "ReleaseShared",
         Command::PublishShared { .. } => "PublishShared",
+        Command::OpenLocal { .. } => "OpenLocal",
+        Command::CloseLocal { .. } => "CloseLocal",
+        Command::SubscribeLocal { .. } => "SubscribeLocal",
+        Command::UnsubscribeLocal { .. } => "UnsubscribeLocal",
+        Command::NodeDown { .. } => "NodeDown",
     }
 }
 
@@ -256,7 +315,7 @@ fn variant(command: &Command) -> &'static str {
 fn every_command_variant_round_trips() {
     let commands = every_command();
     let variants: BTreeSet<&str> = commands.iter().map(variant).collect();
-    assert_eq!(variants.len(), 13, "every variant is covered");
+    assert_eq!(variants.len(), 18, "every variant is covered");
     for command in &commands {
         let one = std::slice::from_ref(command);
         assert_eq!(decode_commands(&encode_commands(one)).unwrap(), one);
@@ -287,7 +346,7 @@ fn command_batch_format_is_pinned() {
     assert_eq!(
         bytes,
         [
-            1, // version
+            2, // version
             2, // two commands
             10, 1, b'c', 0x82, 0x02, // PubRelReceived "c" 258
             6, 1, b't', 2, b'h', b'i', 1, 0, // Publish "t" "hi" QoS 1, retain false
@@ -369,15 +428,15 @@ fn command_batch_header_is_checked() {
         Err(PersistError::TruncatedHeader { .. })
     ));
     let mut bytes = encode_commands(&every_command());
-    bytes[0] = 2;
+    bytes[0] = 3;
     let error = decode_commands(&bytes).unwrap_err();
     assert!(matches!(
         error,
-        PersistError::UnsupportedVersion { found: 2, .. }
+        PersistError::UnsupportedVersion { found: 3, .. }
     ));
     assert_eq!(
         error.to_string(),
-        "unsupported command batch format version 2: this build reads version 1"
+        "unsupported command batch format version 3: this build reads version 2"
     );
     let mut bytes = encode_commands(&every_command());
     bytes.push(0);
@@ -439,6 +498,7 @@ fn rich_state() -> State {
                 delay_secs: 30,
             })),
             now_ms: 1_000,
+            place: HERE,
         },
     );
     apply(
@@ -448,9 +508,26 @@ fn rich_state() -> State {
             expiry_secs: 100,
             publish_will: true,
             now_ms: 2_000,
+            place: HERE,
         },
     );
     state
+}
+
+#[test]
+fn the_batches_applied_from_each_node_survive_a_snapshot() {
+    let mut state = rich_state();
+    for (place, seq) in [(PLACES[0], 3), (PLACES[1], 1), (PLACES[2], 7)] {
+        assert!(state.accept_batch(crate::state::BatchId { place, seq }));
+    }
+    let mut restored = restore(&state);
+    assert_eq!(restored.placement().batches(), state.placement().batches());
+    // Node 1 is at its second run: a late batch of the first is refused after restore too.
+    assert!(!restored.accept_batch(crate::state::BatchId {
+        place: PLACES[0],
+        seq: 9
+    }));
+    assert_eq!(restored.to_snapshot(), state.to_snapshot());
 }
 
 #[test]
@@ -550,11 +627,11 @@ fn snapshot_header_is_checked() {
     assert!(matches!(error, PersistError::BadMagic));
     assert!(error.to_string().contains("not a keel snapshot"));
     let mut future = bytes.clone();
-    future[8..10].copy_from_slice(&2u16.to_le_bytes());
+    future[8..10].copy_from_slice(&3u16.to_le_bytes());
     let error = State::from_snapshot(config, &future).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "unsupported snapshot format version 2: this build reads version 1"
+        "unsupported snapshot format version 3: this build reads version 2"
     );
     let mut trailing = bytes;
     trailing.push(0);
@@ -690,7 +767,8 @@ fn snapshot_breaking_an_invariant_is_refused() {
 #[test]
 fn empty_state_snapshot_format_is_pinned() {
     let bytes = State::new(StateConfig::default()).to_snapshot();
-    assert_eq!(bytes, b"KEELSNAP\x01\x00\x00\x00\x00\x00");
+    // Header, then empty message table, sessions, retained, cursors, local sessions, batches.
+    assert_eq!(bytes, b"KEELSNAP\x02\x00\x00\x00\x00\x00\x00\x00");
 }
 
 // The generated workload: a few clients, topics and filters, so that commands meet.
@@ -773,6 +851,22 @@ enum Op {
     Tick {
         advance_ms: u64,
     },
+    OpenLocal {
+        client: usize,
+        place: usize,
+    },
+    CloseLocal {
+        client: usize,
+        place: usize,
+    },
+    SubscribeLocal {
+        client: usize,
+        place: usize,
+        subscriptions: Vec<SubscribeSpec>,
+    },
+    NodeDown {
+        place: usize,
+    },
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
@@ -852,10 +946,17 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (client.clone(), 0..4usize).prop_map(|(client, pick)| Op::Ack { client, pick }),
         3 => (client.clone(), 0..4usize).prop_map(|(client, pick)| Op::PubRec { client, pick }),
         1 => (client.clone(), 1..4u16).prop_map(|(client, packet_id)| Op::PubRel { client, packet_id }),
-        1 => (client, prop::collection::vec(0..4usize, 1..3))
+        1 => (client.clone(), prop::collection::vec(0..4usize, 1..3))
             .prop_map(|(client, picks)| Op::ReleaseShared { client, picks }),
         2 => prop_oneof![4 => 0..3_000u64, 1 => Just(60_000), 1 => Just(10_000_000)]
             .prop_map(|advance_ms| Op::Tick { advance_ms }),
+        2 => (client.clone(), 0..PLACES.len())
+            .prop_map(|(client, place)| Op::OpenLocal { client, place }),
+        1 => (client.clone(), 0..PLACES.len())
+            .prop_map(|(client, place)| Op::CloseLocal { client, place }),
+        2 => (client, 0..PLACES.len(), prop::collection::vec(subscribe_spec(), 1..3))
+            .prop_map(|(client, place, subscriptions)| Op::SubscribeLocal { client, place, subscriptions }),
+        1 => (0..PLACES.len()).prop_map(|place| Op::NodeDown { place }),
     ]
 }
 
@@ -902,6 +1003,23 @@ fn picked_seq(state: &State, client: &ClientId, pick: usize, qos: QoS) -> u64 {
         .map_or(session.next_seq + pick as u64, |q| q.seq)
 }
 
+fn subscription_of(s: &SubscribeSpec) -> (TopicFilter, Subscription) {
+    let options = SubscriptionOptions {
+        qos: s.qos,
+        no_local: s.no_local,
+        retain_as_published: s.retain_as_published,
+        retain_handling: s.retain_handling,
+    };
+    let identifier = s.identifier.and_then(NonZeroU32::new);
+    (
+        filter(FILTERS[s.filter]),
+        Subscription {
+            options,
+            identifier,
+        },
+    )
+}
+
 /// The commands one step calls for, as the broker would issue them at `now_ms`.
 fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
     let now = *now_ms;
@@ -922,6 +1040,7 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
                 })
             }),
             now_ms: now,
+            place: HERE,
         }],
         Op::Close {
             client,
@@ -932,31 +1051,14 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
             expiry_secs: EXPIRIES_SECS[*expiry],
             publish_will: *publish_will,
             now_ms: now,
+            place: HERE,
         }],
         Op::Subscribe {
             client,
             subscriptions,
         } => vec![Command::Subscribe {
             client_id: id(CLIENTS[*client]),
-            subscriptions: subscriptions
-                .iter()
-                .map(|s| {
-                    let options = SubscriptionOptions {
-                        qos: s.qos,
-                        no_local: s.no_local,
-                        retain_as_published: s.retain_as_published,
-                        retain_handling: s.retain_handling,
-                    };
-                    let identifier = s.identifier.and_then(NonZeroU32::new);
-                    (
-                        filter(FILTERS[s.filter]),
-                        Subscription {
-                            options,
-                            identifier,
-                        },
-                    )
-                })
-                .collect(),
+            subscriptions: subscriptions.iter().map(subscription_of).collect(),
             now_ms: now,
         }],
         Op::Unsubscribe { client, filters } => vec![Command::Unsubscribe {
@@ -1012,6 +1114,28 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
             *now_ms += advance_ms;
             state.due(*now_ms)
         }
+        Op::OpenLocal { client, place } => vec![Command::OpenLocal {
+            client_id: id(CLIENTS[*client]),
+            place: PLACES[*place],
+        }],
+        Op::CloseLocal { client, place } => vec![Command::CloseLocal {
+            client_id: id(CLIENTS[*client]),
+            place: PLACES[*place],
+        }],
+        Op::SubscribeLocal {
+            client,
+            place,
+            subscriptions,
+        } => vec![Command::SubscribeLocal {
+            client_id: id(CLIENTS[*client]),
+            place: PLACES[*place],
+            subscriptions: subscriptions.iter().map(subscription_of).collect(),
+        }],
+        Op::NodeDown { place } => vec![Command::NodeDown {
+            node: PLACES[*place].node,
+            incarnation: PLACES[*place].incarnation + 1,
+            now_ms: now,
+        }],
     }
 }
 
