@@ -2,5 +2,6 @@
 //! (`cargo test --features sim`). One seed replays a run: `KEEL_SIM_SEED=N`.
 
 mod chaos;
+mod cluster;
 mod smoke;
 mod support;

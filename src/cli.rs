@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// A node of a running cluster to join (cluster.join).
     #[arg(long, value_name = "HOST:PORT")]
     pub join: Option<HostPort>,
+    /// Where the other nodes reach this one (cluster.advertise).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<HostPort>,
 }
 
 /// A listener address on the command line: `IP:PORT`, or `""` for off.
@@ -122,6 +125,9 @@ impl ServeArgs {
         }
         if let Some(join) = &self.join {
             config.cluster.join = Some(join.clone());
+        }
+        if let Some(addr) = &self.advertise {
+            config.cluster.advertise = Some(addr.clone());
         }
     }
 }

@@ -316,8 +316,8 @@ impl Default for AuthConfig {
     }
 }
 
-/// `[cluster]`: Raft membership. Parsed and validated, but the node runs alone for now.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[cluster]`: Raft membership and the node's cluster listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Address the node listens on for its peers (Raft and forwarding RPCs). Default: none.
@@ -330,6 +330,46 @@ pub struct ClusterConfig {
     /// `peers`. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<HostPort>,
+    /// Where the other nodes reach this one. Default: this node's entry in `peers`, else
+    /// `listen` (which must then not be an unspecified address such as 0.0.0.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<HostPort>,
+    /// A node that has not answered the leader for this long is declared gone: the clients
+    /// it served are disconnected in the cluster's state (their wills published, their
+    /// expiry started) so that they can resume elsewhere. Default 30.
+    pub node_down_secs: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            listen: None,
+            peers: Vec::new(),
+            join: None,
+            advertise: None,
+            node_down_secs: 30,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the node runs in a cluster (has a cluster listener).
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some()
+    }
+
+    /// Where the other nodes reach `node_id`, if it can be told.
+    pub fn advertised(&self, node_id: u64) -> Option<String> {
+        if let Some(addr) = &self.advertise {
+            return Some(addr.to_string());
+        }
+        if let Some(peer) = self.peers.iter().find(|p| p.id == node_id) {
+            return Some(peer.addr.to_string());
+        }
+        self.listen
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| a.to_string())
+    }
 }
 
 /// A `HOST:PORT` address that may name a host (`node2.example:7000`), an IPv4 address, or a
@@ -688,7 +728,25 @@ impl Config {
             cluster.peers.is_empty() || cluster.peers.iter().any(|p| p.id == self.node_id),
             "cluster.peers",
             || format!("does not list this node (node_id = {})", self.node_id),
-        )
+        )?;
+        let needs_listener = !cluster.peers.is_empty() || cluster.join.is_some();
+        ensure(
+            !needs_listener || cluster.listen.is_some(),
+            "cluster.listen",
+            || "is needed with cluster.peers or cluster.join".to_owned(),
+        )?;
+        ensure(
+            !cluster.enabled() || cluster.advertised(self.node_id).is_some(),
+            "cluster.advertise",
+            || {
+                "is needed: cluster.listen is an unspecified address and cluster.peers does \
+                 not list this node"
+                    .to_owned()
+            },
+        )?;
+        ensure(cluster.node_down_secs > 0, "cluster.node_down_secs", || {
+            "must be at least 1".to_owned()
+        })
     }
 
     /// The session layer's limits. Expects a validated configuration; a `maximum_qos` above
@@ -861,6 +919,7 @@ mod tests {
         let in_example = key_set(&uncommented);
         let mut expected = key_set(&full().to_toml().unwrap());
         expected.insert("cluster.join".to_owned());
+        expected.insert("cluster.advertise".to_owned());
         assert_eq!(in_example, expected);
         assert!(key_set(&Config::default().to_toml().unwrap()).is_subset(&in_example));
     }
@@ -1113,11 +1172,20 @@ mod tests {
         assert!(error.problem.contains("listed twice"), "{error}");
         let error = invalid("[cluster]\npeers = [\"1@a:1\", \"2@a:1\"]");
         assert!(error.problem.contains("a:1"), "{error}");
-        let error = invalid("[cluster]\npeers = [\"1@a:1\"]\njoin = \"b:1\"");
+        let error =
+            invalid("[cluster]\npeers = [\"1@a:1\"]\njoin = \"b:1\"\nlisten = \"0.0.0.0:1\"");
         assert_eq!(error.field, "cluster.join");
-        parse("[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"")
-            .validate()
-            .unwrap();
+        let error = invalid("[cluster]\njoin = \"b:1\"");
+        assert_eq!(error.field, "cluster.listen");
+        let error = invalid("[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"");
+        assert_eq!(error.field, "cluster.advertise");
+        let joining =
+            parse("[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"\nadvertise = \"c:7000\"");
+        joining.validate().unwrap();
+        assert_eq!(joining.cluster.advertised(1).as_deref(), Some("c:7000"));
+        let forming = parse("[cluster]\npeers = [\"1@a:1\"]\nlisten = \"0.0.0.0:1\"");
+        forming.validate().unwrap();
+        assert_eq!(forming.cluster.advertised(1).as_deref(), Some("a:1"));
     }
 
     #[test]

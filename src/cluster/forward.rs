@@ -27,12 +27,12 @@ impl Forwarder for NoForwarder {
 pub const FORWARD_QUEUE_MAX: usize = 10_000;
 /// Most publishes in one message of the stream to a peer.
 const FORWARD_BATCH_MAX: usize = 256;
-/// A peer that has not taken a message of the stream for this long is reconnected.
-const FORWARD_STALL: std::time::Duration = std::time::Duration::from_secs(5);
-/// Pause before reconnecting the stream to a peer.
+/// Deadline of one call carrying publishes to a peer.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Pause after a failed call before the next.
 const FORWARD_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The forwarder of a cluster node: a bounded queue and a streaming call per peer.
+/// The forwarder of a cluster node: a bounded queue and a sending task per peer.
 pub struct GrpcForwarder<N: crate::net::Net> {
     peers: super::peers::Peers<N>,
     queues: std::sync::Mutex<
@@ -68,54 +68,40 @@ impl<N: crate::net::Net> Forwarder for GrpcForwarder<N> {
     }
 }
 
-/// Streams the publishes queued for `node` to it, reconnecting after a failure. What was in
-/// flight when a stream broke is lost (best effort, as the fast path is).
+/// Sends the publishes queued for `node` to it, in order: whatever is queued when the
+/// previous call returned goes in the next (one call at a time keeps the order; the queue
+/// makes the batches). A call that fails or times out is not repeated: what it carried may
+/// or may not have arrived, and the fast path delivers at most once.
 async fn stream_to_peer<N: crate::net::Net>(
     peers: super::peers::Peers<N>,
     node: u64,
     mut queue: tokio::sync::mpsc::Receiver<super::rpc::Forwarded>,
 ) {
     use crate::grpc::proto::Blob;
-    loop {
-        let Some(mut client) = peers.client(node) else {
-            tokio::time::sleep(FORWARD_RETRY).await;
-            if queue.is_closed() {
-                return;
-            }
-            continue;
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Blob>(64);
-        let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|blob| (blob, rx))
-        });
-        let mut call = tokio::spawn(async move { client.forward(outgoing).await });
-        loop {
-            let first = tokio::select! {
-                first = queue.recv() => first,
-                _ = &mut call => break,
-            };
-            let Some(first) = first else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < FORWARD_BATCH_MAX {
-                match queue.try_recv() {
-                    Ok(publish) => batch.push(publish),
-                    Err(_) => break,
-                }
-            }
-            let blob = Blob {
-                data: postcard::to_allocvec(&batch).unwrap_or_default().into(),
-            };
-            match tokio::time::timeout(FORWARD_STALL, tx.send(blob)).await {
-                Ok(Ok(())) => peers.record(node, true),
-                _ => {
-                    peers.record(node, false);
-                    break;
-                }
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FORWARD_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(publish) => batch.push(publish),
+                Err(_) => break,
             }
         }
-        call.abort();
-        tokio::time::sleep(FORWARD_RETRY).await;
+        let Some(mut client) = peers.client(node) else {
+            tokio::time::sleep(FORWARD_RETRY).await;
+            continue;
+        };
+        let blob = Blob {
+            data: postcard::to_allocvec(&batch).unwrap_or_default().into(),
+        };
+        let mut request = tonic::Request::new(futures_util::stream::iter([blob]));
+        request.set_timeout(FORWARD_TIMEOUT);
+        match tokio::time::timeout(FORWARD_TIMEOUT, client.forward(request)).await {
+            Ok(Ok(_)) => peers.record(node, true),
+            _ => {
+                peers.record(node, false);
+                tracing::debug!(node, lost = batch.len(), "forwarding to a peer failed");
+                tokio::time::sleep(FORWARD_RETRY).await;
+            }
+        }
     }
 }

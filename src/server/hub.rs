@@ -197,6 +197,11 @@ impl Applier for Hub {
 }
 
 impl Hub {
+    /// The node's wall clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Sets where publishes for other nodes go (before the node serves anyone).
     pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
         self.lock().forwarder = forwarder;

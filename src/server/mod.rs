@@ -4,6 +4,7 @@
 //! runs inside the simulator. All protocol and broker logic lives in the pure core
 //! (`session`, `broker`, `state`); this module only moves bytes and time into it.
 
+mod cluster;
 mod connection;
 mod hub;
 mod outbox;
@@ -28,6 +29,7 @@ use crate::session::{AllowAll, Authenticator, SessionConfig};
 use crate::storage::{KvStore, MemStore, WriteBatch};
 use crate::transport::TransportAcceptor;
 
+pub use cluster::ClusterSettings;
 pub use connection::ConnectionContext;
 pub use hub::Hub;
 pub use serve::{serve, settings, ServeError};
@@ -65,6 +67,8 @@ pub struct ServerSettings {
     /// Log entries between snapshots.
     pub snapshot_every: u64,
     pub proposer: ProposerLimits,
+    /// How the node takes part in a cluster; `None` runs a cluster of one.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +90,7 @@ impl Default for ServerSettings {
             },
             snapshot_every: 10_000,
             proposer: ProposerLimits::default(),
+            cluster: None,
         }
     }
 }
@@ -97,6 +102,7 @@ pub struct Server<N: Net> {
     hub: Arc<Hub>,
     raft: RaftNode,
     clock: Arc<dyn Clock>,
+    cluster: Option<cluster::ClusterShell<N>>,
 }
 
 impl<N: Net> Server<N> {
@@ -119,8 +125,19 @@ impl<N: Net> Server<N> {
             snapshot_every: settings.snapshot_every,
             proposer: settings.proposer,
         };
-        let membership = Membership::alone(settings.node_id);
-        let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership).await?;
+        let (raft, cluster) = match settings.cluster.clone() {
+            None => {
+                let membership = Membership::alone(settings.node_id);
+                let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership);
+                (raft.await?, None)
+            }
+            Some(cluster) => {
+                let shell = cluster::ClusterShell::bind(net, settings.node_id, cluster).await?;
+                let membership = shell.membership();
+                let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership);
+                (raft.await?, Some(shell))
+            }
+        };
         let mut listeners = Vec::new();
         for spec in &settings.listeners {
             let listener = net.bind(&spec.addr).await.map_err(|e| {
@@ -137,6 +154,7 @@ impl<N: Net> Server<N> {
             hub,
             raft,
             clock,
+            cluster,
         })
     }
 
@@ -170,6 +188,15 @@ impl<N: Net> Server<N> {
             qos0_queue_max: self.settings.qos0_queue_max,
             shutdown: stop_rx.clone(),
         });
+        if let Some(cluster) = self.cluster {
+            cluster.start(
+                self.raft.raft.clone(),
+                self.hub.clone(),
+                self.raft.queue.clone(),
+                clock.clone(),
+                stop_rx.clone(),
+            );
+        }
         let active = Arc::new(AtomicUsize::new(0));
         for (listener, acceptor) in self.listeners {
             let accept = accept_loop::<N>(

@@ -92,7 +92,29 @@ pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
         max_connections: config.mqtt.connections_max as usize,
         sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
         auth: Arc::new(PasswordAuth::from_config(&config.auth)?),
+        cluster: cluster_settings(config),
         ..ServerSettings::default()
+    })
+}
+
+/// The node's part in a cluster, when it has a cluster listener.
+fn cluster_settings(config: &Config) -> Option<super::ClusterSettings> {
+    let cluster = &config.cluster;
+    let listen = cluster.listen?;
+    // `validate` made sure the node can tell its peers where it is.
+    let advertise = cluster
+        .advertised(config.node_id)
+        .unwrap_or_else(|| listen.to_string());
+    Some(super::ClusterSettings {
+        listen: listen.to_string(),
+        advertise,
+        peers: cluster
+            .peers
+            .iter()
+            .map(|p| (p.id, p.addr.to_string()))
+            .collect(),
+        join: cluster.join.as_ref().map(|j| j.to_string()),
+        node_down_after: std::time::Duration::from_secs(cluster.node_down_secs.into()),
     })
 }
 
