@@ -418,7 +418,7 @@ mod tests {
         fs::write(
             &file,
             "node_id = 7\ndata_dir = \"/file\"\n[listeners]\nws = \"127.0.0.1:9000\"\n\
-             [mqtt]\nqueue_max = 5\n[cluster]\npeers = [\"7@a:1\"]\n",
+             [mqtt]\nqueue_max = 5\n[cluster]\npeers = [\"7@a:1\"]\nlisten = \"0.0.0.0:7000\"\n",
         )
         .unwrap();
         let file_arg = file.to_str().unwrap();

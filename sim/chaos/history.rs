@@ -61,6 +61,8 @@ pub enum Event {
         clean_start: bool,
         /// The session outlives the connection (v3 clean_session=0, v5 expiry > 0).
         durable: bool,
+        /// The node connected to.
+        node: String,
     },
     /// A successful CONNACK.
     Connected { at: ConnRef, session_present: bool },

@@ -86,6 +86,7 @@ impl Conn {
                 at: conn.at.clone(),
                 clean_start: spec.clean_start,
                 durable: spec.durable,
+                node: spec.host.clone(),
             },
         );
         let client_id = MqttString::new(&spec.client_id).map_err(|e| e.to_string())?;

@@ -16,6 +16,8 @@ enum Heal {
     RepairOneway(String, String),
     Release(String, String),
     Latency(String, String),
+    /// Repair every link between the two sets of nodes.
+    RepairSets(Vec<String>, Vec<String>),
 }
 
 pub struct Nemesis {
@@ -55,7 +57,13 @@ impl Nemesis {
     }
 
     /// Starts the faults due at `now_ms` and heals the ones that are over.
-    pub fn tick(&mut self, sim: &mut turmoil::Sim<'_>, now_ms: u64, history: &History) {
+    pub fn tick(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        now_ms: u64,
+        history: &History,
+        leader: &dyn Fn() -> Option<String>,
+    ) {
         for (node, store) in &self.stores {
             if store.unsynced_batches() == 0 {
                 self.unsynced_since.remove(node);
@@ -70,6 +78,18 @@ impl Nemesis {
                     during_sync_ms: Some(_),
                     ..
                 } => self.armed.push((now_ms + CRASH_WAIT_MS, fault)),
+                Fault::CrashLeader { down_ms } => {
+                    // No leader (an election is on): no crash this time.
+                    if let Some(node) = leader() {
+                        let crash = Fault::CrashNode {
+                            node,
+                            down_ms,
+                            keep: 0,
+                            during_sync_ms: None,
+                        };
+                        self.start(sim, now_ms, crash, history);
+                    }
+                }
                 fault => self.start(sim, now_ms, fault, history),
             }
         }
@@ -154,6 +174,15 @@ impl Nemesis {
                     self.later(now_ms + ms, Heal::Repair(a, b));
                 }
             }
+            Fault::PartitionNodes { a, b, ms } => {
+                for x in &a {
+                    for y in &b {
+                        sim.partition(x.as_str(), y.as_str());
+                    }
+                }
+                self.later(now_ms + ms, Heal::RepairSets(a, b));
+            }
+            Fault::CrashLeader { .. } => {}
             Fault::Clog { a, b, ms } => {
                 sim.hold(a.as_str(), b.as_str());
                 self.later(now_ms + ms, Heal::Release(a, b));
@@ -208,6 +237,15 @@ impl Nemesis {
                     sim.partition_oneway(a.as_str(), b.as_str())
                 }
                 Heal::Release(a, b) if a == host || b == host => sim.hold(a.as_str(), b.as_str()),
+                Heal::RepairSets(a, b) => {
+                    for x in a {
+                        for y in b {
+                            if x == host || y == host {
+                                sim.partition(x.as_str(), y.as_str());
+                            }
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -224,6 +262,13 @@ impl Nemesis {
             Heal::RepairOneway(a, b) => sim.repair_oneway(a.as_str(), b.as_str()),
             Heal::Release(a, b) => sim.release(a.as_str(), b.as_str()),
             Heal::Latency(a, b) => sim.set_link_latency(a.as_str(), b.as_str(), self.base_latency),
+            Heal::RepairSets(a, b) => {
+                for x in a {
+                    for y in b {
+                        sim.repair(x.as_str(), y.as_str());
+                    }
+                }
+            }
         }
         history.record(
             now_ms,

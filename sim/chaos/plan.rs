@@ -74,6 +74,15 @@ pub enum Fault {
         latency_ms: u64,
         ms: u64,
     },
+    /// No bytes between any node of `a` and any node of `b` for `ms` (clients unaffected).
+    PartitionNodes {
+        a: Vec<String>,
+        b: Vec<String>,
+        ms: u64,
+    },
+    /// The node that leads the cluster now crashes (losing its unsynced writes) and restarts
+    /// after `down_ms`.
+    CrashLeader { down_ms: u64 },
     /// A client's machine crashes (its connections die without a FIN) and restarts after
     /// `down_ms`, keeping what its application wrote down.
     CrashClient { client: String, down_ms: u64 },
@@ -131,9 +140,26 @@ fn qos(rng: &mut Rng, zero: f64) -> QoS {
 }
 
 impl Plan {
+    /// A run on one node.
     pub fn from_seed(seed: u64) -> Plan {
+        Plan::generate(seed, 1)
+    }
+
+    /// A run on a cluster of 3 or 5 nodes: the workload and faults of a one-node run (with
+    /// faults aimed at any node), plus faults between nodes: partitions that isolate a node or
+    /// split the cluster, and crashes of the leader.
+    pub fn cluster_from_seed(seed: u64) -> Plan {
+        let size = if Rng::from_seed(seed ^ 0x005e_edc1_u64).chance(0.7) {
+            3
+        } else {
+            5
+        };
+        Plan::generate(seed, size)
+    }
+
+    fn generate(seed: u64, size: usize) -> Plan {
         let mut rng = Rng::from_seed(seed);
-        let nodes = vec!["node1".to_string()];
+        let nodes: Vec<String> = (1..=size).map(|i| format!("node{i}")).collect();
         let client_faults = *[0.0, 0.01, 0.03]
             .get(rng.range(0..3usize))
             .expect("in range");
@@ -228,6 +254,50 @@ impl Plan {
             sync_latency: sync_latency(&mut rng),
         }
         .with_crashes_during_sync(&mut rng)
+        .with_cluster_faults(&mut rng)
+    }
+
+    /// Faults between the nodes of a cluster, every two to five seconds of the safety phase
+    /// (drawn after everything else, for the same reason as the sync latency).
+    fn with_cluster_faults(mut self, rng: &mut Rng) -> Plan {
+        if self.nodes.len() < 2 {
+            return self;
+        }
+        let mut at_ms = rng.range(1_000..4_000u64);
+        while at_ms + 1_000 < self.safety_ms {
+            let room = self.safety_ms - at_ms;
+            let ms = rng.range(500..6_000u64).min(room);
+            let fault = match rng.range(0..4u32) {
+                0 => {
+                    let node = self.nodes[rng.range(0..self.nodes.len())].clone();
+                    let rest = self.nodes.iter().filter(|n| **n != node).cloned().collect();
+                    Fault::PartitionNodes {
+                        a: vec![node],
+                        b: rest,
+                        ms,
+                    }
+                }
+                1 => {
+                    let mut shuffled = self.nodes.clone();
+                    for i in (1..shuffled.len()).rev() {
+                        shuffled.swap(i, rng.range(0..=i));
+                    }
+                    let minority = shuffled.split_off(self.nodes.len().div_ceil(2));
+                    Fault::PartitionNodes {
+                        a: minority,
+                        b: shuffled,
+                        ms,
+                    }
+                }
+                _ => Fault::CrashLeader {
+                    down_ms: rng.range(0..3_000u64).min(room),
+                },
+            };
+            self.faults.push(ScheduledFault { at_ms, fault });
+            at_ms += rng.range(2_000..5_000u64);
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self
     }
 
     /// Half the node crashes wait for a moment when the disk has unsynced writes (drawn after

@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel::broker::BrokerConfig;
+use keel::cluster::{Applier, TypeConfig};
 use keel::net::{Rng, SimClock, SimNet};
 use keel::planted::Bugs;
-use keel::server::{Hub, ListenerSpec, Server, ServerSettings};
+use keel::server::{ClusterSettings, Hub, ListenerSpec, Server, ServerSettings};
 use keel::storage::MemStore;
 use keel::transport::TransportAcceptor;
+use openraft::Raft;
 
 use super::checkers;
 use super::history::{Entry, Event, History, Violation};
@@ -40,8 +42,13 @@ pub struct Outcome {
 
 type HostFuture = Pin<Box<dyn Future<Output = turmoil::Result>>>;
 
-/// The hub of a node's current run, so the harness can check its invariants between steps.
-type HubSlot = Arc<Mutex<Option<Arc<Hub>>>>;
+/// A node of a cluster that has not answered its leader for this long is declared gone:
+/// shorter than in production, so that runs exercise it.
+const NODE_DOWN_AFTER: Duration = Duration::from_secs(5);
+
+/// The hub and Raft handle of a node's current run, so the harness can check its invariants
+/// between steps.
+type HubSlot = Arc<Mutex<Option<(Arc<Hub>, Raft<TypeConfig>)>>>;
 
 fn node_host(
     plan: &Plan,
@@ -51,11 +58,24 @@ fn node_host(
 ) -> impl Fn() -> HostFuture + 'static {
     let sync = plan.sync;
     let snapshot_every = plan.snapshot_every;
+    let cluster = (plan.nodes.len() > 1).then(|| ClusterSettings {
+        listen: "0.0.0.0:7000".into(),
+        advertise: format!("{}:7000", plan.nodes[node_id as usize - 1]),
+        peers: plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (i as u64 + 1, format!("{name}:7000")))
+            .collect(),
+        join: None,
+        node_down_after: NODE_DOWN_AFTER,
+    });
     let seed = plan.seed ^ node_id;
     let starts = Arc::new(Mutex::new(0u64));
     move || {
         let store = store.clone();
         let slot = slot.clone();
+        let cluster = cluster.clone();
         let run = {
             let mut starts = starts.lock().unwrap_or_else(|e| e.into_inner());
             *starts += 1;
@@ -73,12 +93,13 @@ fn node_host(
                 store: Arc::new(store),
                 sync,
                 snapshot_every,
+                cluster,
                 ..ServerSettings::default()
             };
             let started_ms = super::mqtt::now_ms();
             let clock = Arc::new(SimClock::new(EPOCH_MS + started_ms));
             let server = Server::bind(&SimNet, settings, clock).await?;
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.hub());
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((server.hub(), server.raft()));
             server
                 .run(
                     Rng::from_seed(seed.wrapping_add(run)),
@@ -90,11 +111,10 @@ fn node_host(
     }
 }
 
-/// Runs the simulation of `seed` to the end, with `bugs` planted in the nodes (none but in
-/// the tests that show the checkers catch them), and checks it.
-pub fn run_with_bugs(seed: u64, bugs: Bugs) -> Outcome {
+/// Runs the simulation of `plan`, with `bugs` planted.
+pub fn run_with(plan: Plan, bugs: Bugs) -> Outcome {
     keel::planted::plant(bugs);
-    let outcome = run_plan(Plan::from_seed(seed));
+    let outcome = run_plan(plan);
     keel::planted::plant(Bugs::default());
     outcome
 }
@@ -167,6 +187,9 @@ fn run_plan(plan: Plan) -> Outcome {
         .collect();
     let mut nemesis = Nemesis::new(plan.faults.clone(), stores, plan.max_latency, hosts);
     let mut violations = Vec::new();
+    // The entry applied at each index, by log id, as the nodes reported it.
+    let mut applied_at: BTreeMap<u64, openraft::LogId<u64>> = BTreeMap::new();
+    let mut diverged = false;
     let mut liveness = false;
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
@@ -181,7 +204,16 @@ fn run_plan(plan: Plan) -> Outcome {
             phase.finish();
             break;
         }
-        nemesis.tick(&mut sim, now_ms, &history);
+        let leader = || {
+            slots.iter().find_map(|(node, slot)| {
+                let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                let leads = slot
+                    .as_ref()
+                    .is_some_and(|(hub, _)| hub.lock().broker.leads());
+                leads.then(|| node.clone())
+            })
+        };
+        nemesis.tick(&mut sim, now_ms, &history, &leader);
         if let Err(e) = sim.step() {
             violations.push(Violation {
                 guarantee: "host failed",
@@ -193,9 +225,36 @@ fn run_plan(plan: Plan) -> Outcome {
             if !sim.is_host_running(node.as_str()) {
                 continue;
             }
-            if let Some(hub) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some((hub, raft)) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 // Panics (a broken invariant) with the seed printed by the caller.
                 hub.lock().broker.validate();
+                let metrics = raft.metrics().borrow().clone();
+                // Log matching of what is applied: the entry a node applied at an index is
+                // the entry every node applies there. (Election safety is openraft's own:
+                // by default it orders leaders by term and node id, so two nodes may lead
+                // one term, the higher id superseding the lower.)
+                if let Some(applied) = metrics.last_applied {
+                    let first = *applied_at.entry(applied.index).or_insert(applied);
+                    if first != applied && !diverged {
+                        diverged = true;
+                        violations.push(Violation {
+                            guarantee: "Raft log matching",
+                            detail: format!(
+                                "node {} applied {applied} at index {}, another node {first} \
+                                 (at {now_ms} ms)",
+                                metrics.id, applied.index
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    violations.extend(replicas_differ(&slots, &mut sim));
+    if std::env::var_os("KEEL_SIM_TRACE").is_some() {
+        for (node, slot) in &slots {
+            if let Some((_, raft)) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                eprintln!("{node}: {}", *raft.metrics().borrow());
             }
         }
     }
@@ -222,6 +281,43 @@ fn run_plan(plan: Plan) -> Outcome {
         faults: count(|e| matches!(e, Event::Fault { .. })),
         history: entries,
     }
+}
+
+/// Replica equality after the liveness phase: nodes that applied the log to the same point
+/// hold the same replicated state, byte for byte.
+fn replicas_differ(slots: &[(String, HubSlot)], sim: &mut turmoil::Sim<'_>) -> Vec<Violation> {
+    let mut by_position: BTreeMap<Option<u64>, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    for (node, slot) in slots {
+        if !sim.is_host_running(node.as_str()) {
+            continue;
+        }
+        if let Some((hub, _)) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let (snapshot, position) = hub.snapshot();
+            let applied = position.last_applied.map(|id| id.index);
+            by_position
+                .entry(applied)
+                .or_default()
+                .push((node.clone(), snapshot));
+        }
+    }
+    let mut violations = Vec::new();
+    for (applied, replicas) in by_position {
+        let (first, bytes) = &replicas[0];
+        for (other, other_bytes) in &replicas[1..] {
+            if other_bytes != bytes {
+                violations.push(Violation {
+                    guarantee: "replica equality",
+                    detail: format!(
+                        "{first} and {other} applied the log through {applied:?} but hold \
+                         different states ({} and {} snapshot bytes)",
+                        bytes.len(),
+                        other_bytes.len()
+                    ),
+                });
+            }
+        }
+    }
+    violations
 }
 
 /// FNV-1a: a hash that is the same in every process (std's `DefaultHasher` is not promised

@@ -131,6 +131,8 @@ const MERGED_COMMANDS_MAX: usize = 256;
 /// the replica has applied everything committed before the publish arrived (DESIGN §2).
 #[derive(Debug)]
 struct FreshWait {
+    /// The publisher.
+    client_id: ClientId,
     conn: ConnId,
     ticket: Ticket,
     message: Arc<Message>,
@@ -140,6 +142,10 @@ struct FreshWait {
     /// Shared groups already served off the log.
     skip_shared: Vec<SharedKey>,
 }
+
+/// A local session's subscriptions whose retained messages wait for their commit, and when
+/// they were made.
+type RetainedRequest = (ClientId, Vec<(TopicFilter, Subscription)>, u64);
 
 /// What [`Broker::route_fast`] did.
 struct FastRoute {
@@ -232,6 +238,9 @@ pub struct Broker {
     spread_cursor: BTreeMap<SharedKey, usize>,
     /// QoS 2 publishes of durable sessions, by request, routed off the log once they commit.
     deferred: BTreeMap<(ConnId, Ticket), Arc<Message>>,
+    /// Retained messages a local session's new subscriptions call for, sent once the
+    /// subscriptions commit.
+    held_retained: BTreeMap<(ConnId, Ticket), RetainedRequest>,
     /// The replica of the replicated state: changed only by [`Broker::apply_committed`].
     durable: State,
     /// Sessions that end with their connection, and a mirror of the retained messages.
@@ -273,6 +282,7 @@ impl Broker {
             held: BTreeMap::new(),
             spread_cursor: BTreeMap::new(),
             deferred: BTreeMap::new(),
+            held_retained: BTreeMap::new(),
             durable: State::new(config.state),
             local: State::new(config.state),
             connections: BTreeMap::new(),
@@ -350,6 +360,11 @@ impl Broker {
     pub fn set_cluster_role(&mut self, single_voter: bool, leader: bool) {
         self.single_voter = single_voter;
         self.timer_duty = leader;
+    }
+
+    /// Whether the node last heard it leads its cluster (a node alone always does).
+    pub fn leads(&self) -> bool {
+        self.timer_duty
     }
 
     /// This node and run.
@@ -438,6 +453,7 @@ impl Broker {
         vec![Proposal {
             commands,
             origin: None,
+            from: None,
         }]
     }
 
@@ -632,7 +648,7 @@ impl Broker {
             now_ms,
             place: self.place,
         });
-        self.run(connection.tier, commands, None);
+        self.run_as(connection.tier, &client_id, commands, None);
         // Proposed after the registration if that is still on its way, so applied after it.
         if connection.tier == Tier::Local {
             self.propose(
@@ -698,11 +714,10 @@ impl Broker {
             // the sessions off the log get it only once that commits. Sent to them before, it
             // would come again if this node crashed first: the publisher resends it, and the
             // broker no longer knows it had it.
-            let origin = (client_id, packet_id);
-            self.proposed_qos2.insert(origin.clone());
+            self.proposed_qos2.insert((client_id.clone(), packet_id));
             commands.push(Command::Publish {
                 message: message.clone(),
-                origin: Some(origin),
+                origin: Some((client_id.clone(), packet_id, self.place)),
                 skip_shared: Vec::new(),
             });
             if crate::planted::planted().ack_before_commit {
@@ -712,19 +727,18 @@ impl Broker {
                 return Ok(());
             }
             self.deferred.insert((conn, ticket), message);
-            self.propose(commands, Some((conn, ticket, 0)));
+            self.propose_as(&client_id, commands, Some((conn, ticket, 0)));
             return Ok(());
         }
         // Sessions of this node that end with their connection get it now. A QoS 2 publisher
         // of this tier has its packet id remembered here too.
         let local_origin = match (qos2_packet_id, tier) {
-            (Some(packet_id), Tier::Local) => Some((client_id.clone(), packet_id)),
+            (Some(packet_id), Tier::Local) => Some((client_id.clone(), packet_id, self.place)),
             _ => None,
         };
         let fast = self.route_fast(&message, local_origin);
         let (matched, dropped_queue_full, skip_shared) =
             (fast.matched, fast.dropped_queue_full, fast.skip_shared);
-        let durable_origin: Option<(ClientId, PacketId)> = None;
         if qos == QoS::AtMostOnce {
             // QoS 0 is never queued: connected durable sessions get it straight from the
             // replica, with no log write.
@@ -737,13 +751,10 @@ impl Broker {
         // A retained update is logged with its publish: a durable subscription committed
         // between receipt and the update is matched at apply, in log order, so it gets the
         // message live rather than missing both the live copy and the retained one.
-        if retained_update || durable_origin.is_some() || self.durable.matches_any(&message.topic) {
-            if let Some(key) = &durable_origin {
-                self.proposed_qos2.insert(key.clone());
-            }
+        if retained_update || self.durable.matches_any(&message.topic) {
             commands.push(Command::Publish {
                 message,
-                origin: durable_origin,
+                origin: None,
                 skip_shared,
             });
             let local_matched = u32::try_from(matched).unwrap_or(u32::MAX);
@@ -752,10 +763,11 @@ impl Broker {
                 self.propose(commands, None);
                 return Ok(());
             }
-            self.propose(commands, Some((conn, ticket, local_matched)));
+            self.propose_as(&client_id, commands, Some((conn, ticket, local_matched)));
             return Ok(());
         }
         let wait = FreshWait {
+            client_id,
             conn,
             ticket,
             message,
@@ -779,7 +791,7 @@ impl Broker {
     fn route_fast(
         &mut self,
         message: &Arc<Message>,
-        local_origin: Option<(ClientId, PacketId)>,
+        local_origin: Option<(ClientId, PacketId, Place)>,
     ) -> FastRoute {
         let spread = self.spread(message);
         let mut skip_local = self.groups_kept_durable(message);
@@ -832,6 +844,7 @@ impl Broker {
     /// that appeared meanwhile gets it through the log after all.
     fn fresh(&mut self, wait: FreshWait) {
         let FreshWait {
+            client_id,
             conn,
             ticket,
             message,
@@ -846,7 +859,11 @@ impl Broker {
                 origin: None,
                 skip_shared,
             };
-            self.propose(vec![command], Some((conn, ticket, local_matched)));
+            self.propose_as(
+                &client_id,
+                vec![command],
+                Some((conn, ticket, local_matched)),
+            );
             return;
         }
         self.reply(
@@ -993,11 +1010,12 @@ impl Broker {
             return self.reply(conn, ticket, unknown());
         };
         let client_id = connection.client_id.clone();
+        let tier = connection.tier;
         let command = Command::PubRelReceived {
-            client_id,
+            client_id: client_id.clone(),
             packet_id,
         };
-        self.run(connection.tier, vec![command], Some((conn, ticket, 0)));
+        self.run_as(tier, &client_id, vec![command], Some((conn, ticket, 0)));
     }
 
     /// Adds subscriptions; the SUBACK waits for the reply to `ticket` (whether each
@@ -1021,28 +1039,31 @@ impl Broker {
                 place: self.place,
                 subscriptions: subscriptions.clone(),
             };
-            let applied = self.apply_in(
-                Tier::Local,
-                Command::Subscribe {
-                    client_id,
-                    subscriptions,
-                    now_ms,
-                },
-            );
+            // The retained messages go out once the route commits, from this node's mirror
+            // as the log has it then: sent now they could be older than one acknowledged
+            // elsewhere before this SUBSCRIBE (G4).
+            let (retained, applied) = self
+                .local
+                .subscribe_deferring_retained(&client_id, subscriptions);
+            let applied = self.act_on(Tier::Local, applied, now_ms);
             let completion = Completion {
                 existed: applied.existed,
                 ..Completion::default()
             };
             self.held.insert((conn, ticket), completion);
-            self.propose(vec![register], Some((conn, ticket, 0)));
+            if !retained.is_empty() {
+                self.held_retained
+                    .insert((conn, ticket), (client_id.clone(), retained, now_ms));
+            }
+            self.propose_as(&client_id, vec![register], Some((conn, ticket, 0)));
             return;
         }
         let command = Command::Subscribe {
-            client_id,
+            client_id: client_id.clone(),
             subscriptions,
             now_ms,
         };
-        self.propose(vec![command], Some((conn, ticket, 0)));
+        self.propose_as(&client_id, vec![command], Some((conn, ticket, 0)));
     }
 
     /// Removes subscriptions; the UNSUBACK waits for the reply to `ticket` (whether each
@@ -1071,14 +1092,12 @@ impl Broker {
             _ => Vec::new(),
         };
         if tier == Tier::Local {
-            self.propose(
-                vec![Command::UnsubscribeLocal {
-                    client_id: client_id.clone(),
-                    place: self.place,
-                    filters: filters.clone(),
-                }],
-                None,
-            );
+            let unregister = Command::UnsubscribeLocal {
+                client_id: client_id.clone(),
+                place: self.place,
+                filters: filters.clone(),
+            };
+            self.propose_as(&client_id, vec![unregister], None);
         }
         let mut commands = vec![Command::Unsubscribe {
             client_id: client_id.clone(),
@@ -1086,11 +1105,11 @@ impl Broker {
         }];
         if !release.is_empty() {
             commands.push(Command::ReleaseShared {
-                client_id,
+                client_id: client_id.clone(),
                 seqs: release,
             });
         }
-        self.run(tier, commands, Some((conn, ticket, 0)));
+        self.run_as(tier, &client_id, commands, Some((conn, ticket, 0)));
     }
 
     /// Applies wills and session expiries that are due: those of local sessions at once,
@@ -1207,6 +1226,12 @@ impl Broker {
         let mut completion = Completion::default();
         let mut replied = false;
         let reply_to = proposal.origin.filter(|o| self.is_mine(o));
+        if let Some((client_id, place)) = &proposal.from {
+            if !self.holds(client_id, *place) {
+                self.void(&proposal, reply_to);
+                return;
+            }
+        }
         let asking = reply_to.map(|o| o.conn);
         for command in proposal.commands {
             let opening = match &command {
@@ -1223,7 +1248,7 @@ impl Broker {
             let now_ms = command_time(&command);
             match &command {
                 Command::Publish {
-                    origin: Some((client_id, packet_id)),
+                    origin: Some((client_id, packet_id, _)),
                     ..
                 } => {
                     self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
@@ -1274,6 +1299,14 @@ impl Broker {
             completion.existed.extend(applied.existed);
         }
         if let Some(origin) = reply_to {
+            if let Some((client_id, retained, at_ms)) =
+                self.held_retained.remove(&(origin.conn, origin.ticket))
+            {
+                let mut applied = Applied::default();
+                self.local
+                    .send_retained(&client_id, &retained, at_ms, &mut applied);
+                self.act_on(Tier::Local, applied, at_ms);
+            }
             if let Some(message) = self.deferred.remove(&(origin.conn, origin.ticket)) {
                 if !completion.duplicate {
                     completion.matched += self.route_fast(&message, None).matched;
@@ -1334,6 +1367,35 @@ impl Broker {
         }
     }
 
+    /// Whether the session of `client_id` is served at `place` (or was last, for a durable
+    /// session now disconnected), as the replicated state has it.
+    fn holds(&self, client_id: &ClientId, place: Place) -> bool {
+        self.durable
+            .session(client_id)
+            .is_some_and(|s| s.place == place)
+            || self.durable.placement().local_place(client_id) == Some(place)
+    }
+
+    /// Forgets a proposal that came from a connection which no longer holds its session: it
+    /// takes no effect, and what this node kept for its reply goes.
+    fn void(&mut self, proposal: &Proposal, reply_to: Option<Origin>) {
+        for command in &proposal.commands {
+            if let Command::Publish {
+                origin: Some((client_id, packet_id, _)),
+                ..
+            } = command
+            {
+                self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+            }
+        }
+        if let Some(origin) = reply_to {
+            let key = (origin.conn, origin.ticket);
+            self.held.remove(&key);
+            self.held_retained.remove(&key);
+            self.deferred.remove(&key);
+        }
+    }
+
     fn is_mine(&self, origin: &Origin) -> bool {
         origin.node == self.place.node && origin.incarnation == self.place.incarnation
     }
@@ -1374,8 +1436,33 @@ impl Broker {
     /// Runs commands on a tier: at once for local sessions, through the log for durable
     /// ones. With `reply_to`, the connection's request is answered when they are applied.
     fn run(&mut self, tier: Tier, commands: Vec<Command>, reply_to: Option<(ConnId, Ticket, u32)>) {
+        self.run_from(tier, None, commands, reply_to)
+    }
+
+    /// [`Broker::run`] for what only the connection holding `client_id`'s session may ask
+    /// (see [`Proposal::from`]).
+    fn run_as(
+        &mut self,
+        tier: Tier,
+        client_id: &ClientId,
+        commands: Vec<Command>,
+        reply_to: Option<(ConnId, Ticket, u32)>,
+    ) {
+        self.run_from(tier, Some(client_id), commands, reply_to)
+    }
+
+    fn run_from(
+        &mut self,
+        tier: Tier,
+        client_id: Option<&ClientId>,
+        commands: Vec<Command>,
+        reply_to: Option<(ConnId, Ticket, u32)>,
+    ) {
         match tier {
-            Tier::Durable => self.propose(commands, reply_to),
+            Tier::Durable => match client_id {
+                Some(client_id) => self.propose_as(client_id, commands, reply_to),
+                None => self.propose(commands, reply_to),
+            },
             Tier::Local => {
                 let mut completion = Completion::default();
                 for command in commands {
@@ -1391,6 +1478,26 @@ impl Broker {
     }
 
     fn propose(&mut self, commands: Vec<Command>, reply_to: Option<(ConnId, Ticket, u32)>) {
+        self.propose_from(commands, reply_to, None);
+    }
+
+    /// Proposes what only the connection holding `client_id`'s session may ask: void if the
+    /// session has moved by the time it is applied (see [`Proposal::from`]).
+    fn propose_as(
+        &mut self,
+        client_id: &ClientId,
+        commands: Vec<Command>,
+        reply_to: Option<(ConnId, Ticket, u32)>,
+    ) {
+        self.propose_from(commands, reply_to, Some((client_id.clone(), self.place)));
+    }
+
+    fn propose_from(
+        &mut self,
+        commands: Vec<Command>,
+        reply_to: Option<(ConnId, Ticket, u32)>,
+        from: Option<(ClientId, Place)>,
+    ) {
         let origin = reply_to.map(|(conn, ticket, local_matched)| Origin {
             node: self.place.node,
             incarnation: self.place.incarnation,
@@ -1400,15 +1507,22 @@ impl Broker {
         });
         // Commands nobody waits for (acknowledgements from subscribers, above all) join the
         // previous such proposal: one proposal per message would cost more than the command.
-        if origin.is_none() {
+        if origin.is_none() && from.is_none() {
             if let Some(last) = self.proposals.last_mut() {
-                if last.origin.is_none() && last.commands.len() < MERGED_COMMANDS_MAX {
+                if last.origin.is_none()
+                    && last.from.is_none()
+                    && last.commands.len() < MERGED_COMMANDS_MAX
+                {
                     last.commands.extend(commands);
                     return;
                 }
             }
         }
-        self.proposals.push(Proposal { commands, origin });
+        self.proposals.push(Proposal {
+            commands,
+            origin,
+            from,
+        });
     }
 
     fn reply(&mut self, conn: ConnId, ticket: Ticket, completion: Completion) {
@@ -1533,6 +1647,11 @@ impl Broker {
             Tier::Durable => self.durable.apply(command),
             Tier::Local => self.local.apply(command),
         };
+        self.act_on(tier, applied, now_ms)
+    }
+
+    /// Carries out what applying a command to a tier reported.
+    fn act_on(&mut self, tier: Tier, applied: Applied, now_ms: u64) -> Applied {
         self.stats.dropped_queue_full += applied.dropped_queue_full as u64;
         for direct in applied.direct.iter().cloned() {
             self.deliver_direct(tier, direct);

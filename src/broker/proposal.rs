@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::Command;
+use crate::state::{ClientId, Command, Place};
 
 /// Identifies one network connection of this node. Never reused within one incarnation.
 pub type ConnId = u64;
@@ -19,6 +19,12 @@ pub type Ticket = u64;
 pub struct Proposal {
     pub commands: Vec<Command>,
     pub origin: Option<Origin>,
+    /// The session and the place of the connection that asked, for what only the connection
+    /// holding the session may do (publish, subscribe, release shared messages): if the
+    /// session has moved elsewhere by the time the proposal is applied (taken over while it
+    /// was on its way, or resent late after a timeout), the proposal is void. This is what
+    /// fences a takeover: the old connection's last requests cannot land after the new one's.
+    pub from: Option<(ClientId, Place)>,
 }
 
 /// Where the reply to a proposal goes.

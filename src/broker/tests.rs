@@ -546,6 +546,7 @@ fn a_session_opened_on_another_node_closes_the_connection_here() {
     b.b.apply_committed(Proposal {
         commands: vec![open_durable, open_local],
         origin: None,
+        from: None,
     });
     let kicked: Vec<(ConnId, ReasonCode)> = effects_of(&mut b)
         .into_iter()
@@ -585,6 +586,7 @@ fn a_node_declared_down_sends_its_clients_away() {
             now_ms: 5,
         }],
         origin: None,
+        from: None,
     });
     let effects = effects_of(&mut b);
     assert!(
@@ -626,6 +628,7 @@ fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
             },
         ],
         origin: None,
+        from: None,
     });
     b.settle();
     b.effects.clear();
@@ -655,4 +658,47 @@ fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
     assert!(!b.b.wants_read());
     b.b.read_done(round);
     assert_eq!(b.completion(ticket).matched, 0);
+}
+
+#[test]
+fn a_late_publish_from_a_connection_that_lost_its_session_is_void() {
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("sub", false, 600, 10), 0);
+    b.subscribe(1, "t", QoS::AtLeastOnce);
+    b.connect(2, request("pub", false, 600, 10), 0);
+    b.settle();
+    b.effects.clear();
+    // The publisher's session moves to another node; then a publish it made here before
+    // the move, resent late after a timeout, is committed.
+    let publisher = MqttString::new("pub").unwrap();
+    b.b.apply_committed(Proposal {
+        commands: vec![Command::OpenSession {
+            client_id: publisher.clone(),
+            clean_start: false,
+            expiry_secs: 600,
+            will: None,
+            now_ms: 0,
+            place: elsewhere(),
+        }],
+        origin: None,
+        from: None,
+    });
+    let late = Command::Publish {
+        message: std::sync::Arc::new(message("t", QoS::AtLeastOnce, "pub")),
+        origin: None,
+        skip_shared: Vec::new(),
+    };
+    b.b.apply_committed(Proposal {
+        commands: vec![late.clone()],
+        origin: None,
+        from: Some((publisher.clone(), b.b.place())),
+    });
+    assert!(b.deliveries().iter().all(|d| d.0 != 1), "void");
+    // From the place that holds the session now, it goes through.
+    b.b.apply_committed(Proposal {
+        commands: vec![late],
+        origin: None,
+        from: Some((publisher, elsewhere())),
+    });
+    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
 }

@@ -39,7 +39,9 @@ impl ProposalQueue {
             match queue.back_mut() {
                 Some(last)
                     if proposal.origin.is_none()
+                        && proposal.from.is_none()
                         && last.origin.is_none()
+                        && last.from.is_none()
                         && last.commands.len() < MERGED_COMMANDS_MAX =>
                 {
                     last.commands.extend(proposal.commands);
@@ -158,6 +160,9 @@ impl Default for ProposerLimits {
 /// Pause before trying again when there is no leader or it could not be reached.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// How long an outcome in flight is awaited before its batch is sent again.
+const OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The outcome of a batch the leader (this node) took: its seq and whether it committed.
 type Outcome = (u64, bool);
 
@@ -165,8 +170,8 @@ type Outcome = (u64, bool);
 struct Pipeline {
     place: Place,
     next_seq: u64,
-    /// Handed to Raft here and not yet known committed, by seq.
-    inflight: BTreeMap<u64, Batch>,
+    /// Handed to Raft here and not yet known committed, by seq, with when.
+    inflight: BTreeMap<u64, (Batch, tokio::time::Instant)>,
     /// To send again, in order, before anything new.
     retry: VecDeque<Batch>,
     /// An outcome in flight came back unknown: nothing new is sent until every outcome is in.
@@ -192,12 +197,33 @@ impl Pipeline {
     }
 
     fn settle(&mut self, (seq, committed): Outcome) {
-        if let Some(batch) = self.inflight.remove(&seq) {
+        if let Some((batch, _)) = self.inflight.remove(&seq) {
             if !committed {
                 self.failed = true;
                 self.retry.push_back(batch);
             }
         }
+    }
+
+    /// Gives up waiting for the outcomes in flight: their batches are sent again, in order.
+    /// Needed because some never come: an entry a follower got from this node's leadership
+    /// is covered by a snapshot it installs, and Raft drops its reply then without a word.
+    /// An outcome that comes later is ignored; a copy that committed is skipped at apply.
+    fn abandon_inflight(&mut self) {
+        let abandoned = std::mem::take(&mut self.inflight);
+        self.retry
+            .extend(abandoned.into_values().map(|(batch, _)| batch));
+        self.retry.make_contiguous().sort_by_key(|b| b.id.seq);
+        self.failed = false;
+    }
+
+    /// Whether the oldest outcome in flight has been awaited longer than `limit`.
+    fn overdue(&self, limit: Duration) -> bool {
+        self.inflight
+            .values()
+            .map(|(_, since)| *since)
+            .min()
+            .is_some_and(|since| since.elapsed() >= limit)
     }
 
     /// Once every outcome is in after a failure, the batches to send again go in seq order.
@@ -242,15 +268,21 @@ pub async fn run_proposer(
         }
         let leader = raft.metrics().borrow().current_leader;
         let leading = leader == Some(place.node);
+        if (!leading && !pipe.inflight.is_empty()) || pipe.overdue(OUTCOME_TIMEOUT) {
+            // Leadership moved (or an outcome is long overdue): what is in flight here is
+            // sent again, to whoever leads.
+            pipe.abandon_inflight();
+        }
         // Send nothing while outcomes are in flight after a failure, nor more than the
-        // pipeline allows, nor (on a follower) while any batch is still in Raft here.
-        let must_wait = !pipe.recovered()
-            || pipe.inflight.len() >= limits.inflight_max
-            || (!leading && !pipe.inflight.is_empty());
+        // pipeline allows.
+        let must_wait = !pipe.recovered() || pipe.inflight.len() >= limits.inflight_max;
         if must_wait {
-            match outcomes.recv().await {
-                Some(outcome) => pipe.settle(outcome),
-                None => return,
+            tokio::select! {
+                outcome = outcomes.recv() => match outcome {
+                    Some(outcome) => pipe.settle(outcome),
+                    None => return,
+                },
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
             }
             continue;
         }
@@ -289,7 +321,8 @@ pub async fn run_proposer(
         // queue's order; the outcome is awaited apart.
         match raft.client_write_ff(batch.clone()).await {
             Ok(outcome) => {
-                pipe.inflight.insert(seq, batch);
+                pipe.inflight
+                    .insert(seq, (batch, tokio::time::Instant::now()));
                 let outcome_tx = outcome_tx.clone();
                 tokio::spawn(async move {
                     let committed = matches!(outcome.await, Ok(Ok(_)));
@@ -328,6 +361,7 @@ mod tests {
                 ticket,
                 local_matched: 0,
             }),
+            from: None,
         }
     }
 

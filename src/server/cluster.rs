@@ -210,6 +210,7 @@ async fn declare_gone<N: Net>(
                         now_ms: clock.unix_ms(),
                     }],
                     origin: None,
+                    from: None,
                 }]);
             }
         }

@@ -167,6 +167,11 @@ impl<N: Net> Server<N> {
         self.hub.clone()
     }
 
+    /// The node's Raft handle (for its metrics).
+    pub fn raft(&self) -> openraft::Raft<crate::cluster::TypeConfig> {
+        self.raft.raft.clone()
+    }
+
     /// Serves until `shutdown` completes, then tells clients (MQTT 5: DISCONNECT 0x8B) and
     /// waits a little for them to go.
     pub async fn run(

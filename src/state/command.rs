@@ -57,12 +57,15 @@ pub enum Command {
         client_id: ClientId,
         filters: Vec<TopicFilter>,
     },
-    /// Route a message to the matching sessions. `origin` is the publisher and packet id of
-    /// a QoS 2 publish: the id is remembered until PUBREL, and a resent publish with the same
-    /// id is not routed again.
+    /// Route a message to the matching sessions. `origin` is the publisher, packet id and
+    /// connection place of a QoS 2 publish: the id is remembered until PUBREL, and a resent
+    /// publish with the same id is not routed again. A publish from a connection that no
+    /// longer holds its session (taken over elsewhere while this command was on its way) is
+    /// not routed at all: the publisher resends it on its new connection, which may already
+    /// have completed it.
     Publish {
         message: Arc<Message>,
-        origin: Option<(ClientId, PacketId)>,
+        origin: Option<(ClientId, PacketId, Place)>,
         /// Shared groups that already gave the message to one of their members elsewhere
         /// (a session of the node's local tier): none of this state's members get it.
         skip_shared: Vec<SharedKey>,

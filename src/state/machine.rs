@@ -287,9 +287,9 @@ impl State {
                 origin,
                 skip_shared,
             } => {
-                if let Some((client_id, packet_id)) = origin {
+                if let Some((client_id, packet_id, place)) = origin {
                     if let Some(s) = self.sessions.get_mut(&client_id) {
-                        if !s.incoming_qos2.insert(packet_id) {
+                        if s.place != place || !s.incoming_qos2.insert(packet_id) {
                             applied.duplicate = true;
                             return applied;
                         }
@@ -518,8 +518,34 @@ impl State {
         now_ms: u64,
         applied: &mut Applied,
     ) {
+        let retained = self.add_subscriptions(client_id, subscriptions, applied);
+        self.send_retained(client_id, &retained, now_ms, applied);
+    }
+
+    /// Subscribes as `Command::Subscribe` does, but leaves the retained messages the
+    /// subscriptions call for to [`State::send_retained`]: a node's local tier sends them
+    /// once the subscription is committed, so they are the ones the cluster has then.
+    /// Returns those subscriptions, with what applying did.
+    pub fn subscribe_deferring_retained(
+        &mut self,
+        client_id: &ClientId,
+        subscriptions: Vec<(crate::codec::TopicFilter, Subscription)>,
+    ) -> (Vec<(crate::codec::TopicFilter, Subscription)>, Applied) {
+        let mut applied = Applied::default();
+        let retained = self.add_subscriptions(client_id, subscriptions, &mut applied);
+        (retained, applied)
+    }
+
+    /// Adds subscriptions; returns those whose Retain Handling asks for retained messages.
+    fn add_subscriptions(
+        &mut self,
+        client_id: &ClientId,
+        subscriptions: Vec<(crate::codec::TopicFilter, Subscription)>,
+        applied: &mut Applied,
+    ) -> Vec<(crate::codec::TopicFilter, Subscription)> {
+        let mut retained = Vec::new();
         if !self.sessions.contains_key(client_id) {
-            return;
+            return retained;
         }
         for (filter, subscription) in subscriptions {
             let existed = self
@@ -536,10 +562,26 @@ impl State {
             if let Some(s) = self.sessions.get_mut(client_id) {
                 s.subscriptions.insert(filter.clone(), subscription);
             }
-            if !send_retained {
-                continue;
+            if send_retained {
+                retained.push((filter, subscription));
             }
-            // Retained messages are sent with RETAIN set ([MQTT-3.3.1-9]).
+        }
+        retained
+    }
+
+    /// Sends `client_id` the retained messages matching `subscriptions` (with RETAIN set,
+    /// [MQTT-3.3.1-9]), if it still has a session.
+    pub fn send_retained(
+        &mut self,
+        client_id: &ClientId,
+        subscriptions: &[(crate::codec::TopicFilter, Subscription)],
+        now_ms: u64,
+        applied: &mut Applied,
+    ) {
+        if !self.sessions.contains_key(client_id) {
+            return;
+        }
+        for (filter, subscription) in subscriptions {
             let matching: Vec<Arc<Message>> = self
                 .retained
                 .iter()

@@ -333,7 +333,7 @@ fn qos2_resend_is_not_routed_again_until_pubrel() {
     let publish = |h: &mut Harness| {
         h.apply(Command::Publish {
             message: Arc::new(message("t", QoS::ExactlyOnce, false, Some("pub"))),
-            origin: Some((id("pub"), pid)),
+            origin: Some((id("pub"), pid, Place::default())),
             skip_shared: Vec::new(),
         })
     };

@@ -33,6 +33,7 @@ pub fn check(history: &[Entry], _facts: &Facts) -> Vec<Violation> {
                 at,
                 clean_start,
                 durable: d,
+                ..
             } => {
                 durable.insert(at, *d);
                 if *clean_start {

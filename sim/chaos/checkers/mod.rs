@@ -335,6 +335,7 @@ pub mod build {
                 at: conn(at),
                 clean_start: false,
                 durable: true,
+                node: "node1".into(),
             })
         }
 
@@ -344,6 +345,7 @@ pub mod build {
                 at: conn(at),
                 clean_start: true,
                 durable: false,
+                node: "node1".into(),
             })
         }
 

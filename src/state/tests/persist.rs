@@ -222,7 +222,7 @@ fn every_command() -> Vec<Command> {
         },
         Command::Publish {
             message: Arc::new(full_message("a/b")),
-            origin: Some((id("pub"), PacketId::new(65_535).unwrap())),
+            origin: Some((id("pub"), PacketId::new(65_535).unwrap(), HERE)),
             skip_shared: vec![SharedKey {
                 group: "g".into(),
                 filter: "a/+".into(),
@@ -473,7 +473,7 @@ fn rich_state() -> State {
         &mut state,
         Command::Publish {
             message: retained,
-            origin: Some((id("m1"), PacketId::new(3).unwrap())),
+            origin: Some((id("m1"), PacketId::new(3).unwrap(), HERE)),
             skip_shared: Vec::new(),
         },
     );
@@ -1076,7 +1076,7 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
             }
             let origin = match (spec.qos, spec.publisher) {
                 (QoS::ExactlyOnce, Some(c)) => {
-                    Some((id(CLIENTS[c]), PacketId::new(spec.packet_id).unwrap()))
+                    Some((id(CLIENTS[c]), PacketId::new(spec.packet_id).unwrap(), HERE))
                 }
                 _ => None,
             };
