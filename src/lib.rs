@@ -25,6 +25,7 @@
 //! Still to come (see `../shared/DESIGN.md` §3): `server` (the shell: listeners, connection
 //! tasks, timers), `cluster` (openraft, gRPC), `admin` (HTTP API, metrics).
 
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod cli;

@@ -493,6 +493,29 @@ impl Broker {
         self.unavailable.is_none()
     }
 
+    /// The clients connected here, with whether their session is durable.
+    pub fn connected_clients(&self) -> impl Iterator<Item = (&ClientId, bool)> {
+        self.owners.iter().filter_map(|(client_id, conn)| {
+            let connection = self.connections.get(conn)?;
+            connection
+                .opened
+                .then_some((client_id, connection.tier == Tier::Durable))
+        })
+    }
+
+    /// Disconnects the connection of `client_id` here, as an administrator asked (MQTT 5
+    /// `0x98 Administrative action`); false if it is not connected here.
+    pub fn kick(&mut self, client_id: &str) -> bool {
+        let Some(&conn) = self.owners.get(client_id) else {
+            return false;
+        };
+        self.effects.push(Effect::Disconnect {
+            conn,
+            reason: ReasonCode::AdministrativeAction,
+        });
+        true
+    }
+
     /// The client id a connection serves.
     pub fn client_of(&self, conn: ConnId) -> Option<&ClientId> {
         self.connections.get(&conn).map(|c| &c.client_id)

@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub proposer: ProposerLimits,
     /// How the node takes part in a cluster; `None` runs a cluster of one.
     pub cluster: Option<ClusterSettings>,
+    /// Where the admin HTTP API listens (`HOST:PORT`); `None` turns it off.
+    pub http_listen: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -91,6 +93,7 @@ impl Default for ServerSettings {
             snapshot_every: 10_000,
             proposer: ProposerLimits::default(),
             cluster: None,
+            http_listen: None,
         }
     }
 }
@@ -103,6 +106,7 @@ pub struct Server<N: Net> {
     raft: RaftNode,
     clock: Arc<dyn Clock>,
     cluster: Option<cluster::ClusterShell<N>>,
+    admin: Option<N::Listener>,
 }
 
 impl<N: Net> Server<N> {
@@ -148,7 +152,17 @@ impl<N: Net> Server<N> {
             }
             listeners.push((listener, spec.acceptor.clone()));
         }
+        let admin = match &settings.http_listen {
+            Some(addr) => Some(net.bind(addr).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} (admin HTTP): {e}"),
+                )
+            })?),
+            None => None,
+        };
         Ok(Server {
+            admin,
             listeners,
             settings,
             hub,
@@ -193,6 +207,21 @@ impl<N: Net> Server<N> {
             qos0_queue_max: self.settings.qos0_queue_max,
             shutdown: stop_rx.clone(),
         });
+        if let Some(listener) = self.admin {
+            let admin = crate::admin::Admin {
+                hub: self.hub.clone(),
+                raft: self.raft.raft.clone(),
+            };
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            tokio::spawn(async move {
+                if let Err(error) = crate::admin::serve(listener, admin, shutdown).await {
+                    tracing::error!(%error, "the admin HTTP listener failed");
+                }
+            });
+        }
         if let Some(cluster) = self.cluster {
             cluster.start(
                 self.raft.raft.clone(),

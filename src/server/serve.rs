@@ -93,6 +93,7 @@ pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
         sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
         auth: Arc::new(PasswordAuth::from_config(&config.auth)?),
         cluster: cluster_settings(config),
+        http_listen: config.listeners.http.map(|a| a.to_string()),
         ..ServerSettings::default()
     })
 }
@@ -130,9 +131,6 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
             .await
             .map_err(|e| ServeError::Storage(format!("data directory {data_dir}: {e}")))?;
-        if config.listeners.http.is_some() {
-            tracing::warn!("the admin HTTP API is not built yet; no HTTP listener started");
-        }
         server
             .run(Rng::from_os_entropy()?, shutdown_signal())
             .await?;

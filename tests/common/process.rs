@@ -55,6 +55,10 @@ pub struct KeelProcess {
     runs: u32,
     /// Holds the files; `None` once kept for a failed test to look at.
     dir: Option<TempDir>,
+    /// The admin HTTP listener, if on.
+    pub http: Option<SocketAddr>,
+    /// Flags added to every run (cluster membership, for one).
+    extra: Vec<String>,
 }
 
 impl KeelProcess {
@@ -74,7 +78,23 @@ impl KeelProcess {
             child: None,
             runs: 0,
             dir: Some(dir),
+            http: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// A node that has not run yet, with the admin API on and `extra` flags on every run.
+    pub fn with(extra: Vec<String>) -> KeelProcess {
+        let mut node = KeelProcess::new();
+        node.http = Some(free_port());
+        node.extra = extra;
+        node
+    }
+
+    /// Whether the process runs (it has not exited and was not killed).
+    pub fn is_running(&mut self) -> bool {
+        self.try_wait();
+        self.child.is_some()
     }
 
     /// A node started and accepting MQTT connections.
@@ -96,10 +116,13 @@ impl KeelProcess {
             "--ws-listen".into(),
             String::new(),
             "--http-listen".into(),
-            String::new(),
+            self.http.map(|a| a.to_string()).unwrap_or_default(),
             "--data-dir".into(),
             path_str(&self.data_dir).into(),
         ]
+        .into_iter()
+        .chain(self.extra.iter().cloned())
+        .collect()
     }
 
     /// Spawns the binary; does not wait for it to listen.
@@ -263,7 +286,7 @@ impl Drop for KeelProcess {
 
 /// A loopback address with a port that was free a moment ago: the OS picks it, the test
 /// releases it and hands it to the node.
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address")
 }
