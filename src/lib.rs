@@ -21,9 +21,9 @@
 //! | `config` | the TOML configuration: defaults, validation, and the settings of each layer it feeds | tokio, I/O beyond reading its file |
 //! | `auth`  | password files (argon2id) and the CONNECT credential rules (`PasswordAuth`) | tokio, clocks, `broker`, `state` |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config` | tokio, `broker`, `state` |
-//!
-//! Still to come (see `../shared/DESIGN.md` §3): `server` (the shell: listeners, connection
-//! tasks, timers), `cluster` (openraft, gRPC), `admin` (HTTP API, metrics).
+//! | `cluster` | the replicated log under the durable state: openraft's storage and runtime, the proposer, node-to-node RPCs, forwarding, role and read tasks | `broker` internals beyond proposals and the applier; sockets other than through `net`/`grpc` |
+//! | `server` | the shell of a node: listeners, connection tasks, timers, the cluster shell | protocol logic (it lives in `session`, `broker`, `state`) |
+//! | `admin` | the admin HTTP API (axum): cluster, clients, sessions, health, metrics | state changes other than through the broker and Raft |
 
 pub mod admin;
 pub mod auth;

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A local Keel cluster on loopback, in one command.
+#
+#   scripts/cluster.sh up [N]     build (release) if needed and start N nodes (default 3)
+#   scripts/cluster.sh status     each node's view of the cluster (GET /api/v1/cluster)
+#   scripts/cluster.sh kill I     SIGKILL node I (its data stays)
+#   scripts/cluster.sh start I    start node I again on its data directory
+#   scripts/cluster.sh down       stop every node (SIGTERM) and keep the data
+#   scripts/cluster.sh clean      stop every node and delete the data
+#
+# Node I (from 1) listens on MQTT 127.0.0.1:(1882+I), WebSocket :(8082+I)/mqtt, admin HTTP
+# :(18082+I) and for its peers on :(7000+I); its data, log and pid file are in
+# ${KEEL_CLUSTER_DIR:-./keel-cluster}/nodeI. Set KEEL_BIN to use another binary.
+set -euo pipefail
+
+DIR="${KEEL_CLUSTER_DIR:-./keel-cluster}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="${KEEL_BIN:-$TARGET/release/keel}"
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+nodes() { cat "$DIR/size" 2>/dev/null || echo 3; }
+
+peers() {
+    local n="$1" list="" i
+    for i in $(seq 1 "$n"); do
+        list="${list:+$list,}$i@127.0.0.1:$((7000 + i))"
+    done
+    echo "$list"
+}
+
+start_node() {
+    local i="$1" n dir
+    n="$(nodes)"
+    dir="$DIR/node$i"
+    mkdir -p "$dir"
+    if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        echo "node $i already runs (pid $(cat "$dir/pid"))"
+        return
+    fi
+    "$BIN" serve \
+        --node-id "$i" \
+        --listen "127.0.0.1:$((1882 + i))" \
+        --ws-listen "127.0.0.1:$((8082 + i))" \
+        --http-listen "127.0.0.1:$((18082 + i))" \
+        --cluster-listen "127.0.0.1:$((7000 + i))" \
+        --peers "$(peers "$n")" \
+        --data-dir "$dir/data" \
+        >>"$dir/log" 2>&1 &
+    echo $! >"$dir/pid"
+    echo "node $i: pid $!, MQTT 127.0.0.1:$((1882 + i)), admin http://127.0.0.1:$((18082 + i))"
+}
+
+stop_node() {
+    local i="$1" signal="$2" pid_file="$DIR/node$1/pid" pid
+    [ -f "$pid_file" ] || return 0
+    pid="$(cat "$pid_file")"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "-$signal" "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$pid_file"
+}
+
+case "${1:-}" in
+    up)
+        n="${2:-3}"
+        [ "$n" -ge 1 ] || die "a cluster needs at least one node"
+        if [ ! -x "$BIN" ]; then
+            echo "building $BIN"
+            cargo build --release --bin keel
+        fi
+        mkdir -p "$DIR"
+        echo "$n" >"$DIR/size"
+        for i in $(seq 1 "$n"); do start_node "$i"; done
+        echo "waiting until every node knows the leader and serves..."
+        for _ in $(seq 1 150); do
+            ready=0
+            for i in $(seq 1 "$n"); do
+                view="$(curl -s --max-time 1 "http://127.0.0.1:$((18082 + i))/api/v1/cluster" || true)"
+                if echo "$view" | grep -q '"leader":[0-9]' && echo "$view" | grep -q '"serving":true'; then
+                    ready=$((ready + 1))
+                fi
+            done
+            if [ "$ready" -eq "$n" ]; then
+                "$0" status
+                exit 0
+            fi
+            sleep 0.2
+        done
+        die "the cluster is not ready after 30 s; see $DIR/node*/log"
+        ;;
+    status)
+        for i in $(seq 1 "$(nodes)"); do
+            echo "node $i: $(curl -s --max-time 2 "http://127.0.0.1:$((18082 + i))/api/v1/cluster" || echo 'not answering')"
+        done
+        ;;
+    kill)
+        [ -n "${2:-}" ] || die "which node?"
+        stop_node "$2" KILL
+        echo "node $2 killed"
+        ;;
+    start)
+        [ -n "${2:-}" ] || die "which node?"
+        start_node "$2"
+        ;;
+    down)
+        for i in $(seq 1 "$(nodes)"); do stop_node "$i" TERM; done
+        echo "stopped; data kept in $DIR"
+        ;;
+    clean)
+        for i in $(seq 1 "$(nodes)"); do stop_node "$i" TERM; done
+        rm -rf "$DIR"
+        echo "stopped and removed $DIR"
+        ;;
+    *)
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
