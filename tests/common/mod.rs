@@ -97,12 +97,15 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
-    /// Starts a node with `settings`, listening on one TCP port of 127.0.0.1.
+    /// Starts a node with `settings`, listening on one TCP port of 127.0.0.1, without the
+    /// admin HTTP listener (a configuration's default port would collide between tests
+    /// running in parallel).
     pub async fn start(mut settings: ServerSettings) -> TestBroker {
         settings.listeners = vec![ListenerSpec {
             addr: "127.0.0.1:0".into(),
             acceptor: TransportAcceptor::tcp(),
         }];
+        settings.http_listen = None;
         let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
             .await
             .expect("bind");
