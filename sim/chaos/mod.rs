@@ -3,7 +3,7 @@
 //!
 //! - [`plan`]: everything a run does, derived from its seed;
 //! - [`workload`] and [`mqtt`]: the clients, recording what their application sees;
-//! - [`nemesis`]: the faults;
+//! - [`nemesis`]: the faults, and `operator`: the membership changes it orders;
 //! - [`history`]: the record; [`checkers`]: the judges;
 //! - [`run`]: one run; `tests`: the seeds of `cargo test --features sim`.
 
@@ -11,6 +11,7 @@ pub mod checkers;
 pub mod history;
 pub mod mqtt;
 pub mod nemesis;
+mod operator;
 pub mod plan;
 pub mod run;
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use keel::storage::MemStore;
 
 use super::history::{Event, History};
+use super::operator::{Order, Orders};
 use super::plan::{Fault, ScheduledFault, CRASH_WAIT_MS};
 
 /// Something to undo at a time.
@@ -18,6 +19,8 @@ enum Heal {
     Latency(String, String),
     /// Repair every link between the two sets of nodes.
     RepairSets(Vec<String>, Vec<String>),
+    /// Have the operator put the node back into the membership.
+    Readd(u64),
 }
 
 pub struct Nemesis {
@@ -35,6 +38,8 @@ pub struct Nemesis {
     armed: Vec<(u64, Fault)>,
     /// Since when each node's disk has held unsynced writes without a break.
     unsynced_since: BTreeMap<String, u64>,
+    /// The operator's orders (membership changes).
+    orders: Orders,
 }
 
 impl Nemesis {
@@ -43,6 +48,7 @@ impl Nemesis {
         stores: BTreeMap<String, MemStore>,
         base_latency: std::time::Duration,
         hosts: Vec<String>,
+        orders: Orders,
     ) -> Nemesis {
         faults.sort_by_key(|f| std::cmp::Reverse(f.at_ms));
         Nemesis {
@@ -53,6 +59,7 @@ impl Nemesis {
             hosts,
             armed: Vec::new(),
             unsynced_since: BTreeMap::new(),
+            orders,
         }
     }
 
@@ -183,6 +190,10 @@ impl Nemesis {
                 self.later(now_ms + ms, Heal::RepairSets(a, b));
             }
             Fault::CrashLeader { .. } => {}
+            Fault::Reconfigure { node, out_ms } => {
+                self.orders.push(Order::Remove { node });
+                self.later(now_ms + out_ms, Heal::Readd(node));
+            }
             Fault::Clog { a, b, ms } => {
                 sim.hold(a.as_str(), b.as_str());
                 self.later(now_ms + ms, Heal::Release(a, b));
@@ -269,6 +280,7 @@ impl Nemesis {
                     }
                 }
             }
+            Heal::Readd(node) => self.orders.push(Order::Add { node: *node }),
         }
         history.record(
             now_ms,

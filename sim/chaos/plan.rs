@@ -83,6 +83,9 @@ pub enum Fault {
     /// The node that leads the cluster now crashes (losing its unsynced writes) and restarts
     /// after `down_ms`.
     CrashLeader { down_ms: u64 },
+    /// The operator takes node `node` out of the membership and puts it back after `out_ms`
+    /// (a membership change under load).
+    Reconfigure { node: u64, out_ms: u64 },
     /// A client's machine crashes (its connections die without a FIN) and restarts after
     /// `down_ms`, keeping what its application wrote down.
     CrashClient { client: String, down_ms: u64 },
@@ -267,7 +270,7 @@ impl Plan {
         while at_ms + 1_000 < self.safety_ms {
             let room = self.safety_ms - at_ms;
             let ms = rng.range(500..6_000u64).min(room);
-            let fault = match rng.range(0..4u32) {
+            let fault = match rng.range(0..5u32) {
                 0 => {
                     let node = self.nodes[rng.range(0..self.nodes.len())].clone();
                     let rest = self.nodes.iter().filter(|n| **n != node).cloned().collect();
@@ -289,6 +292,10 @@ impl Plan {
                         ms,
                     }
                 }
+                4 => Fault::Reconfigure {
+                    node: rng.range(1..=self.nodes.len() as u64),
+                    out_ms: ms,
+                },
                 _ => Fault::CrashLeader {
                     down_ms: rng.range(0..3_000u64).min(room),
                 },

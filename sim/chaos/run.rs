@@ -20,6 +20,7 @@ use openraft::Raft;
 use super::checkers;
 use super::history::{Entry, Event, History, Violation};
 use super::nemesis::Nemesis;
+use super::operator::{operator, Orders, ADMIN_PORT};
 use super::plan::Plan;
 use super::workload::{self, ClientCtx, Disk, Phase};
 
@@ -93,6 +94,7 @@ fn node_host(
                 store: Arc::new(store),
                 sync,
                 snapshot_every,
+                http_listen: cluster.is_some().then(|| format!("0.0.0.0:{ADMIN_PORT}")),
                 cluster,
                 ..ServerSettings::default()
             };
@@ -178,14 +180,29 @@ fn run_plan(plan: Plan) -> Outcome {
         });
     }
 
+    let orders = Orders::default();
+    let clustered = plan.nodes.len() > 1;
+    if clustered {
+        let (orders, nodes, history) = (orders.clone(), plan.nodes.clone(), history.clone());
+        sim.host("operator", move || {
+            Box::pin(operator(orders.clone(), nodes.clone(), history.clone())) as HostFuture
+        });
+    }
     let hosts = plan
         .nodes
         .iter()
         .map(String::as_str)
         .chain(plan.clients())
+        .chain(clustered.then_some("operator"))
         .map(String::from)
         .collect();
-    let mut nemesis = Nemesis::new(plan.faults.clone(), stores, plan.max_latency, hosts);
+    let mut nemesis = Nemesis::new(
+        plan.faults.clone(),
+        stores,
+        plan.max_latency,
+        hosts,
+        orders.clone(),
+    );
     let mut violations = Vec::new();
     // The entry applied at each index, by log id, as the nodes reported it.
     let mut applied_at: BTreeMap<u64, openraft::LogId<u64>> = BTreeMap::new();

@@ -165,6 +165,14 @@ async fn remove_node(State(admin): State<Admin>, Path(id): Path<String>) -> Resp
     if membership.get_node(&id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("node {id} is not a member"));
     }
+    if id == metrics.id {
+        // openraft 0.9 has no leadership transfer, and a leader taking itself out trips
+        // its own invariants: another node must lead when this one is removed.
+        return error(
+            StatusCode::CONFLICT,
+            "the leader cannot remove itself: stop it so another node leads, then remove it there",
+        );
+    }
     let ids = BTreeSet::from([id]);
     if membership.voter_ids().any(|v| v == id) {
         let change = ChangeMembers::RemoveVoters(ids.clone());

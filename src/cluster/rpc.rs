@@ -378,6 +378,19 @@ pub async fn join(raft: &Raft<TypeConfig>, node_id: u64, addr: String) -> JoinRe
     if metrics.current_leader != Some(metrics.id) {
         return not_leader(metrics.current_leader);
     }
+    if metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .any(|id| id == node_id)
+    {
+        // Already a voter: joining again changes nothing.
+        return JoinReply {
+            ok: true,
+            leader_id: metrics.id,
+            ..JoinReply::default()
+        };
+    }
     let node = BasicNode { addr };
     if let Err(error) = raft.add_learner(node_id, node, true).await {
         return JoinReply {

@@ -1,0 +1,137 @@
+//! The operator: a simulated host that changes the cluster's membership under load, as an
+//! administrator would, through the nodes' admin HTTP API (`DELETE` then `POST
+//! /api/v1/cluster/nodes`). The nemesis queues its orders; every request has a deadline, and
+//! an order that fails is tried again until it is done.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel::net::{Net, SimNet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::history::{Event, History};
+use super::mqtt::now_ms;
+
+/// Where every node's admin API listens.
+pub const ADMIN_PORT: u16 = 18083;
+
+/// What the operator is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// Take `node` out of the membership.
+    Remove { node: u64 },
+    /// Put `node` back (as a learner, then a voter).
+    Add { node: u64 },
+}
+
+/// Orders from the nemesis to the operator.
+#[derive(Clone, Default)]
+pub struct Orders(Arc<Mutex<VecDeque<Order>>>);
+
+impl Orders {
+    pub fn push(&self, order: Order) {
+        self.lock().push_back(order);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Order>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn front(&self) -> Option<Order> {
+        self.lock().front().cloned()
+    }
+
+    fn done(&self) {
+        self.lock().pop_front();
+    }
+}
+
+/// Deadline of one HTTP request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between two tries of an order, and between two looks at the queue.
+const PAUSE: Duration = Duration::from_millis(200);
+
+/// One HTTP/1.1 request to `host` (a node's name); the status and body, or `None`.
+async fn http(host: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut stream = SimNet.connect(&format!("{host}:{ADMIN_PORT}")).await.ok()?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8(response).ok()?;
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        Some((status, body.to_string()))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The leader as some node reports it.
+async fn find_leader(nodes: &[String]) -> Option<u64> {
+    for node in nodes {
+        if let Some((200, body)) = http(node, "GET", "/api/v1/cluster", "").await {
+            let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+            if let Some(leader) = view["leader"].as_u64() {
+                return Some(leader);
+            }
+        }
+    }
+    None
+}
+
+/// Carries out one order through the leader; true once it is done (or needs doing no more).
+async fn carry_out(order: &Order, nodes: &[String]) -> bool {
+    let Some(leader) = find_leader(nodes).await else {
+        return false;
+    };
+    let leader_host = &nodes[leader as usize - 1];
+    let (method, path, body) = match order {
+        Order::Remove { node } => (
+            "DELETE",
+            format!("/api/v1/cluster/nodes/{node}"),
+            String::new(),
+        ),
+        Order::Add { node } => {
+            let addr = format!("{}:7000", nodes[*node as usize - 1]);
+            let body = format!("{{\"id\": {node}, \"addr\": \"{addr}\"}}");
+            ("POST", "/api/v1/cluster/nodes".to_string(), body)
+        }
+    };
+    match http(leader_host, method, &path, &body).await {
+        Some((200, _)) => true,
+        // Removing a node that is not a member any more, or the leader (which cannot remove
+        // itself; putting it back later finds it there): nothing to do.
+        Some((404 | 409, _)) if matches!(order, Order::Remove { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The operator's program: carries out the queued orders, one at a time, in order.
+pub async fn operator(orders: Orders, nodes: Vec<String>, history: History) -> turmoil::Result {
+    loop {
+        let Some(order) = orders.front() else {
+            tokio::time::sleep(PAUSE).await;
+            continue;
+        };
+        if carry_out(&order, &nodes).await {
+            history.record(
+                now_ms(),
+                Event::Fault {
+                    what: format!("operator: {order:?} done"),
+                },
+            );
+            orders.done();
+        } else {
+            tokio::time::sleep(PAUSE).await;
+        }
+    }
+}
