@@ -15,6 +15,7 @@ fn options(broker: &TestBroker, scenario: Scenario, qos: QoS, protocol: Protocol
         scenario,
         host: "127.0.0.1".to_owned(),
         port: broker.port(),
+        sub_port: None,
         protocol,
         qos,
         duration: Duration::from_millis(600),

@@ -54,6 +54,9 @@ struct CommonArgs {
     host: String,
     #[arg(long, global = true, default_value_t = 1883)]
     port: u16,
+    /// Port the subscribers connect to, when not --port (another node of a cluster).
+    #[arg(long, global = true)]
+    sub_port: Option<u16>,
     /// MQTT version: 3 (3.1.1) or 5.
     #[arg(long, global = true, default_value_t = 3, value_parser = parse_mqtt_version)]
     mqtt_version: u8,
@@ -164,6 +167,7 @@ fn options(cli: Cli) -> anyhow::Result<Options> {
         scenario,
         host: c.host,
         port: c.port,
+        sub_port: c.sub_port,
         protocol: if c.mqtt_version == 5 {
             Protocol::V5
         } else {

@@ -80,6 +80,8 @@ pub struct Options {
     pub scenario: Scenario,
     pub host: String,
     pub port: u16,
+    /// Where subscribers connect, when not to `port` (another node of a cluster).
+    pub sub_port: Option<u16>,
     pub protocol: Protocol,
     /// QoS of the publishes and of the subscriptions.
     pub qos: QoS,
@@ -121,6 +123,7 @@ impl Default for Options {
             scenario: Scenario::Pairs { count: 100 },
             host: "127.0.0.1".to_owned(),
             port: 1883,
+            sub_port: None,
             protocol: Protocol::V3_1_1,
             qos: QoS::AtLeastOnce,
             payload_len: 64,

@@ -62,6 +62,10 @@ pub struct RunShared {
 pub async fn run(options: &Options) -> Result<Report, LoadgenError> {
     options.validate()?;
     let addr = resolve(&options.host, options.port).await?;
+    let sub_addr = match options.sub_port {
+        Some(port) => resolve(&options.host, port).await?,
+        None => addr,
+    };
     let broker_start = match options.broker_pid {
         Some(pid) => Some(procstat::sample(Some(pid)).map_err(|e| {
             LoadgenError::Options(format!("cannot read /proc/{pid} of the broker: {e}"))
@@ -75,7 +79,7 @@ pub async fn run(options: &Options) -> Result<Report, LoadgenError> {
         Scenario::Idle { connections } => {
             run_idle(options, addr, connections, run_id, broker_start).await
         }
-        _ => run_traffic(options, addr, clock, run_id, broker_start).await,
+        _ => run_traffic(options, (addr, sub_addr), clock, run_id, broker_start).await,
     }
 }
 
@@ -138,7 +142,7 @@ fn plan(scenario: &Scenario, prefix: &str, run_id: u16) -> Plan {
 
 async fn run_traffic(
     options: &Options,
-    addr: SocketAddr,
+    (addr, sub_addr): (SocketAddr, SocketAddr),
     clock: RunClock,
     run_id: u16,
     broker_start: Option<ProcSample>,
@@ -160,7 +164,12 @@ async fn run_traffic(
         .enumerate()
         .map(|(i, (filter, _))| (format!("kb{run_id:04x}s{i}"), Some(filter.clone())))
         .collect();
-    let subscriber_conns = all_or_error(connect_many(spec, subscriber_ids).await, "subscriber")?;
+    let sub_spec = ConnectSpec {
+        addr: sub_addr,
+        ..spec
+    };
+    let subscriber_conns =
+        all_or_error(connect_many(sub_spec, subscriber_ids).await, "subscriber")?;
     let publisher_ids = (0..plan.publisher_topics.len())
         .map(|i| (format!("kb{run_id:04x}p{i}"), None))
         .collect();
