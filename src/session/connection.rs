@@ -279,7 +279,12 @@ impl Session {
             }
             // [MQTT-3.1.0-1]; the decoder already refuses anything else first.
             (Phase::AwaitingConnect, _) => self.close(),
-            (_, Packet::Connect(_)) => self.fail(ReasonCode::ProtocolError, broker, now_ms),
+            (_, Packet::Connect(_)) => self.fail_because(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.1.0-2] a second CONNECT",
+                broker,
+                now_ms,
+            ),
             (_, Packet::Publish(publish)) => self.on_publish(publish, broker, now_ms),
             (_, Packet::PubAck(ack)) => {
                 broker.puback(self.conn, ack.packet_id, now_ms);
@@ -304,7 +309,12 @@ impl Session {
                 | Packet::UnsubAck(_)
                 | Packet::PingResp
                 | Packet::Auth(_),
-            ) => self.fail(ReasonCode::ProtocolError, broker, now_ms),
+            ) => self.fail_because(
+                ReasonCode::ProtocolError,
+                "a packet only a server sends, or AUTH without an authentication method",
+                broker,
+                now_ms,
+            ),
         }
     }
 
@@ -326,13 +336,13 @@ impl Session {
                 }
                 (_, Some(Protocol::V5)) => {
                     self.protocol = Protocol::V5;
-                    self.refuse(error.reason_code());
+                    self.refuse_because(error.reason_code(), &error.to_string());
                 }
                 _ => self.close(),
             }
             return;
         }
-        self.fail(error.reason_code(), broker, now_ms);
+        self.fail_because(error.reason_code(), &error.to_string(), broker, now_ms);
     }
 
     /// The server ends the connection (session taken over, shutting down, administrative
@@ -351,7 +361,8 @@ impl Session {
             return self.refuse(reason);
         }
         if self.phase == Phase::Connected && self.protocol.is_v5() {
-            self.out.push(Packet::Disconnect(Disconnect::new(reason)));
+            let disconnect = self.disconnect_packet(reason, explain(reason));
+            self.out.push(Packet::Disconnect(disconnect));
         }
         self.close();
     }
@@ -585,7 +596,12 @@ impl Session {
         }
         // [MQTT-3.3.4-6]: subscription identifiers only go from server to client.
         if !publish.properties.subscription_identifiers.is_empty() {
-            return self.fail(ReasonCode::ProtocolError, broker, now_ms);
+            return self.fail_because(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.3.4-6] a client's PUBLISH carries a subscription identifier",
+                broker,
+                now_ms,
+            );
         }
         let alias = publish.properties.topic_alias.map(|a| a.get());
         let topic = match self.inbound_aliases.resolve(publish.topic, alias) {
@@ -594,7 +610,12 @@ impl Session {
                 return self.fail(ReasonCode::TopicAliasInvalid, broker, now_ms)
             }
             Err(AliasError::Unknown) => {
-                return self.fail(ReasonCode::ProtocolError, broker, now_ms)
+                return self.fail_because(
+                    ReasonCode::ProtocolError,
+                    "topic alias used before a topic was set for it",
+                    broker,
+                    now_ms,
+                )
             }
         };
         // MQTT 5 lets the server check a payload declared UTF-8 (§3.3.2.3.2).
@@ -697,7 +718,12 @@ impl Session {
     fn on_disconnect(&mut self, disconnect: Disconnect, broker: &mut Broker, now_ms: u64) {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             if self.connected_with_zero_expiry && expiry != 0 {
-                return self.fail(ReasonCode::ProtocolError, broker, now_ms);
+                return self.fail_because(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-3.14.2-2] DISCONNECT sets a session expiry after CONNECT set none",
+                    broker,
+                    now_ms,
+                );
             }
             self.expiry_secs = expiry.min(self.config.session_expiry_max_secs);
         }
@@ -709,10 +735,20 @@ impl Session {
 
     /// Refuses a CONNECT with this reason and closes.
     fn refuse(&mut self, reason: ReasonCode) {
+        self.refuse_because(reason, explain(reason));
+    }
+
+    /// Refuses a CONNECT with this reason and, in MQTT 5, says why in a reason string (which
+    /// CONNACK may carry whatever the client's Request Problem Information, [MQTT-3.1.2-29]).
+    fn refuse_because(&mut self, reason: ReasonCode, why: &str) {
+        let mut properties = ConnAckProperties::default();
+        if self.protocol.is_v5() && !why.is_empty() {
+            properties.reason_string = MqttString::new(why).ok();
+        }
         self.out.push(Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code: reason,
-            properties: ConnAckProperties::default(),
+            properties,
         }));
         self.close();
     }
@@ -720,14 +756,76 @@ impl Session {
     /// Ends the connection for a protocol violation: DISCONNECT with the reason (MQTT 5),
     /// then close. The will is published, as for any abnormal end.
     fn fail(&mut self, reason: ReasonCode, broker: &mut Broker, now_ms: u64) {
+        self.fail_because(reason, explain(reason), broker, now_ms);
+    }
+
+    /// [`Session::fail`] with a reason string that says more than the reason code.
+    fn fail_because(&mut self, reason: ReasonCode, why: &str, broker: &mut Broker, now_ms: u64) {
         if self.protocol.is_v5() {
-            self.out.push(Packet::Disconnect(Disconnect::new(reason)));
+            let disconnect = self.disconnect_packet(reason, why);
+            self.out.push(Packet::Disconnect(disconnect));
         }
         self.on_closed(broker, now_ms);
     }
 
+    /// A server DISCONNECT with a reason string, left out if the packet would then exceed
+    /// the client's Maximum Packet Size ([MQTT-3.14.2-3]). DISCONNECT may carry one whatever
+    /// the client's Request Problem Information ([MQTT-3.1.2-29]).
+    fn disconnect_packet(&self, reason: ReasonCode, why: &str) -> Disconnect {
+        let mut disconnect = Disconnect::new(reason);
+        if why.is_empty() {
+            return disconnect;
+        }
+        disconnect.properties.reason_string = MqttString::new(why).ok();
+        let packet = Packet::Disconnect(disconnect);
+        let fits = match self.client_packet_size_max {
+            Some(max) => packet
+                .encoded_len(self.protocol)
+                .is_ok_and(|len| len <= max as usize),
+            None => true,
+        };
+        match packet {
+            Packet::Disconnect(disconnect) if fits => disconnect,
+            _ => Disconnect::new(reason),
+        }
+    }
+
     fn close(&mut self) {
         self.phase = Phase::Closing;
+    }
+}
+
+/// The reason string for a refusal or a server DISCONNECT with this reason code.
+fn explain(reason: ReasonCode) -> &'static str {
+    match reason {
+        ReasonCode::UnsupportedProtocolVersion => "unsupported protocol version",
+        ReasonCode::ClientIdentifierNotValid => {
+            "client identifier not valid: empty for a persistent session, or too long"
+        }
+        ReasonCode::BadUserNameOrPassword => "bad user name or password",
+        ReasonCode::NotAuthorized => "not authorized",
+        ReasonCode::BadAuthenticationMethod => "authentication method not supported",
+        ReasonCode::ServerUnavailable => {
+            "server unavailable: this node has no quorum or cannot store state; try another node"
+        }
+        ReasonCode::ServerShuttingDown => "server shutting down",
+        ReasonCode::SessionTakenOver => {
+            "session taken over: another connection uses this client identifier"
+        }
+        ReasonCode::KeepAliveTimeout => "nothing received within 1.5 times the keep-alive",
+        ReasonCode::TopicAliasInvalid => "topic alias 0 or above the server's maximum",
+        ReasonCode::ReceiveMaximumExceeded => {
+            "more unacknowledged QoS 1/2 publishes than the server's receive maximum"
+        }
+        ReasonCode::QoSNotSupported => "QoS above the server's maximum",
+        ReasonCode::RetainNotSupported => "retain not supported",
+        ReasonCode::PayloadFormatInvalid => "payload declared UTF-8 is not",
+        ReasonCode::UnspecifiedError => "the server cannot store state now",
+        ReasonCode::AdministrativeAction => "disconnected by an administrator",
+        ReasonCode::PacketTooLarge => "packet larger than the server's maximum packet size",
+        ReasonCode::ProtocolError => "protocol error",
+        ReasonCode::MalformedPacket => "malformed packet",
+        _ => "",
     }
 }
 

@@ -187,13 +187,57 @@ fn mqtt_3_1_client_id_longer_than_23_is_refused() {
     assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
 }
 
+fn disconnect_reason_string(packets: &[Packet]) -> Option<String> {
+    packets.iter().find_map(|p| match p {
+        Packet::Disconnect(d) => d.properties.reason_string.as_ref().map(|s| s.to_string()),
+        _ => None,
+    })
+}
+
 #[test]
 fn a_second_connect_is_a_protocol_error() {
     let mut hub = Hub::new();
     hub.connect(1, connect(Protocol::V5, "c"));
     let out = hub.send(1, Packet::Connect(Box::new(connect(Protocol::V5, "c"))));
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::ProtocolError));
+    assert_eq!(
+        disconnect_reason_string(&out).as_deref(),
+        Some("[MQTT-3.1.0-2] a second CONNECT")
+    );
     assert!(hub.closing(1));
+}
+
+#[test]
+fn server_disconnects_and_refusals_say_why_in_a_reason_string() {
+    let mut hub = Hub::new();
+    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(2, connect(Protocol::V5, "c"));
+    let why = disconnect_reason_string(&hub.take(1)).expect("a reason string");
+    assert!(why.contains("taken over"), "{why}");
+
+    let mut persistent = connect(Protocol::V3_1_1, "");
+    persistent.clean_start = false;
+    let refused = hub.connect(3, persistent);
+    assert_eq!(
+        refused.properties.reason_string, None,
+        "MQTT 3 has no properties"
+    );
+    let mut v5 = connect(Protocol::V5, "x".repeat(300).as_str());
+    v5.clean_start = false;
+    let refused = hub.connect(4, v5);
+    assert_eq!(refused.reason_code, ReasonCode::ClientIdentifierNotValid);
+    assert!(refused.properties.reason_string.is_some());
+}
+
+#[test]
+fn a_reason_string_that_would_exceed_the_clients_maximum_packet_size_is_left_out() {
+    let mut hub = Hub::new();
+    let mut small = connect(Protocol::V5, "c");
+    small.properties.maximum_packet_size = NonZeroU32::new(8);
+    hub.connect(1, small);
+    let out = hub.send(1, Packet::Connect(Box::new(connect(Protocol::V5, "c"))));
+    assert_eq!(disconnect_reason(&out), Some(ReasonCode::ProtocolError));
+    assert_eq!(disconnect_reason_string(&out), None);
 }
 
 #[test]
