@@ -24,6 +24,7 @@
 //! | `cluster` | the replicated log under the durable state: openraft's storage and runtime, the proposer, node-to-node RPCs, forwarding, role and read tasks | `broker` internals beyond proposals and the applier; sockets other than through `net`/`grpc` |
 //! | `server` | the shell of a node: listeners, connection tasks, timers, the cluster shell | protocol logic (it lives in `session`, `broker`, `state`) |
 //! | `admin` | the admin HTTP API (axum): cluster, clients, sessions, health, metrics | state changes other than through the broker and Raft |
+//! | `oracle` | test machinery shared by `sim/` and `jepsen/` (feature `oracle`): workload clients recording a history, checkers of the guarantees | any broker-side module (it judges the broker from outside, as a client) |
 
 pub mod admin;
 pub mod auth;
@@ -35,6 +36,8 @@ pub mod config;
 pub mod grpc;
 pub mod loadgen;
 pub mod net;
+#[cfg(feature = "oracle")]
+pub mod oracle;
 pub mod planted;
 pub mod router;
 pub mod server;

@@ -2,18 +2,19 @@
 //! checker per guarantee of DESIGN.md §1.
 //!
 //! - [`plan`]: everything a run does, derived from its seed;
-//! - [`workload`] and [`mqtt`]: the clients, recording what their application sees;
+//! - the clients, the history they record and the checkers that judge it are
+//!   `keel::oracle`'s, shared with `jepsen/`;
 //! - [`nemesis`]: the faults, and `operator`: the membership changes it orders;
-//! - [`history`]: the record; [`checkers`]: the judges;
 //! - [`run`]: one run; `tests`: the seeds of `cargo test --features sim`.
 
-pub mod checkers;
-pub mod history;
-pub mod mqtt;
 pub mod nemesis;
 mod operator;
 pub mod plan;
 pub mod run;
 #[cfg(test)]
 mod tests;
-pub mod workload;
+
+/// Simulated milliseconds since the start of the run: the times of the history.
+pub fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+}

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use keel::storage::MemStore;
 
-use super::history::{Event, History};
 use super::operator::{Order, Orders};
 use super::plan::{Fault, ScheduledFault, CRASH_WAIT_MS};
+use keel::oracle::history::{Event, History};
 
 /// Something to undo at a time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,11 +7,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keel::net::{Net, SimNet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use keel::net::SimNet;
+use keel::oracle::admin::request;
 
-use super::history::{Event, History};
-use super::mqtt::now_ms;
+use keel::oracle::history::{Event, History};
+
+use super::now_ms;
 
 /// Where every node's admin API listens.
 pub const ADMIN_PORT: u16 = 18083;
@@ -52,27 +53,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between two tries of an order, and between two looks at the queue.
 const PAUSE: Duration = Duration::from_millis(200);
 
-/// One HTTP/1.1 request to `host` (a node's name); the status and body, or `None`.
+/// One request to `host`'s (a node's name) admin API: the status and body, or `None`.
 async fn http(host: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut stream = SimNet.connect(&format!("{host}:{ADMIN_PORT}")).await.ok()?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8(response).ok()?;
-        let status = text.split(' ').nth(1)?.parse().ok()?;
-        let (_, body) = text.split_once("\r\n\r\n")?;
-        Some((status, body.to_string()))
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .ok()
-        .flatten()
+    let addr = format!("{host}:{ADMIN_PORT}");
+    request(&SimNet, &addr, method, path, body, REQUEST_TIMEOUT).await
 }
 
 /// The leader as some node reports it.

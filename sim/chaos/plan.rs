@@ -7,43 +7,7 @@ use std::time::Duration;
 use keel::cluster::SyncPolicy;
 use keel::codec::{Protocol, QoS};
 use keel::net::Rng;
-
-/// A publishing client: sequential publishes of numbered messages to one topic.
-#[derive(Debug, Clone)]
-pub struct PublisherSpec {
-    pub name: String,
-    /// The number in its messages' payloads (`MsgId::publisher`).
-    pub id: u32,
-    pub protocol: Protocol,
-    pub qos: QoS,
-    pub durable: bool,
-    pub topic: String,
-    /// Retained writes (the G4 workload) rather than data messages.
-    pub retain: bool,
-    /// Pause between publishes, in ms (a range).
-    pub pause_ms: (u64, u64),
-    /// Chance per operation that the client drops, closes or takes over its own connection.
-    pub client_faults: f64,
-}
-
-/// A subscribing client with one subscription.
-#[derive(Debug, Clone)]
-pub struct SubscriberSpec {
-    pub name: String,
-    pub protocol: Protocol,
-    pub durable: bool,
-    pub filter: String,
-    pub qos: QoS,
-    pub client_faults: f64,
-}
-
-/// A client that repeatedly connects, reads the retained messages and leaves.
-#[derive(Debug, Clone)]
-pub struct ReaderSpec {
-    pub name: String,
-    pub protocol: Protocol,
-    pub filter: String,
-}
+pub use keel::oracle::workload::{PublisherSpec, ReaderSpec, SubscriberSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {

@@ -17,12 +17,13 @@ use keel::storage::MemStore;
 use keel::transport::TransportAcceptor;
 use openraft::Raft;
 
-use super::checkers;
-use super::history::{Entry, Event, History, Violation};
 use super::nemesis::Nemesis;
 use super::operator::{operator, Orders, ADMIN_PORT};
 use super::plan::Plan;
-use super::workload::{self, ClientCtx, Disk, Phase};
+use keel::oracle::checkers;
+use keel::oracle::client::RunClock;
+use keel::oracle::history::{Entry, Event, History, Violation};
+use keel::oracle::workload::{self, ClientCtx, Disk, Phase};
 
 /// The wall clock of every node starts here (plus the simulated time of its start), so every
 /// run of a seed reads the same times.
@@ -98,7 +99,7 @@ fn node_host(
                 cluster,
                 ..ServerSettings::default()
             };
-            let started_ms = super::mqtt::now_ms();
+            let started_ms = super::now_ms();
             let clock = Arc::new(SimClock::new(EPOCH_MS + started_ms));
             let server = Server::bind(&SimNet, settings, clock).await?;
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((server.hub(), server.raft()));
@@ -148,6 +149,8 @@ fn run_plan(plan: Plan) -> Outcome {
         slots.push((node.clone(), slot));
     }
     let ctx = |n: u64| ClientCtx {
+        net: SimNet,
+        clock: RunClock::new(super::now_ms),
         history: history.clone(),
         phase: phase.clone(),
         nodes: plan.nodes.clone(),
@@ -158,25 +161,33 @@ fn run_plan(plan: Plan) -> Outcome {
         n += 1;
         let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
         sim.host(spec.name.clone().as_str(), move || {
-            Box::pin(workload::publisher(spec.clone(), ctx.clone(), disk.clone())) as HostFuture
+            let (spec, ctx, disk) = (spec.clone(), ctx.clone(), disk.clone());
+            Box::pin(async move {
+                workload::publisher(spec, ctx, disk).await;
+                Ok(())
+            }) as HostFuture
         });
     }
     for spec in &plan.subscribers {
         n += 1;
         let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
         sim.host(spec.name.clone().as_str(), move || {
-            Box::pin(workload::subscriber(
-                spec.clone(),
-                ctx.clone(),
-                disk.clone(),
-            )) as HostFuture
+            let (spec, ctx, disk) = (spec.clone(), ctx.clone(), disk.clone());
+            Box::pin(async move {
+                workload::subscriber(spec, ctx, disk).await;
+                Ok(())
+            }) as HostFuture
         });
     }
     for spec in &plan.readers {
         n += 1;
         let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
         sim.host(spec.name.clone().as_str(), move || {
-            Box::pin(workload::reader(spec.clone(), ctx.clone(), disk.clone())) as HostFuture
+            let (spec, ctx, disk) = (spec.clone(), ctx.clone(), disk.clone());
+            Box::pin(async move {
+                workload::reader(spec, ctx, disk).await;
+                Ok(())
+            }) as HostFuture
         });
     }
 

@@ -24,6 +24,8 @@ pub enum ServeError {
     Storage(String),
     #[error(transparent)]
     Node(#[from] crate::cluster::NodeError),
+    #[error("{0}")]
+    Planted(String),
 }
 
 /// The listeners the configuration turns on, with their transports.
@@ -122,6 +124,13 @@ fn cluster_settings(config: &Config) -> Option<super::ClusterSettings> {
 /// Runs a node on a multi-threaded tokio runtime until SIGTERM or Ctrl-C.
 pub fn serve(config: Config) -> Result<(), ServeError> {
     let settings = settings(&config)?;
+    let planted = crate::planted::plant_from_env().map_err(ServeError::Planted)?;
+    if planted != crate::planted::Bugs::default() {
+        tracing::warn!(
+            ?planted,
+            "bugs planted on purpose (KEEL_PLANTED): for tests only"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("keel")

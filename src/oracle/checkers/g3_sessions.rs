@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Facts;
-use crate::chaos::history::{ConnRef, Entry, Event, Violation};
+use crate::oracle::history::{ConnRef, Entry, Event, Violation};
 
 pub fn check(history: &[Entry], _facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();

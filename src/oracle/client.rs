@@ -1,16 +1,17 @@
-//! One MQTT connection of a workload client, through Keel's own codec, with the deadlines a
-//! simulated network needs: turmoil drops the bytes of a partitioned link for good and never
-//! fails a connect to a crashed host, so every wait is bounded and keep-alive finds dead
-//! links.
+//! One MQTT connection of a workload client, through Keel's own codec, recording what it sees
+//! in the [`History`]. Every wait is bounded and keep-alive finds dead links: turmoil drops the
+//! bytes of a partitioned link for good and never fails a connect to a crashed host, and on a
+//! real network an `iptables` partition looks the same.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use keel::codec::*;
-use keel::net::{BoxStream, Net, SimNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::history::{ConnRef, Event, History};
+use crate::codec::*;
+use crate::net::{BoxStream, Net};
 
 /// Keep-alive the workload clients ask for. The broker drops a silent client after 1.5× this,
 /// and a client gives up on a silent broker after twice this.
@@ -24,14 +25,28 @@ pub const WRITE_TIMEOUT: Duration = KEEP_ALIVE;
 /// Session expiry of durable v5 sessions: longer than any run.
 pub const SESSION_EXPIRY_SECS: u32 = 100_000;
 
-/// Simulated milliseconds since the start of the run.
-pub fn now_ms() -> u64 {
-    turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+/// The MQTT port of every node the workload connects to.
+pub const MQTT_PORT: u16 = 1883;
+
+/// Milliseconds since the start of the run: the times of the history. The simulator reads its
+/// simulated time; a real run its own monotonic clock.
+#[derive(Clone)]
+pub struct RunClock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl RunClock {
+    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> RunClock {
+        RunClock(Arc::new(now_ms))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
 }
 
 /// What a client asks of a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectSpec {
+    /// The node: a host name or IP address, connected to on [`MQTT_PORT`].
     pub host: String,
     pub client_id: String,
     pub protocol: Protocol,
@@ -46,6 +61,7 @@ pub struct Conn {
     decoder: Decoder,
     read_buf: BytesMut,
     history: History,
+    clock: RunClock,
     /// When the last packet arrived (for the client's side of keep-alive).
     last_heard_ms: u64,
     last_sent_ms: u64,
@@ -56,13 +72,15 @@ pub type Lost = String;
 
 impl Conn {
     /// Connects, sends CONNECT and waits for a successful CONNACK; returns Session Present.
-    pub async fn open(
+    pub async fn open<N: Net>(
+        net: &N,
         spec: &ConnectSpec,
         at: ConnRef,
         history: &History,
+        clock: &RunClock,
     ) -> Result<(Conn, bool), Lost> {
-        let addr = format!("{}:1883", spec.host);
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, SimNet.connect(&addr))
+        let addr = format!("{}:{MQTT_PORT}", spec.host);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(&addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect failed: {e}"))?;
@@ -73,15 +91,16 @@ impl Conn {
             decoder: Decoder::with_protocol(spec.protocol, PACKET_SIZE_LIMIT),
             read_buf: BytesMut::with_capacity(4096),
             history: history.clone(),
-            last_heard_ms: now_ms(),
-            last_sent_ms: now_ms(),
+            clock: clock.clone(),
+            last_heard_ms: clock.now_ms(),
+            last_sent_ms: clock.now_ms(),
         };
         let mut properties = ConnectProperties::default();
         if spec.durable && spec.protocol.is_v5() {
             properties.session_expiry_interval = Some(SESSION_EXPIRY_SECS);
         }
         history.record(
-            now_ms(),
+            clock.now_ms(),
             Event::ConnectSent {
                 at: conn.at.clone(),
                 clean_start: spec.clean_start,
@@ -108,7 +127,7 @@ impl Conn {
         match reply {
             Ok(Packet::ConnAck(ack)) if ack.reason_code == ReasonCode::Success => {
                 history.record(
-                    now_ms(),
+                    clock.now_ms(),
                     Event::Connected {
                         at: conn.at.clone(),
                         session_present: ack.session_present,
@@ -124,7 +143,7 @@ impl Conn {
     /// Records the end of this connection and returns why, for `?`.
     pub fn lost(&self, why: String) -> Lost {
         self.history.record(
-            now_ms(),
+            self.clock.now_ms(),
             Event::ConnectionLost {
                 at: self.at.clone(),
                 why: why.clone(),
@@ -138,7 +157,7 @@ impl Conn {
         packet
             .encode(self.protocol, &mut buf)
             .map_err(|e| format!("encode: {e}"))?;
-        self.last_sent_ms = now_ms();
+        self.last_sent_ms = self.clock.now_ms();
         let stream = &mut self.stream;
         let written = tokio::time::timeout(WRITE_TIMEOUT, async move {
             stream.write_all(&buf).await?;
@@ -160,7 +179,7 @@ impl Conn {
                 .decode(&mut self.read_buf)
                 .map_err(|e| format!("malformed packet from the broker: {e}"))?
             {
-                self.last_heard_ms = now_ms();
+                self.last_heard_ms = self.clock.now_ms();
                 return Ok(packet);
             }
             match self.stream.read_buf(&mut self.read_buf).await {
@@ -176,10 +195,10 @@ impl Conn {
     /// nothing at all arrived for twice the keep-alive. A DISCONNECT from the broker ends it.
     /// Waits at most `wait` in all (`None`: until something arrives or the link is dead).
     pub async fn recv(&mut self, wait: Option<Duration>) -> Result<Option<Packet>, Lost> {
-        let give_up_at = wait.map(|w| now_ms() + w.as_millis() as u64);
+        let give_up_at = wait.map(|w| self.clock.now_ms() + w.as_millis() as u64);
         let half = KEEP_ALIVE.as_millis() as u64 / 2;
         loop {
-            let now = now_ms();
+            let now = self.clock.now_ms();
             if now.saturating_sub(self.last_heard_ms) >= 2 * KEEP_ALIVE.as_millis() as u64 {
                 return Err("broker silent for two keep-alives".into());
             }

@@ -1,6 +1,10 @@
-//! The oracle's record of a run: every send, acknowledgement, delivery and fault, in the one
-//! order the simulation executed them (turmoil runs every host on one thread, so the index of
-//! an event in the history is a total "happened before" among the clients' observations).
+//! The oracle's record of a run: every send, acknowledgement, delivery and fault, in one total
+//! order that respects what the clients observed. In the simulator that is the order turmoil
+//! executed them (every host runs on one thread); against real processes (`jepsen/`) it is the
+//! order the clients took the history's lock, and clients record a send *before* the bytes go
+//! out and an acknowledgement or delivery *after* it arrived, so whatever one observation
+//! caused stands after it. Either way the index of an event is a "happened before" among the
+//! clients' observations.
 //!
 //! Clients record what their application saw, never what the broker did: an operation whose
 //! acknowledgement never came is *unknown* (it may or may not have taken effect), and the
@@ -9,11 +13,13 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use keel::codec::QoS;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::QoS;
 
 /// One message of the workload: which publisher sent it and its place in that publisher's
 /// sequence (the payload carries both, see [`MsgId::payload`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MsgId {
     pub publisher: u32,
     pub seq: u64,
@@ -41,7 +47,7 @@ impl fmt::Display for MsgId {
 }
 
 /// A connection of a client: the client's name and how many connections it opened before.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConnRef {
     pub client: String,
     pub conn: u32,
@@ -53,7 +59,7 @@ impl fmt::Display for ConnRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// CONNECT sent on a new connection.
     ConnectSent {
@@ -119,8 +125,9 @@ pub enum Event {
     Finished,
 }
 
-/// An event with the simulated time (ms since the start of the run) it was recorded at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An event with the time it was recorded at: ms since the start of the run (simulated time in
+/// the simulator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub at_ms: u64,
     pub event: Event,
@@ -147,7 +154,7 @@ impl History {
 }
 
 /// A broken guarantee, found by a checker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
     /// The guarantee of DESIGN.md §1 (or invariant) that does not hold, e.g. `"G1 delivery"`.
     pub guarantee: &'static str,

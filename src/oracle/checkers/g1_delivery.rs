@@ -34,10 +34,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel::codec::QoS;
+use crate::codec::QoS;
 
 use super::{matches, split_shared, Facts, Granted, Receiver, Sent};
-use crate::chaos::history::{ConnRef, Entry, MsgId, Violation};
+use crate::oracle::history::{ConnRef, Entry, MsgId, Violation};
 
 /// A receiving session: a receiver, and for a client whose sessions end with their
 /// connections, the connection (0 otherwise).
@@ -196,12 +196,12 @@ fn copies_text(copies: &[(usize, &ConnRef)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use keel::codec::QoS::*;
+    use crate::codec::QoS::*;
 
     use super::super::build::*;
 
     /// A durable subscriber to `t/+` and a publisher, connected.
-    fn setup(sub_qos: keel::codec::QoS) -> H {
+    fn setup(sub_qos: crate::codec::QoS) -> H {
         H::new()
             .connect_durable("s/1")
             .connected("s/1", false)

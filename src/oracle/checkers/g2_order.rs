@@ -20,10 +20,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel::codec::QoS;
+use crate::codec::QoS;
 
 use super::Facts;
-use crate::chaos::history::{Entry, MsgId, Violation};
+use crate::oracle::history::{Entry, MsgId, Violation};
 
 pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();
@@ -67,7 +67,7 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
 
 #[cfg(test)]
 mod tests {
-    use keel::codec::QoS::{self, *};
+    use crate::codec::QoS::{self, *};
 
     use super::super::build::*;
 

@@ -1,9 +1,10 @@
-//! The workload clients: simulated hosts that speak MQTT to the nodes and record what their
-//! application sees in the [`History`].
+//! The workload clients: programs that speak MQTT to the nodes and record what their
+//! application sees in the [`History`]. The simulator runs them as simulated hosts on its
+//! network; `jepsen/` runs the same programs as tasks on real sockets.
 //!
 //! Each client keeps what a real application would write to its own disk ([`Disk`]: message
-//! counter, the publish in flight, QoS 2 packet ids awaiting PUBREL) outside its host, so a
-//! client machine crash and restart continues from it. The receiver side of QoS 2 follows the
+//! counter, the publish in flight, QoS 2 packet ids awaiting PUBREL) outside its program, so a
+//! client machine crash and restart (in the simulator) continues from it. The receiver side of QoS 2 follows the
 //! spec (method B of [MQTT-4.3.3]): a message is handed to the application on the first PUBLISH
 //! of a packet id and the id is remembered until PUBREL, so a resend is not delivered again.
 
@@ -13,12 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel::codec::*;
-use keel::net::Rng;
 
+use super::client::{granted_qos, Conn, ConnectSpec, Lost, RunClock};
 use super::history::{ConnRef, Event, History, MsgId};
-use super::mqtt::{granted_qos, now_ms, Conn, ConnectSpec, Lost};
-use super::plan::{PublisherSpec, ReaderSpec, SubscriberSpec};
+use crate::codec::*;
+use crate::net::{Net, Rng};
 
 /// How long a publisher waits for an acknowledgement before it gives the connection up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,17 +86,21 @@ fn lock(disk: &SharedDisk) -> MutexGuard<'_, Disk> {
 
 /// What every client program gets.
 #[derive(Clone)]
-pub struct ClientCtx {
+pub struct ClientCtx<N> {
+    /// How it reaches the nodes.
+    pub net: N,
+    pub clock: RunClock,
     pub history: History,
     pub phase: Phase,
+    /// The nodes' host names or addresses (connected to on the MQTT port).
     pub nodes: Vec<String>,
     /// Seed of this client; each run of its program mixes in the run number.
     pub seed: u64,
 }
 
-impl ClientCtx {
+impl<N: Net> ClientCtx<N> {
     fn record(&self, event: Event) {
-        self.history.record(now_ms(), event);
+        self.history.record(self.clock.now_ms(), event);
     }
 }
 
@@ -109,8 +113,8 @@ struct Identity<'a> {
 }
 
 /// Opens the next connection of a client, to a node chosen at random.
-async fn open(
-    ctx: &ClientCtx,
+async fn open<N: Net>(
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     rng: &mut Rng,
     me: Identity<'_>,
@@ -136,11 +140,11 @@ async fn open(
         clean_start: !durable,
         durable,
     };
-    Conn::open(&spec, at, &ctx.history).await
+    Conn::open(&ctx.net, &spec, at, &ctx.history, &ctx.clock).await
 }
 
 /// Waits out a reconnect backoff, or forever once the run is over.
-async fn backoff(ctx: &ClientCtx, rng: &mut Rng) {
+async fn backoff<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng) {
     if ctx.phase.is_finished() {
         std::future::pending::<()>().await;
     }
@@ -174,7 +178,7 @@ enum ClientFault {
     Takeover,
 }
 
-fn client_fault(ctx: &ClientCtx, rng: &mut Rng, rate: f64) -> Option<ClientFault> {
+fn client_fault<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng, rate: f64) -> Option<ClientFault> {
     if !ctx.phase.is_safety() || !rng.chance(rate) {
         return None;
     }
@@ -186,10 +190,10 @@ fn client_fault(ctx: &ClientCtx, rng: &mut Rng, rate: f64) -> Option<ClientFault
 }
 
 /// Applies a client fault; returns the connection to go on with, if any.
-async fn misbehave(
+async fn misbehave<N: Net>(
     fault: ClientFault,
     conn: Conn,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     rng: &mut Rng,
     me: Identity<'_>,
@@ -222,7 +226,7 @@ fn next_packet_id(disk: &mut Disk) -> PacketId {
 }
 
 /// A publisher: numbered messages, one at a time, each waited for.
-pub async fn publisher(spec: PublisherSpec, ctx: ClientCtx, disk: SharedDisk) -> turmoil::Result {
+pub async fn publisher<N: Net>(spec: PublisherSpec, ctx: ClientCtx<N>, disk: SharedDisk) {
     let mut rng = {
         let mut d = lock(&disk);
         d.runs += 1;
@@ -245,10 +249,10 @@ pub async fn publisher(spec: PublisherSpec, ctx: ClientCtx, disk: SharedDisk) ->
     }
 }
 
-async fn publish_on(
+async fn publish_on<N: Net>(
     mut conn: Conn,
     spec: &PublisherSpec,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     rng: &mut Rng,
 ) -> Result<(), Lost> {
@@ -305,10 +309,10 @@ async fn publish_on(
 }
 
 /// Sends `flight` (or its PUBREL) and waits for the exchange to complete.
-async fn complete(
+async fn complete<N: Net>(
     conn: &mut Conn,
     spec: &PublisherSpec,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     flight: InFlight,
     resend: bool,
@@ -375,7 +379,7 @@ async fn complete(
 }
 
 /// A subscriber with one subscription, receiving until the run ends.
-pub async fn subscriber(spec: SubscriberSpec, ctx: ClientCtx, disk: SharedDisk) -> turmoil::Result {
+pub async fn subscriber<N: Net>(spec: SubscriberSpec, ctx: ClientCtx<N>, disk: SharedDisk) {
     let mut rng = {
         let mut d = lock(&disk);
         d.runs += 1;
@@ -395,10 +399,10 @@ pub async fn subscriber(spec: SubscriberSpec, ctx: ClientCtx, disk: SharedDisk) 
 }
 
 /// Subscribes on a connection whose session does not have the subscription.
-async fn subscribe(
+async fn subscribe<N: Net>(
     conn: &mut Conn,
     spec: &SubscriberSpec,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     filter: &str,
     qos: QoS,
@@ -440,11 +444,11 @@ async fn subscribe(
     }
 }
 
-async fn receive_on(
+async fn receive_on<N: Net>(
     mut conn: Conn,
     mut present: bool,
     spec: &SubscriberSpec,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     rng: &mut Rng,
 ) -> Result<(), Lost> {
@@ -484,9 +488,9 @@ async fn receive_on(
 
 /// A PUBLISH or PUBREL for a subscriber: the application gets the message, then the broker
 /// its acknowledgement.
-async fn handle_incoming(
+async fn handle_incoming<N: Net>(
     conn: &mut Conn,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     packet: Packet,
 ) -> Result<(), Lost> {
@@ -524,7 +528,7 @@ async fn handle_incoming(
 }
 
 /// Reads the retained messages again and again, each time on a new clean session.
-pub async fn reader(spec: ReaderSpec, ctx: ClientCtx, disk: SharedDisk) -> turmoil::Result {
+pub async fn reader<N: Net>(spec: ReaderSpec, ctx: ClientCtx<N>, disk: SharedDisk) {
     let mut rng = {
         let mut d = lock(&disk);
         d.runs += 1;
@@ -568,16 +572,16 @@ pub async fn reader(spec: ReaderSpec, ctx: ClientCtx, disk: SharedDisk) -> turmo
     }
 }
 
-async fn read_retained(
+async fn read_retained<N: Net>(
     conn: &mut Conn,
     spec: &SubscriberSpec,
-    ctx: &ClientCtx,
+    ctx: &ClientCtx<N>,
     disk: &SharedDisk,
 ) -> Result<(), Lost> {
     subscribe(conn, spec, ctx, disk, &spec.filter, QoS::AtLeastOnce).await?;
-    let until = now_ms() + READ_WINDOW.as_millis() as u64;
+    let until = ctx.clock.now_ms() + READ_WINDOW.as_millis() as u64;
     loop {
-        let left = until.saturating_sub(now_ms());
+        let left = until.saturating_sub(ctx.clock.now_ms());
         if left == 0 {
             return Ok(());
         }
@@ -585,6 +589,43 @@ async fn read_retained(
             handle_incoming(conn, ctx, disk, packet).await?;
         }
     }
+}
+
+/// A publishing client: sequential publishes of numbered messages to one topic.
+#[derive(Debug, Clone)]
+pub struct PublisherSpec {
+    pub name: String,
+    /// The number in its messages' payloads (`MsgId::publisher`).
+    pub id: u32,
+    pub protocol: Protocol,
+    pub qos: QoS,
+    pub durable: bool,
+    pub topic: String,
+    /// Retained writes (the G4 workload) rather than data messages.
+    pub retain: bool,
+    /// Pause between publishes, in ms (a range).
+    pub pause_ms: (u64, u64),
+    /// Chance per operation that the client drops, closes or takes over its own connection.
+    pub client_faults: f64,
+}
+
+/// A subscribing client with one subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriberSpec {
+    pub name: String,
+    pub protocol: Protocol,
+    pub durable: bool,
+    pub filter: String,
+    pub qos: QoS,
+    pub client_faults: f64,
+}
+
+/// A client that repeatedly connects, reads the retained messages and leaves.
+#[derive(Debug, Clone)]
+pub struct ReaderSpec {
+    pub name: String,
+    pub protocol: Protocol,
+    pub filter: String,
 }
 
 impl PublisherSpec {

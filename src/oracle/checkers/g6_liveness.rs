@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use super::Facts;
-use crate::chaos::history::{Entry, Event, Violation};
+use crate::oracle::history::{Entry, Event, Violation};
 
 pub fn check(history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let (Some(start), Some(end)) = (facts.liveness_started, facts.finished) else {

@@ -29,7 +29,7 @@ mod g6_liveness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel::codec::QoS;
+use crate::codec::QoS;
 
 use super::history::{ConnRef, Entry, Event, MsgId, Violation};
 
@@ -257,7 +257,7 @@ impl<'h> Facts<'h> {
 }
 
 /// Splits a share filter `$share/<group>/<filter>` into its group and the filter it matches
-/// topics with; any other filter has no group and matches as it is. (`keel::router::
+/// topics with; any other filter has no group and matches as it is. (`crate::router::
 /// filter_matches` knows nothing of `$share`: given the whole share filter it would try to
 /// match `$share` as a topic level.)
 pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
@@ -272,17 +272,17 @@ pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
 
 /// Whether `filter` (a share filter included) matches `topic`.
 pub fn matches(filter: &str, topic: &str) -> bool {
-    keel::router::filter_matches(split_shared(filter).1, topic)
+    crate::router::filter_matches(split_shared(filter).1, topic)
 }
 
 /// Short hand for the checkers' tests: a history written as a chain of events, connections
 /// named `"client/conn"`.
 #[cfg(test)]
 pub mod build {
-    use keel::codec::QoS;
+    use crate::codec::QoS;
 
     use super::{check_all, Violation};
-    use crate::chaos::history::{ConnRef, Entry, Event, MsgId};
+    use crate::oracle::history::{ConnRef, Entry, Event, MsgId};
 
     /// `"s/2"` is connection 2 of client `s`.
     pub fn conn(name: &str) -> ConnRef {
@@ -460,7 +460,7 @@ pub mod build {
 
 #[cfg(test)]
 mod tests {
-    use keel::codec::QoS::*;
+    use crate::codec::QoS::*;
 
     use super::build::*;
     use super::{matches, split_shared, Facts, Receiver};

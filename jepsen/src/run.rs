@@ -1,0 +1,207 @@
+//! One run: the test hosts and nodes come up, the workload runs through a safety phase with
+//! the nemesis on, then a liveness phase with every fault healed; the history is judged by
+//! the simulator's checkers and the report written.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use keel::net::TokioNet;
+use keel::oracle::checkers::check_all;
+use keel::oracle::client::RunClock;
+use keel::oracle::history::{Event, History};
+use keel::oracle::workload::{self, ClientCtx, Disk, Phase};
+
+use crate::hosts::Hosts;
+use crate::nemesis::{self, Kind, Window};
+use crate::nodes::Cluster;
+use crate::report::{self, Report};
+use crate::workload::Workload;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nodes: u64,
+    pub seed: u64,
+    pub nemeses: Vec<Kind>,
+    /// The safety phase (faults on).
+    pub time_limit: Duration,
+    /// The liveness phase: the bound within which everything must drain.
+    pub liveness: Duration,
+    pub keel: PathBuf,
+    /// This run's directory (`jepsen/store/<run>`).
+    pub dir: PathBuf,
+    pub planted: Option<String>,
+}
+
+/// Faults start this long after the workload, so that every client has connected once.
+const WARMUP: Duration = Duration::from_secs(3);
+/// How long a node gets to stop on SIGTERM at the end.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long the cluster gets to elect a leader at the start.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+pub async fn run(options: &Options) -> Result<Report> {
+    let hosts = Hosts::setup(options.nodes)?;
+    let outcome = run_on(options, &hosts).await;
+    Hosts::teardown();
+    outcome
+}
+
+async fn run_on(options: &Options, hosts: &Hosts) -> Result<Report> {
+    let mut cluster = Cluster::new(&options.keel, &options.dir, hosts, options.planted.clone())?;
+    for id in cluster.ids() {
+        cluster.start(id)?;
+    }
+    let ready = cluster.wait_ready(READY_WITHIN).await;
+    if let Err(error) = ready {
+        cluster.stop_all(STOP_GRACE).await;
+        return Err(error);
+    }
+    progress(&format!(
+        "{} nodes up (leader n{})",
+        options.nodes,
+        cluster.leader().await.unwrap_or(0)
+    ));
+
+    let started = tokio::time::Instant::now();
+    let clock = RunClock::new(move || started.elapsed().as_millis() as u64);
+    let history = History::default();
+    let phase = Phase::default();
+    let clients = spawn_clients(options, hosts, &clock, &history, &phase);
+    let safety_ms = options.time_limit.as_millis() as u64;
+    let windows = nemesis::schedule(
+        options.seed,
+        &options.nemeses,
+        &cluster.ids(),
+        WARMUP.as_millis() as u64,
+        safety_ms,
+    );
+    let reporter = tokio::spawn(report_progress(history.clone(), clock.clone()));
+
+    let done = run_nemesis(&windows, hosts, &mut cluster, &history, &clock, safety_ms).await;
+    // Whatever happened, every fault is healed before the liveness phase.
+    let healed = nemesis::heal_all(hosts, &mut cluster);
+    history.record(clock.now_ms(), Event::LivenessStarted);
+    phase.start_liveness();
+    progress("safety phase over: every fault healed, liveness phase");
+    tokio::time::sleep(options.liveness).await;
+    history.record(clock.now_ms(), Event::Finished);
+    phase.finish();
+    let entries = history.entries();
+    reporter.abort();
+    for client in clients {
+        client.abort();
+    }
+    cluster.stop_all(STOP_GRACE).await;
+    done?;
+    healed?;
+
+    progress(&format!("judging {} events", entries.len()));
+    let violations = check_all(&entries);
+    let report = Report::new(options, &entries, &windows, violations);
+    report::write(&options.dir, &report, &entries)?;
+    Ok(report)
+}
+
+/// Starts every workload client as a task; they run until aborted.
+fn spawn_clients(
+    options: &Options,
+    hosts: &Hosts,
+    clock: &RunClock,
+    history: &History,
+    phase: &Phase,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let nodes: Vec<String> = hosts.nodes.iter().map(|h| h.ip.to_string()).collect();
+    let workload = Workload::new();
+    let mut n = 0u64;
+    let mut ctx = || {
+        n += 1;
+        (
+            ClientCtx {
+                net: TokioNet,
+                clock: clock.clone(),
+                history: history.clone(),
+                phase: phase.clone(),
+                nodes: nodes.clone(),
+                seed: options.seed.wrapping_mul(31).wrapping_add(n),
+            },
+            Arc::new(Mutex::new(Disk::default())),
+        )
+    };
+    let mut tasks = Vec::new();
+    for spec in workload.publishers {
+        let (ctx, disk) = ctx();
+        tasks.push(tokio::spawn(workload::publisher(spec, ctx, disk)));
+    }
+    for spec in workload.subscribers {
+        let (ctx, disk) = ctx();
+        tasks.push(tokio::spawn(workload::subscriber(spec, ctx, disk)));
+    }
+    for spec in workload.readers {
+        let (ctx, disk) = ctx();
+        tasks.push(tokio::spawn(workload::reader(spec, ctx, disk)));
+    }
+    tasks
+}
+
+/// Carries out the schedule; every fault is recorded in the history when it starts and ends.
+async fn run_nemesis(
+    windows: &[Window],
+    hosts: &Hosts,
+    cluster: &mut Cluster,
+    history: &History,
+    clock: &RunClock,
+    safety_ms: u64,
+) -> Result<()> {
+    for window in windows {
+        sleep_until_ms(clock, window.start_ms).await;
+        let what = nemesis::start(&window.fault, hosts, cluster).await?;
+        history.record(
+            clock.now_ms(),
+            Event::Fault {
+                what: format!("start: {what}"),
+            },
+        );
+        progress(&format!("fault: {what}"));
+        sleep_until_ms(clock, window.end_ms).await;
+        nemesis::heal_all(hosts, cluster)?;
+        history.record(
+            clock.now_ms(),
+            Event::Fault {
+                what: format!("healed: {}", window.fault),
+            },
+        );
+    }
+    sleep_until_ms(clock, safety_ms).await;
+    Ok(())
+}
+
+async fn sleep_until_ms(clock: &RunClock, at_ms: u64) {
+    let now = clock.now_ms();
+    if at_ms > now {
+        tokio::time::sleep(Duration::from_millis(at_ms - now)).await;
+    }
+}
+
+/// A progress line every five seconds: time, acknowledged publishes, deliveries, faults.
+async fn report_progress(history: History, clock: RunClock) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let entries = history.entries();
+        let count = |f: fn(&Event) -> bool| entries.iter().filter(|e| f(&e.event)).count();
+        progress(&format!(
+            "{:>5.1}s: {} published, {} acknowledged, {} delivered, {} connections lost",
+            clock.now_ms() as f64 / 1000.0,
+            count(|e| matches!(e, Event::PublishSent { dup: false, .. })),
+            count(|e| matches!(e, Event::PublishAcked { .. })),
+            count(|e| matches!(e, Event::Delivered { .. })),
+            count(|e| matches!(e, Event::ConnectionLost { .. })),
+        ));
+    }
+}
+
+pub fn progress(line: &str) {
+    eprintln!("[keel-jepsen] {line}");
+}
