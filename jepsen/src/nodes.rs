@@ -29,6 +29,11 @@ sync = \"batch\"
 
 [mqtt]
 sys_interval_secs = 0
+# A durable session's queue is bounded (default 1000 messages; beyond it messages are dropped,
+# counted in keel_messages_dropped_queue_full_total, and G1 cannot hold). The workload's
+# subscribers drop and take over their connections so often that they fall far behind; the
+# bound is raised so the run tests delivery, not the overflow policy. Overflows are reported.
+queue_max = 100000
 
 [cluster]
 # Shorter than the default 30 s, so that runs also see nodes declared gone.
@@ -221,6 +226,12 @@ impl Cluster {
     pub async fn view(&self, id: u64) -> Option<serde_json::Value> {
         let (status, body) = http_get(self.ip(id), "/api/v1/cluster").await?;
         (status == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// Node `id`'s metrics (`GET /metrics`, Prometheus text), if it answers.
+    pub async fn metrics(&self, id: u64) -> Option<String> {
+        let (status, body) = http_get(self.ip(id), "/metrics").await?;
+        (status == 200).then_some(body)
     }
 
     /// The leader some node reports, if any.

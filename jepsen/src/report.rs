@@ -36,6 +36,9 @@ pub struct Stats {
     pub faults: usize,
     /// The longest stretch of the safety phase without a single acknowledgement, in ms.
     pub max_unavailable_ms: u64,
+    /// QoS 1/2 messages a node dropped for a full session queue (`mqtt.queue_max`, from the
+    /// nodes' metrics at the end): G1 holds only within that bound.
+    pub queue_full_drops: u64,
     /// Publish → acknowledgement latency, ms.
     pub latency_p50_ms: u64,
     pub latency_p99_ms: u64,
@@ -118,6 +121,13 @@ impl Report {
             s.latency_p99_ms,
             s.latency_max_ms,
         );
+        if s.queue_full_drops > 0 {
+            text.push_str(&format!(
+                "note: {} QoS 1/2 messages were dropped for a full session queue \
+                 (mqtt.queue_max): G1 holds only within the configured bound\n",
+                s.queue_full_drops
+            ));
+        }
         if !self.anomalies.is_empty() {
             text.push_str(&format!("{} anomalies:\n", self.anomalies.len()));
             for anomaly in self.anomalies.iter().take(20) {

@@ -90,6 +90,7 @@ async fn run_on(options: &Options, hosts: &Hosts) -> Result<Report> {
     history.record(clock.now_ms(), Event::Finished);
     phase.finish();
     let entries = history.entries();
+    let queue_full_drops = save_metrics(&cluster, &options.dir).await;
     reporter.abort();
     for client in clients {
         client.abort();
@@ -100,9 +101,36 @@ async fn run_on(options: &Options, hosts: &Hosts) -> Result<Report> {
 
     progress(&format!("judging {} events", entries.len()));
     let violations = check_all(&entries);
-    let report = Report::new(options, &entries, &windows, violations);
+    let mut report = Report::new(options, &entries, &windows, violations);
+    report.stats.queue_full_drops = queue_full_drops;
     report::write(&options.dir, &report, &entries)?;
     Ok(report)
+}
+
+/// Saves every node's metrics in the run directory (`n<id>.metrics`); returns the most QoS 1/2
+/// messages any node dropped for a full session queue.
+async fn save_metrics(cluster: &Cluster, dir: &std::path::Path) -> u64 {
+    let mut drops = 0;
+    for id in cluster.ids() {
+        let Some(text) = cluster.metrics(id).await else {
+            progress(&format!("n{id} did not answer GET /metrics"));
+            continue;
+        };
+        if let Err(error) = std::fs::write(dir.join(format!("n{id}.metrics")), &text) {
+            progress(&format!("cannot save the metrics of n{id}: {error}"));
+        }
+        drops = drops.max(counter(&text, "keel_messages_dropped_queue_full_total"));
+    }
+    drops
+}
+
+/// The value of a counter in Prometheus text (0 when absent).
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .next()
+        .unwrap_or(0)
 }
 
 /// Starts every workload client as a task; they run until aborted.
@@ -204,4 +232,17 @@ async fn report_progress(history: History, clock: RunClock) {
 
 pub fn progress(line: &str) {
     eprintln!("[keel-jepsen] {line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter;
+
+    #[test]
+    fn a_counter_is_read_from_prometheus_text() {
+        let text = "# HELP keel_x_total X.\n# TYPE keel_x_total counter\nkeel_x_total 42\n\
+                    keel_x_total_other 7\n";
+        assert_eq!(counter(text, "keel_x_total"), 42);
+        assert_eq!(counter(text, "keel_missing_total"), 0);
+    }
 }

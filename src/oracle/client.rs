@@ -174,11 +174,17 @@ impl Conn {
     /// The next packet, with no deadline of its own.
     async fn read_packet(&mut self) -> Result<Packet, Lost> {
         loop {
-            if let Some(packet) = self
-                .decoder
-                .decode(&mut self.read_buf)
-                .map_err(|e| format!("malformed packet from the broker: {e}"))?
-            {
+            let decoded = self.decoder.decode(&mut self.read_buf).map_err(|e| {
+                self.history.record(
+                    self.clock.now_ms(),
+                    Event::MalformedFromBroker {
+                        at: self.at.clone(),
+                        error: e.to_string(),
+                    },
+                );
+                format!("malformed packet from the broker: {e}")
+            })?;
+            if let Some(packet) = decoded {
                 self.last_heard_ms = self.clock.now_ms();
                 return Ok(packet);
             }

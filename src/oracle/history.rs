@@ -117,6 +117,9 @@ pub enum Event {
     /// A retained-reader connection saw everything the broker sends after its SUBACK (it waited
     /// for a while after the SUBACK): a topic without a retained delivery had none.
     RetainedReadDone { at: ConnRef },
+    /// Bytes from the broker that do not decode as an MQTT packet of the connection's
+    /// protocol (the connection is given up, a `ConnectionLost` follows).
+    MalformedFromBroker { at: ConnRef, error: String },
     /// Fault injection (for reading a trace; the checkers use only the phase markers).
     Fault { what: String },
     /// Faults stop here and every fault is healed; the liveness phase starts.

@@ -14,8 +14,8 @@ use crate::broker::{
 };
 use crate::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
-    Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid, ReasonCode, SubAck,
-    Subscribe, TopicName, UnsubAck, Unsubscribe,
+    Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid, ReasonCode, ReasonContext,
+    SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe,
 };
 use crate::state::{ClientId, Message, Subscription, Will};
 
@@ -772,6 +772,7 @@ impl Session {
     /// the client's Maximum Packet Size ([MQTT-3.14.2-3]). DISCONNECT may carry one whatever
     /// the client's Request Problem Information ([MQTT-3.1.2-29]).
     fn disconnect_packet(&self, reason: ReasonCode, why: &str) -> Disconnect {
+        let reason = disconnect_reason(reason);
         let mut disconnect = Disconnect::new(reason);
         if why.is_empty() {
             return disconnect;
@@ -795,6 +796,22 @@ impl Session {
     }
 }
 
+/// The code a server DISCONNECT carries for `reason`. Some reasons the broker ends a
+/// connection for exist only in CONNACK: `0x88 Server unavailable` (a node without quorum,
+/// G5) is not a DISCONNECT reason code (MQTT 5 §3.14.2.1), so a connected client is told
+/// `0x9C Use another server`, which says what it should do; anything else unknown becomes
+/// `0x80 Unspecified error`. (Keel's own decoder refuses a DISCONNECT carrying 0x88, as strict
+/// clients do: found by `jepsen/`.)
+fn disconnect_reason(reason: ReasonCode) -> ReasonCode {
+    if reason.is_valid_for(ReasonContext::Disconnect) {
+        return reason;
+    }
+    match reason {
+        ReasonCode::ServerUnavailable => ReasonCode::UseAnotherServer,
+        _ => ReasonCode::UnspecifiedError,
+    }
+}
+
 /// The reason string for a refusal or a server DISCONNECT with this reason code.
 fn explain(reason: ReasonCode) -> &'static str {
     match reason {
@@ -805,7 +822,7 @@ fn explain(reason: ReasonCode) -> &'static str {
         ReasonCode::BadUserNameOrPassword => "bad user name or password",
         ReasonCode::NotAuthorized => "not authorized",
         ReasonCode::BadAuthenticationMethod => "authentication method not supported",
-        ReasonCode::ServerUnavailable => {
+        ReasonCode::ServerUnavailable | ReasonCode::UseAnotherServer => {
             "server unavailable: this node has no quorum or cannot store state; try another node"
         }
         ReasonCode::ServerShuttingDown => "server shutting down",

@@ -230,6 +230,31 @@ fn server_disconnects_and_refusals_say_why_in_a_reason_string() {
 }
 
 #[test]
+fn a_node_without_quorum_tells_connected_clients_to_use_another_server() {
+    // 0x88 Server unavailable exists only in CONNACK; a DISCONNECT carrying it is malformed.
+    let mut hub = Hub::new();
+    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.sessions
+        .get_mut(&1)
+        .unwrap()
+        .kick(ReasonCode::ServerUnavailable);
+    let out = hub.take(1);
+    assert_eq!(disconnect_reason(&out), Some(ReasonCode::UseAnotherServer));
+    for packet in &out {
+        let mut bytes = bytes::BytesMut::new();
+        packet.encode(Protocol::V5, &mut bytes).unwrap();
+        let decoded = Decoder::with_protocol(Protocol::V5, 1 << 20)
+            .decode(&mut bytes)
+            .expect("a DISCONNECT a strict client accepts");
+        assert!(decoded.is_some());
+    }
+    // A CONNECT refused for the same reason keeps 0x88, which CONNACK allows.
+    hub.broker.set_quorum(false);
+    let refused = hub.connect(2, connect(Protocol::V5, "d"));
+    assert_eq!(refused.reason_code, ReasonCode::ServerUnavailable);
+}
+
+#[test]
 fn a_reason_string_that_would_exceed_the_clients_maximum_packet_size_is_left_out() {
     let mut hub = Hub::new();
     let mut small = connect(Protocol::V5, "c");

@@ -19,6 +19,7 @@
 //! | [`g4_retained`] | G4 Retained | `G4 retained never written`, `G4 retained stale`, `G4 retained missing` |
 //! | [`g5_ownership`] | G5 (one owner per client id) | `G5 two owners` |
 //! | [`g6_liveness`] | G6 Liveness | `G6 liveness` |
+//! | [`g7_broker_output`] | G7 Bad input, the other way: what the broker sends is valid MQTT | `G7 malformed packet from the broker` |
 
 mod g1_delivery;
 mod g2_order;
@@ -26,6 +27,7 @@ mod g3_sessions;
 mod g4_retained;
 mod g5_ownership;
 mod g6_liveness;
+mod g7_broker_output;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +45,7 @@ pub fn check_all(history: &[Entry]) -> Vec<Violation> {
     violations.extend(g4_retained::check(history, &facts));
     violations.extend(g5_ownership::check(history, &facts));
     violations.extend(g6_liveness::check(history, &facts));
+    violations.extend(g7_broker_output::check(history));
     violations
 }
 
@@ -236,6 +239,7 @@ impl<'h> Facts<'h> {
                 Event::Connected { .. }
                 | Event::PublishCompleted { .. }
                 | Event::RetainedReadDone { .. }
+                | Event::MalformedFromBroker { .. }
                 | Event::Fault { .. } => {}
             }
         }
