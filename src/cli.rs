@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{self, AuthError, EditError, EntryError, HashError, PasswordAuth};
+use crate::auth::{self, AuthError, EditError, EntryError, HashError};
 use crate::config::{self, Config, ConfigError, HostPort, InvalidConfig, Peer};
 use crate::transport::{tls, TlsConfigError};
 
@@ -168,6 +168,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    NodeAuth(#[from] auth::NodeAuthError),
     #[error("[tls]: {0}")]
     Tls(#[from] TlsConfigError),
     #[error("invalid user name: {0}")]
@@ -379,7 +381,7 @@ fn write_new(tmp: &Path, like: &Path, contents: &[u8]) -> io::Result<()> {
 /// included), for printing.
 pub fn check_config(path: &Path) -> Result<String, CliError> {
     let config = Config::load(path)?;
-    PasswordAuth::from_config(&config.auth)?;
+    auth::NodeAuth::from_config(&config.auth)?;
     if let Some(settings) = config.tls_settings() {
         tls::acceptor(&settings)?;
     }

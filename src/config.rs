@@ -305,6 +305,13 @@ pub struct AuthConfig {
     /// client that sends a user name must be in it and give the right password. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// ACL file (TOML rules, see `crate::auth::Acl`): who may publish and subscribe to which
+    /// topics. Default: none (every client may use every topic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_file: Option<PathBuf>,
+    /// What an ACL decides when no rule applies: `"deny"` (the default: what is not granted
+    /// is refused) or `"allow"`.
+    pub acl_no_match: crate::auth::Permission,
 }
 
 impl Default for AuthConfig {
@@ -312,6 +319,8 @@ impl Default for AuthConfig {
         AuthConfig {
             allow_anonymous: true,
             password_file: None,
+            acl_file: None,
+            acl_no_match: crate::auth::Permission::Deny,
         }
     }
 }
@@ -861,6 +870,7 @@ mod tests {
             require_client_cert = true
             [auth]
             password_file = "passwd"
+            acl_file = "acl.toml"
             [cluster]
             listen = "0.0.0.0:7000"
             peers = ["1@a:7000", "2@b:7000", "3@[::1]:7000"]

@@ -1,10 +1,15 @@
-//! Client authentication: password files of argon2id hashes ([`PasswordFile`], written by
-//! `keel passwd`) and the CONNECT rules around them ([`PasswordAuth`], an
-//! [`Authenticator`](crate::session::Authenticator)).
+//! Client authentication and authorisation: password files of argon2id hashes
+//! ([`PasswordFile`], written by `keel passwd`), the CONNECT rules around them
+//! ([`PasswordAuth`]), ACL files ([`Acl`]) and the node's
+//! [`Authenticator`](crate::session::Authenticator) made of both ([`NodeAuth`]).
 
+mod acl;
+mod node_auth;
 mod password_auth;
 mod password_file;
 
+pub use acl::{Acl, AclError, AclPermissions, Identity, Permission};
+pub use node_auth::{NodeAuth, NodeAuthError};
 pub use password_auth::PasswordAuth;
 pub use password_file::{
     check_username, hash_password, remove_entry, set_entry, AuthError, EditError, EntryError,

@@ -186,6 +186,7 @@ mod tests {
         let config = AuthConfig {
             allow_anonymous: false,
             password_file: Some(path.clone()),
+            ..AuthConfig::default()
         };
         let auth = PasswordAuth::from_config(&config).unwrap();
         assert_eq!(

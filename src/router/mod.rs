@@ -27,6 +27,39 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
     topic_levels.next().is_none()
 }
 
+/// True when every topic name that the (non-shared) filter `inner` matches is also matched by
+/// `outer`: a subscription to `inner` can never bring a message that `outer` would not. What
+/// an ACL rule granting `outer` must check before it allows a SUBSCRIBE to `inner`.
+///
+/// `+` covers any one level and `#` any rest, but a wildcard of `inner` is covered only by a
+/// wildcard of `outer` at least as wide; and at the first level the `$` rule applies: a
+/// first-level wildcard of `outer` matches no `$` topic, so it does not cover an `inner` whose
+/// first level is a literal starting with `$`.
+pub fn filter_covers(outer: &str, inner: &str) -> bool {
+    let inner_is_system = inner.starts_with('$');
+    let mut outer_levels = outer.split('/');
+    let mut inner_levels = inner.split('/');
+    let mut first = true;
+    loop {
+        match (outer_levels.next(), inner_levels.next()) {
+            (Some("#"), _) => return !(first && inner_is_system),
+            (Some("+"), Some(level)) => {
+                if level == "#" || (first && inner_is_system) {
+                    return false;
+                }
+            }
+            (Some(o), Some(i)) => {
+                if o != i {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            _ => return false,
+        }
+        first = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -60,6 +93,71 @@ mod tests {
         assert!(filter_matches("+/+", "/finance"));
         assert!(!filter_matches("#", "$SYS/x"));
         assert!(filter_matches("$SYS/#", "$SYS/x"));
+    }
+
+    #[test]
+    fn a_filter_covers_the_filters_it_is_wider_than() {
+        for (outer, inner) in [
+            ("#", "a/b"),
+            ("#", "#"),
+            ("a/#", "a"),
+            ("a/#", "a/+/c"),
+            ("+/b", "a/b"),
+            ("+", "+"),
+            ("a/+/#", "a/b/#"),
+            ("$SYS/#", "$SYS/broker/uptime"),
+            ("#", "+/x"),
+        ] {
+            assert!(filter_covers(outer, inner), "{outer} covers {inner}");
+        }
+        for (outer, inner) in [
+            ("a/b", "a/+"),
+            ("a/+", "a/#"),
+            ("+", "#"),
+            ("a", "a/#"),
+            ("#", "$SYS/#"),
+            ("+/broker", "$SYS/broker"),
+            ("a/b", "a/b/c"),
+            ("a/b/c", "a/b"),
+        ] {
+            assert!(
+                !filter_covers(outer, inner),
+                "{outer} does not cover {inner}"
+            );
+        }
+    }
+
+    /// Every topic of one to five levels over the test alphabet.
+    fn all_topics() -> Vec<String> {
+        let alphabet = ["a", "b", "", "$x"];
+        let mut topics: Vec<String> = alphabet.iter().map(|l| l.to_string()).collect();
+        let mut last = topics.clone();
+        for _ in 1..5 {
+            last = last
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |l| format!("{t}/{l}")))
+                .collect();
+            topics.extend(last.iter().cloned());
+        }
+        topics
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// `filter_covers` says yes exactly when no topic matches `inner` but not `outer`.
+        #[test]
+        fn covering_agrees_with_matching(outer in levels(true), inner in levels(true)) {
+            let (outer, inner) = (outer.join("/"), inner.join("/"));
+            prop_assume!(TopicFilter::new(&outer).is_ok() && TopicFilter::new(&inner).is_ok());
+            let escapes = all_topics()
+                .into_iter()
+                .find(|t| filter_matches(&inner, t) && !filter_matches(&outer, t));
+            prop_assert_eq!(
+                filter_covers(&outer, &inner),
+                escapes.is_none(),
+                "{} over {}: {:?} escapes", outer, inner, escapes
+            );
+        }
     }
 
     proptest! {

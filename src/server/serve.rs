@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::auth::{AuthError, PasswordAuth};
+use crate::auth::{AuthError, NodeAuth, NodeAuthError};
 use crate::config::{Config, StoreKind};
 use crate::net::{Rng, SystemClock, TokioNet};
 use crate::storage::{KvStore, MemStore};
@@ -18,6 +18,8 @@ pub enum ServeError {
     Tls(#[from] TlsConfigError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    NodeAuth(#[from] NodeAuthError),
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("{0}")]
@@ -93,7 +95,7 @@ pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
         connect_timeout: config.connect_timeout(),
         max_connections: config.mqtt.connections_max as usize,
         sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
-        auth: Arc::new(PasswordAuth::from_config(&config.auth)?),
+        auth: Arc::new(NodeAuth::from_config(&config.auth)?),
         cluster: cluster_settings(config),
         http_listen: config.listeners.http.map(|a| a.to_string()),
         ..ServerSettings::default()

@@ -7,7 +7,9 @@
 //! through [`Session::output`].
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use crate::broker::{
     Broker, Completion, ConnId, ConnectRequest, Delivery, PubRecOutcome, PublishError, Ticket,
@@ -22,11 +24,28 @@ use crate::state::{ClientId, Message, Subscription, Will};
 use super::alias::{AliasError, InboundAliases, OutboundAliases};
 use super::config::SessionConfig;
 
-/// Checks the credentials of a CONNECT.
+/// Checks the credentials of a CONNECT, and says what an accepted client may do.
 pub trait Authenticator: Send + Sync {
     /// `Ok(())` accepts the client; `Err` refuses it with that CONNACK reason (0x86 bad user
     /// name or password, 0x87 not authorized).
     fn authenticate(&self, connect: &Connect) -> Result<(), ReasonCode>;
+
+    /// The permissions of a client [`authenticate`](Authenticator::authenticate) accepted,
+    /// known by its (possibly assigned) `client_id`; `None`: it may do anything.
+    fn permissions(&self, _connect: &Connect, _client_id: &str) -> Option<Arc<dyn Permissions>> {
+        None
+    }
+}
+
+/// What one client may do (authorisation, e.g. an ACL). Asked on every PUBLISH it sends,
+/// every filter it subscribes to, and every message about to be delivered to it.
+pub trait Permissions: Send + Sync + fmt::Debug {
+    /// May it publish to this topic name?
+    fn may_publish(&self, topic: &str) -> bool;
+    /// May it subscribe to this filter (`$share/group/filter` included)?
+    fn may_subscribe(&self, filter: &str) -> bool;
+    /// May a message on this topic be delivered to it?
+    fn may_receive(&self, topic: &str) -> bool;
 }
 
 /// Accepts every client.
@@ -77,6 +96,8 @@ pub struct Session {
     next_ticket: Ticket,
     /// Nothing goes out before the CONNACK ([MQTT-3.2.0-1]), which may wait for a commit.
     connack_sent: bool,
+    /// What the client may do, from the authenticator; `None`: anything.
+    permissions: Option<Arc<dyn Permissions>>,
     out: Vec<Packet>,
 }
 
@@ -122,6 +143,7 @@ impl Session {
             replies: VecDeque::new(),
             next_ticket: 1,
             connack_sent: false,
+            permissions: None,
             out: Vec::new(),
         }
     }
@@ -412,6 +434,16 @@ impl Session {
             debug_assert!(false, "QoS {qos:?} delivery without a packet id");
             return;
         };
+        if let Some(permissions) = &self.permissions {
+            if !permissions.may_receive(message.topic.as_str()) {
+                // Not for this client (an ACL rule denies the topic under a wider
+                // subscription): dropped as if it had been delivered.
+                if let Some(packet_id) = packet_id {
+                    broker.discard(self.conn, packet_id, now_ms);
+                }
+                return;
+            }
+        }
         let mut topic = message.topic.clone();
         let mut new_alias = false;
         let properties = if self.protocol.is_v5() {
@@ -499,6 +531,15 @@ impl Session {
         }
         if let Err(reason) = auth.authenticate(&connect) {
             return self.refuse(reason);
+        }
+        self.permissions = auth.permissions(&connect, client_id.as_str());
+        if let (Some(permissions), Some(will)) = (&self.permissions, &connect.will) {
+            if !permissions.may_publish(will.topic.as_str()) {
+                return self.refuse_because(
+                    ReasonCode::NotAuthorized,
+                    "not authorized to publish the will's topic",
+                );
+            }
         }
 
         let requested_expiry = if v5 {
@@ -618,11 +659,26 @@ impl Session {
                 )
             }
         };
+        let qos_pid = publish.qos_pid;
+        if let Some(permissions) = &self.permissions {
+            if !permissions.may_publish(topic.as_str()) {
+                // MQTT 5 answers a QoS 1/2 publish with 0x87; QoS 0 and MQTT 3 have no way to
+                // say no, so the message is dropped (and a QoS 1/2 one acknowledged, as
+                // Mosquitto does).
+                if qos_pid == QosPid::AtMostOnce {
+                    return;
+                }
+                let pending = PendingReply::Ack {
+                    qos_pid,
+                    fixed: Some(ReasonCode::NotAuthorized),
+                };
+                return self.reply_now(pending, Completion::default());
+            }
+        }
         // MQTT 5 lets the server check a payload declared UTF-8 (§3.3.2.3.2).
         let bad_payload = v5
             && publish.properties.payload_format_indicator == Some(true)
             && std::str::from_utf8(&publish.payload).is_err();
-        let qos_pid = publish.qos_pid;
         if bad_payload {
             if qos_pid == QosPid::AtMostOnce {
                 return self.fail(ReasonCode::PayloadFormatInvalid, broker, now_ms);
@@ -688,6 +744,14 @@ impl Session {
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut subscriptions = Vec::with_capacity(subscribe.filters.len());
         for (filter, mut options) in subscribe.filters {
+            let allowed = self
+                .permissions
+                .as_ref()
+                .is_none_or(|p| p.may_subscribe(filter.as_str()));
+            if !allowed {
+                reason_codes.push(ReasonCode::NotAuthorized);
+                continue;
+            }
             options.qos = options.qos.min(self.config.maximum_qos);
             reason_codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::GRANTED_QOS_0,
@@ -702,11 +766,16 @@ impl Session {
                 },
             ));
         }
-        let ticket = self.owe(PendingReply::SubAck(SubAck {
+        let suback = PendingReply::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             properties: AckProperties::default(),
             reason_codes,
-        }));
+        });
+        if subscriptions.is_empty() {
+            // Every filter was refused: nothing for the broker to do.
+            return self.reply_now(suback, Completion::default());
+        }
+        let ticket = self.owe(suback);
         broker.subscribe(self.conn, ticket, subscriptions, now_ms);
     }
 
