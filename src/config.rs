@@ -50,10 +50,34 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// Who may connect.
     pub auth: AuthConfig,
-    /// Raft cluster membership. Parsed and validated; not used yet.
+    /// Raft cluster membership.
     pub cluster: ClusterConfig,
     /// How the durable state is stored and synced.
     pub durability: DurabilityConfig,
+    /// Who may use the admin HTTP API.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: credentials for the admin HTTP API (`listeners.http`). Without any, the API is
+/// open to whoever reaches its address (the node warns at start-up).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A secret to send as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Users of `[auth] password_file` who may use HTTP basic auth. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("users", &self.users)
+            .finish()
+    }
 }
 
 /// `[durability]`: where the Raft log and snapshots live and when writes reach the disk.
@@ -120,6 +144,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             cluster: ClusterConfig::default(),
             durability: DurabilityConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -607,6 +632,16 @@ impl Config {
         })?;
         self.validate_listeners()?;
         ensure(
+            self.admin.users.is_empty() || self.auth.password_file.is_some(),
+            "admin.users",
+            || "needs [auth] password_file, which holds their passwords".to_owned(),
+        )?;
+        ensure(
+            self.admin.api_key.as_ref().is_none_or(|k| k.len() >= 16),
+            "admin.api_key",
+            || "must be at least 16 characters".to_owned(),
+        )?;
+        ensure(
             self.durability.batch_window_ms <= 100,
             "durability.batch_window_ms",
             || "must be at most 100 (milliseconds added to every acknowledgement)".to_owned(),
@@ -871,6 +906,9 @@ mod tests {
             [auth]
             password_file = "passwd"
             acl_file = "acl.toml"
+            [admin]
+            api_key = "0123456789abcdef"
+            users = ["admin"]
             [cluster]
             listen = "0.0.0.0:7000"
             peers = ["1@a:7000", "2@b:7000", "3@[::1]:7000"]

@@ -1,34 +1,56 @@
 //! The admin HTTP API (DESIGN §7), on axum: the cluster (nodes, leader, term, commit and
-//! applied index; joining and removing nodes), this node's clients and the sessions, health,
-//! and Prometheus metrics. Served on a listener of the node's `Net`, like everything else.
+//! applied index; joining and removing nodes), this node's clients, the sessions and their
+//! subscriptions, retained messages, publishing over HTTP, health, Prometheus metrics and an
+//! OpenAPI description. Served on a listener of the node's `Net`, like everything else, and
+//! guarded by `[admin]`'s API key or basic auth when configured.
 //!
-//! Errors are JSON (`{"error": "..."}`) with a status code that says whose fault it is.
+//! Errors are JSON (`{"error": "..."}`) with a status code that says whose fault it is. Lists
+//! come a page at a time (`?page=1&limit=100`), with `{"meta": {"page", "limit", "total"}}`.
+//!
+//! | file | routes |
+//! |------|--------|
+//! | `cluster.rs` | `/api/v1/cluster`, `/api/v1/cluster/nodes[/{id}]` |
+//! | `clients.rs` | `/api/v1/clients[/{client_id}]`, `/api/v1/sessions/{client_id}`, `/api/v1/subscriptions` |
+//! | `retained.rs` | `/api/v1/retained[/{topic}]`, `/api/v1/publish` |
+//! | `metrics.rs` | `/metrics` |
+//! | `openapi.rs` | `/api/v1/openapi.json` |
+//! | `access.rs` | who may use it |
 
+mod access;
+mod clients;
+mod cluster;
 mod listener;
+mod metrics;
+mod openapi;
+mod retained;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use openraft::{ChangeMembers, Raft, ServerState};
+use openraft::Raft;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cluster::{join, TypeConfig};
+use crate::cluster::TypeConfig;
 use crate::net::Listener;
-use crate::server::Hub;
+use crate::server::{ConnectionContext, Hub};
 
+pub use access::AdminAccess;
 pub use listener::AdminListener;
+pub use openapi::spec as openapi_spec;
 
 /// What the handlers reach.
 #[derive(Clone)]
 pub struct Admin {
     pub hub: Arc<Hub>,
     pub raft: Raft<TypeConfig>,
+    /// For publishing through a loopback session (`POST /api/v1/publish`).
+    pub ctx: Arc<ConnectionContext>,
+    pub access: Arc<AdminAccess>,
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
@@ -46,17 +68,29 @@ pub async fn serve<L: Listener>(
 pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/cluster", get(cluster))
-        .route("/api/v1/cluster/nodes", axum::routing::post(add_node))
-        .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
-        .route("/api/v1/clients", get(clients))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
+        .route("/api/v1/cluster", get(cluster::cluster))
+        .route("/api/v1/cluster/nodes", post(cluster::add_node))
+        .route("/api/v1/cluster/nodes/{id}", delete(cluster::remove_node))
+        .route("/api/v1/clients", get(clients::clients))
         .route(
             "/api/v1/clients/{client_id}",
-            get(client).delete(kick_client),
+            get(clients::client).delete(clients::kick_client),
         )
-        .route("/api/v1/sessions/{client_id}", get(session))
+        .route("/api/v1/sessions/{client_id}", get(clients::session))
+        .route("/api/v1/subscriptions", get(clients::subscriptions))
+        .route("/api/v1/retained", get(retained::list))
+        .route(
+            "/api/v1/retained/{*topic}",
+            get(retained::get_one).delete(retained::delete_one),
+        )
+        .route("/api/v1/publish", post(retained::publish))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            access::require,
+        ))
         .with_state(admin)
 }
 
@@ -76,291 +110,68 @@ async fn healthz(State(admin): State<Admin>) -> Response {
     }
 }
 
-/// The cluster as this node sees it.
-async fn cluster(State(admin): State<Admin>) -> Json<Value> {
-    let metrics = admin.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let nodes: Vec<Value> = membership
-        .nodes()
-        .map(|(id, node)| {
-            let role = if voters.contains(id) {
-                "voter"
-            } else {
-                "learner"
-            };
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|log_id| log_id.index);
-            json!({ "id": id, "addr": node.addr, "role": role, "matched_index": matched })
-        })
-        .collect();
-    let state = match metrics.state {
-        ServerState::Leader => "leader",
-        ServerState::Candidate => "candidate",
-        ServerState::Follower => "follower",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
-    };
-    Json(json!({
-        "node_id": metrics.id,
-        "state": state,
-        "leader": metrics.current_leader,
-        "term": metrics.current_term,
-        "last_log_index": metrics.last_log_index,
-        "applied_index": metrics.last_applied.map(|id| id.index),
-        "snapshot_index": metrics.snapshot.map(|id| id.index),
-        "millis_since_quorum_ack": metrics.millis_since_quorum_ack,
-        "serving": admin.hub.lock().broker.is_available(),
-        "nodes": nodes,
-    }))
+/// The query string as `T`; a query that does not parse is a JSON error like every other
+/// (axum's own `Query` answers in plain text).
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Params(value))
+            .map_err(|rejection| error(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
 }
 
-#[derive(Deserialize)]
-struct NewNode {
-    id: u64,
-    addr: String,
+/// Most items one page may hold.
+const PAGE_LIMIT_MAX: usize = 10_000;
+
+/// `?page=&limit=` of a list.
+#[derive(Debug, Clone, Deserialize)]
+struct Paging {
+    page: Option<usize>,
+    limit: Option<usize>,
 }
 
-/// Adds a node (as a learner, caught up, then a voter). Only the leader can; another node
-/// answers 409 with the leader it knows.
-async fn add_node(State(admin): State<Admin>, body: Option<Json<NewNode>>) -> Response {
-    let Some(Json(node)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"id\": N, \"addr\": \"HOST:PORT\"}",
-        );
-    };
-    if node.id == 0 || node.addr.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "id must be above 0 and addr set");
-    }
-    let reply = join(&admin.raft, node.id, node.addr).await;
-    if reply.ok {
-        return Json(json!({ "ok": true, "id": node.id })).into_response();
-    }
-    if reply.error == "not the leader" {
-        let body = json!({
-            "error": "not the leader",
-            "leader_id": reply.leader_id,
-            "leader_addr": reply.leader_addr,
-        });
-        return (StatusCode::CONFLICT, Json(body)).into_response();
-    }
-    error(StatusCode::INTERNAL_SERVER_ERROR, reply.error)
+/// A checked [`Paging`].
+struct Page {
+    page: usize,
+    limit: usize,
 }
 
-/// Removes a node from the voters and the membership. Only the leader can.
-async fn remove_node(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, "the node id is not a number");
-    };
-    let metrics = admin.raft.metrics().borrow().clone();
-    if metrics.current_leader != Some(metrics.id) {
-        let body = json!({ "error": "not the leader", "leader_id": metrics.current_leader });
-        return (StatusCode::CONFLICT, Json(body)).into_response();
-    }
-    let membership = metrics.membership_config.membership();
-    if membership.get_node(&id).is_none() {
-        return error(StatusCode::NOT_FOUND, format!("node {id} is not a member"));
-    }
-    if id == metrics.id {
-        // openraft 0.9 has no leadership transfer, and a leader taking itself out trips
-        // its own invariants: another node must lead when this one is removed.
-        return error(
-            StatusCode::CONFLICT,
-            "the leader cannot remove itself: stop it so another node leads, then remove it there",
-        );
-    }
-    let ids = BTreeSet::from([id]);
-    if membership.voter_ids().any(|v| v == id) {
-        let change = ChangeMembers::RemoveVoters(ids.clone());
-        if let Err(e) = admin.raft.change_membership(change, false).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+impl Paging {
+    /// The page asked for, or why it cannot be.
+    fn checked(&self) -> Result<Page, String> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(100);
+        if page == 0 || limit == 0 || limit > PAGE_LIMIT_MAX {
+            return Err(format!("page starts at 1; limit is 1 to {PAGE_LIMIT_MAX}"));
         }
-    }
-    match admin
-        .raft
-        .change_membership(ChangeMembers::RemoveNodes(ids), false)
-        .await
-    {
-        Ok(_) => Json(json!({ "ok": true, "id": id })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Page { page, limit })
     }
 }
 
-/// The clients connected to this node.
-async fn clients(State(admin): State<Admin>) -> Json<Value> {
-    let core = admin.hub.lock();
-    let clients: Vec<Value> = core
-        .broker
-        .connected_clients()
-        .map(|(client_id, durable)| json!({ "client_id": client_id.as_str(), "durable": durable }))
+/// The answer to a list request: `base` with one page of `all` under `key` and its `meta`
+/// (`{"page", "limit", "total"}`); a page that cannot be is a 400.
+fn paged(mut base: Value, key: &str, all: Vec<Value>, paging: Paging) -> Response {
+    let page = match paging.checked() {
+        Ok(page) => page,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let total = all.len();
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page.page - 1).saturating_mul(page.limit))
+        .take(page.limit)
         .collect();
-    Json(json!({ "node_id": core.broker.place().node, "clients": clients }))
-}
-
-async fn client(State(admin): State<Admin>, Path(client_id): Path<String>) -> Response {
-    let found = admin
-        .hub
-        .lock()
-        .broker
-        .connected_clients()
-        .find(|(c, _)| c.as_str() == client_id)
-        .map(|(_, durable)| durable);
-    match found {
-        Some(durable) => {
-            Json(json!({ "client_id": client_id, "durable": durable })).into_response()
-        }
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("{client_id} is not connected here"),
-        ),
-    }
-}
-
-/// Disconnects a client connected to this node (MQTT 5: `0x98 Administrative action`).
-async fn kick_client(State(admin): State<Admin>, Path(client_id): Path<String>) -> Response {
-    let mut core = admin.hub.lock();
-    if !core.broker.kick(&client_id) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("{client_id} is not connected here"),
-        );
-    }
-    let now_ms = admin.hub.clock().unix_ms();
-    core.dispatch(None, now_ms, &admin.hub.qos0_dropped);
-    Json(json!({ "ok": true, "client_id": client_id })).into_response()
-}
-
-/// A session as the cluster's replicated state (or this node's local tier) holds it.
-async fn session(State(admin): State<Admin>, Path(client_id): Path<String>) -> Response {
-    let core = admin.hub.lock();
-    let Some(session) = core.broker.session(&client_id) else {
-        return error(StatusCode::NOT_FOUND, format!("no session of {client_id}"));
-    };
-    let subscriptions: Vec<Value> = session
-        .subscriptions
-        .iter()
-        .map(|(filter, s)| json!({ "filter": filter.as_str(), "qos": s.options.qos as u8 }))
-        .collect();
-    let inflight = session.queue.iter().filter(|q| q.pubrec_received).count();
-    Json(json!({
-        "client_id": session.client_id.as_str(),
-        "connected": session.connected,
-        "node": session.place.node,
-        "expiry_secs": session.expiry_secs,
-        "queued": session.queue.len(),
-        "awaiting_pubcomp": inflight,
-        "incoming_qos2": session.incoming_qos2.len(),
-        "subscriptions": subscriptions,
-        "will": session.will.is_some(),
-    }))
-    .into_response()
-}
-
-/// Prometheus text exposition of the node's counters and its Raft state.
-async fn metrics(State(admin): State<Admin>) -> Response {
-    let raft = admin.raft.metrics().borrow().clone();
-    let (stats, connections, sessions, subscriptions, retained) = {
-        let core = admin.hub.lock();
-        let broker = &core.broker;
-        (
-            *broker.stats(),
-            broker.connection_count(),
-            broker.session_count(),
-            broker.subscription_count(),
-            broker.state().retained().count(),
-        )
-    };
-    let qos0_dropped = admin
-        .hub
-        .qos0_dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let mut text = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-        text.push_str(&format!(
-            "# HELP keel_{name} {help}\n# TYPE keel_{name} {kind}\nkeel_{name} {value}\n"
-        ));
-    };
-    gauge(
-        "connections",
-        "Connections serving a session.",
-        "gauge",
-        connections as u64,
-    );
-    gauge(
-        "sessions",
-        "Sessions, durable and local.",
-        "gauge",
-        sessions as u64,
-    );
-    gauge(
-        "subscriptions",
-        "Subscriptions of every session.",
-        "gauge",
-        subscriptions as u64,
-    );
-    gauge(
-        "retained_messages",
-        "Retained messages.",
-        "gauge",
-        retained as u64,
-    );
-    gauge(
-        "messages_received_total",
-        "PUBLISH packets accepted.",
-        "counter",
-        stats.publishes_received,
-    );
-    gauge(
-        "messages_sent_total",
-        "PUBLISH packets handed to connections.",
-        "counter",
-        stats.deliveries,
-    );
-    gauge(
-        "messages_dropped_queue_full_total",
-        "QoS 1/2 messages dropped for a full session queue.",
-        "counter",
-        stats.dropped_queue_full,
-    );
-    gauge(
-        "messages_dropped_expired_total",
-        "Messages whose expiry passed before delivery.",
-        "counter",
-        stats.dropped_expired,
-    );
-    gauge(
-        "messages_dropped_qos0_total",
-        "QoS 0 deliveries dropped for a slow connection.",
-        "counter",
-        qos0_dropped,
-    );
-    gauge(
-        "raft_term",
-        "The current Raft term.",
-        "gauge",
-        raft.current_term,
-    );
-    gauge(
-        "raft_last_log_index",
-        "Index of the last log entry.",
-        "gauge",
-        raft.last_log_index.unwrap_or(0),
-    );
-    gauge(
-        "raft_applied_index",
-        "Index of the last entry applied.",
-        "gauge",
-        raft.last_applied.map_or(0, |id| id.index),
-    );
-    gauge(
-        "raft_leader",
-        "1 while this node leads.",
-        "gauge",
-        u64::from(raft.state == ServerState::Leader),
-    );
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    base["meta"] = json!({ "page": page.page, "limit": page.limit, "total": total });
+    base[key] = Value::Array(items);
+    Json(base).into_response()
 }

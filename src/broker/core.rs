@@ -388,6 +388,12 @@ impl Broker {
             .or_else(|| self.local.session(client_id))
     }
 
+    /// The sessions of both tiers: every durable session of the cluster, and the sessions of
+    /// this node that end with their connections.
+    pub fn sessions(&self) -> impl Iterator<Item = &crate::state::SessionState> {
+        self.durable.sessions().chain(self.local.sessions())
+    }
+
     /// Sessions of both tiers.
     pub fn session_count(&self) -> usize {
         self.durable.sessions().count() + self.local.sessions().count()

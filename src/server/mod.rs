@@ -7,6 +7,7 @@
 mod cluster;
 mod connection;
 mod hub;
+pub mod loopback;
 mod outbox;
 mod serve;
 
@@ -71,6 +72,8 @@ pub struct ServerSettings {
     pub cluster: Option<ClusterSettings>,
     /// Where the admin HTTP API listens (`HOST:PORT`); `None` turns it off.
     pub http_listen: Option<String>,
+    /// Who may use the admin HTTP API.
+    pub admin_access: Arc<crate::admin::AdminAccess>,
 }
 
 impl Default for ServerSettings {
@@ -94,6 +97,7 @@ impl Default for ServerSettings {
             proposer: ProposerLimits::default(),
             cluster: None,
             http_listen: None,
+            admin_access: Arc::default(),
         }
     }
 }
@@ -177,6 +181,11 @@ impl<N: Net> Server<N> {
         self.listeners.iter().map(|(l, _)| l.local_addr()).collect()
     }
 
+    /// The admin HTTP listener's address, when it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     pub fn hub(&self) -> Arc<Hub> {
         self.hub.clone()
     }
@@ -208,9 +217,17 @@ impl<N: Net> Server<N> {
             shutdown: stop_rx.clone(),
         });
         if let Some(listener) = self.admin {
+            if self.settings.admin_access.is_open() {
+                tracing::warn!(
+                    "the admin HTTP API is open to anyone who reaches it: set [admin] api_key \
+                     or users"
+                );
+            }
             let admin = crate::admin::Admin {
                 hub: self.hub.clone(),
                 raft: self.raft.raft.clone(),
+                ctx: ctx.clone(),
+                access: self.settings.admin_access.clone(),
             };
             let mut stop = stop_rx.clone();
             let shutdown = async move {

@@ -3,7 +3,8 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::auth::{AuthError, NodeAuth, NodeAuthError};
+use crate::admin::AdminAccess;
+use crate::auth::{AuthError, NodeAuth, NodeAuthError, PasswordFile};
 use crate::config::{Config, StoreKind};
 use crate::net::{Rng, SystemClock, TokioNet};
 use crate::storage::{KvStore, MemStore};
@@ -84,6 +85,8 @@ fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
 
 /// Builds the settings of a node from its configuration, opening its store.
 pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
+    let auth: Arc<dyn crate::session::Authenticator> =
+        Arc::new(NodeAuth::from_config(&config.auth)?);
     Ok(ServerSettings {
         node_id: config.node_id,
         store: open_store(config)?,
@@ -95,10 +98,24 @@ pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
         connect_timeout: config.connect_timeout(),
         max_connections: config.mqtt.connections_max as usize,
         sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
-        auth: Arc::new(NodeAuth::from_config(&config.auth)?),
+        auth: auth.clone(),
         cluster: cluster_settings(config),
         http_listen: config.listeners.http.map(|a| a.to_string()),
+        admin_access: Arc::new(admin_access(config)?),
         ..ServerSettings::default()
+    })
+}
+
+/// Who may use the admin API: `[admin]`, with the password file of `[auth]` for its users.
+fn admin_access(config: &Config) -> Result<AdminAccess, ServeError> {
+    let passwords = match (&config.auth.password_file, config.admin.users.is_empty()) {
+        (Some(path), false) => Some(Arc::new(PasswordFile::load(path)?)),
+        _ => None,
+    };
+    Ok(AdminAccess {
+        api_key: config.admin.api_key.clone(),
+        users: config.admin.users.clone(),
+        passwords,
     })
 }
 

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod driven;
+pub mod http;
 pub mod link;
 pub mod process;
 pub mod raw;
@@ -91,25 +92,30 @@ impl Moment {
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The admin HTTP API, when the settings asked for one.
+    pub admin: Option<SocketAddr>,
     hub: Arc<Hub>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestBroker {
-    /// Starts a node with `settings`, listening on one TCP port of 127.0.0.1, without the
-    /// admin HTTP listener (a configuration's default port would collide between tests
-    /// running in parallel).
+    /// Starts a node with `settings`, listening on one TCP port of 127.0.0.1, and the admin
+    /// HTTP API on another when the settings have one (never on the configured port, which
+    /// would collide between tests running in parallel).
     pub async fn start(mut settings: ServerSettings) -> TestBroker {
         settings.listeners = vec![ListenerSpec {
             addr: "127.0.0.1:0".into(),
             acceptor: TransportAcceptor::tcp(),
         }];
-        settings.http_listen = None;
+        if settings.http_listen.is_some() {
+            settings.http_listen = Some("127.0.0.1:0".into());
+        }
         let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
             .await
             .expect("bind");
         let addr = server.local_addrs().expect("local addr")[0];
+        let admin = server.admin_addr();
         let hub = server.hub();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(Rng::from_seed(7), async {
@@ -117,6 +123,7 @@ impl TestBroker {
         }));
         TestBroker {
             addr,
+            admin,
             hub,
             stop: Some(stop),
             task: Some(task),

@@ -1,0 +1,112 @@
+//! Who may use the admin API (`[admin]`): an API key (`Authorization: Bearer KEY` or
+//! `X-API-Key: KEY`) and/or HTTP basic auth for the users named in `[admin] users`, checked
+//! against the password file of `[auth]`. Without either, the API is open (and the node says
+//! so in its log at start-up). `/healthz` is always open: load balancers ask it.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::{error, Admin};
+use crate::auth::PasswordFile;
+
+/// The admin API's credentials.
+#[derive(Clone, Default)]
+pub struct AdminAccess {
+    /// The API key, if one is configured.
+    pub api_key: Option<String>,
+    /// Users of the password file who may use basic auth.
+    pub users: Vec<String>,
+    pub passwords: Option<Arc<PasswordFile>>,
+}
+
+impl std::fmt::Debug for AdminAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminAccess")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("users", &self.users)
+            .finish()
+    }
+}
+
+impl AdminAccess {
+    /// Whether anyone may use the API without credentials.
+    pub fn is_open(&self) -> bool {
+        self.api_key.is_none() && self.users.is_empty()
+    }
+
+    /// Whether the request's `Authorization` / `X-API-Key` headers grant access.
+    fn grants(&self, request: &Request) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let headers = request.headers();
+        if let Some(key) = &self.api_key {
+            let offered = headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| {
+                    headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                });
+            if offered.is_some_and(|offered| same(offered.as_bytes(), key.as_bytes())) {
+                return true;
+            }
+        }
+        let basic = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .and_then(|raw| String::from_utf8(raw).ok());
+        let (Some(credentials), Some(passwords)) = (basic, &self.passwords) else {
+            return false;
+        };
+        let Some((user, password)) = credentials.split_once(':') else {
+            return false;
+        };
+        self.users.iter().any(|u| u == user) && passwords.verify(user, password.as_bytes())
+    }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The middleware in front of every route but `/healthz`.
+pub(super) async fn require(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/healthz" || admin.access.grants(&request) {
+        return next.run(request).await;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "credentials needed: an API key (Authorization: Bearer KEY, or X-API-Key) or basic auth",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"keel\""),
+    );
+    response.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same(b"key", b"key"));
+        assert!(!same(b"key", b"kez"));
+        assert!(!same(b"key", b"key2"));
+    }
+}

@@ -1,0 +1,86 @@
+//! `GET /api/v1/openapi.json`: the API described in OpenAPI 3.0. Written by hand next to the
+//! routes; `tests/admin.rs` asks every operation it lists of a running node, so a route
+//! missing from the node (or renamed) fails a test.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn paging() -> Value {
+    json!([
+        { "name": "page", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 1 } },
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000, "default": 100 } }
+    ])
+}
+
+fn op(summary: &str) -> Value {
+    json!({
+        "summary": summary,
+        "responses": {
+            "200": { "description": "done" },
+            "400": { "description": "a bad request (JSON: {\"error\": ...})" },
+            "401": { "description": "credentials needed (API key or basic auth)" },
+            "404": { "description": "no such thing" }
+        }
+    })
+}
+
+fn with(mut operation: Value, key: &str, value: Value) -> Value {
+    operation[key] = value;
+    operation
+}
+
+fn path_param(name: &str) -> Value {
+    json!([{ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }])
+}
+
+/// The description of every operation of the API.
+pub fn spec() -> Value {
+    let body = |schema: Value| json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Keel admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Cluster, clients, sessions, subscriptions, retained messages, publishing, health and metrics of a Keel node. Errors are JSON: {\"error\": \"...\"}."
+        },
+        "components": {
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "bearer" },
+                "basic": { "type": "http", "scheme": "basic" }
+            }
+        },
+        "security": [ { "apiKey": [] }, { "basic": [] } ],
+        "paths": {
+            "/healthz": { "get": with(op("200 while the node serves clients, 503 without quorum"), "security", json!([])) },
+            "/metrics": { "get": op("Prometheus text exposition") },
+            "/api/v1/openapi.json": { "get": op("this document") },
+            "/api/v1/cluster": { "get": op("nodes, roles, leader, term, log and applied index") },
+            "/api/v1/cluster/nodes": { "post": with(op("add a node (learner, then voter); on the leader"), "requestBody",
+                body(json!({ "type": "object", "required": ["id", "addr"], "properties": { "id": { "type": "integer" }, "addr": { "type": "string" } } }))) },
+            "/api/v1/cluster/nodes/{id}": { "delete": with(op("remove a node; on the leader"), "parameters", path_param("id")) },
+            "/api/v1/clients": { "get": with(op("clients connected to this node"), "parameters", paging()) },
+            "/api/v1/clients/{client_id}": {
+                "get": with(op("a client connected to this node"), "parameters", path_param("client_id")),
+                "delete": with(op("disconnect it (MQTT 5: 0x98 Administrative action)"), "parameters", path_param("client_id"))
+            },
+            "/api/v1/sessions/{client_id}": { "get": with(op("a session: subscriptions, queue, in-flight state"), "parameters", path_param("client_id")) },
+            "/api/v1/subscriptions": { "get": with(op("subscriptions, all or one client's (?client_id=)"), "parameters",
+                json!([paging()[0], paging()[1], { "name": "client_id", "in": "query", "schema": { "type": "string" } }])) },
+            "/api/v1/retained": { "get": with(op("retained messages, all or matching ?topic=FILTER"), "parameters",
+                json!([paging()[0], paging()[1], { "name": "topic", "in": "query", "schema": { "type": "string" } }])) },
+            "/api/v1/retained/{topic}": {
+                "get": with(op("one retained message with its payload (text, or payload_base64)"), "parameters", path_param("topic")),
+                "delete": with(op("delete it (an empty retained publish, answered once committed)"), "parameters", path_param("topic"))
+            },
+            "/api/v1/publish": { "post": with(op("publish a message, answered when the broker acknowledges it"), "requestBody",
+                body(json!({ "type": "object", "required": ["topic"], "properties": {
+                    "topic": { "type": "string" }, "payload": { "type": "string" },
+                    "encoding": { "type": "string", "enum": ["plain", "base64"] },
+                    "qos": { "type": "integer", "enum": [0, 1, 2] }, "retain": { "type": "boolean" } } }))) }
+        }
+    })
+}
+
+pub(super) async fn openapi() -> Json<Value> {
+    Json(spec())
+}
