@@ -266,6 +266,27 @@ pub struct MqttConfig {
     pub connections_max: u32,
     /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` topics off. Default 10.
     pub sys_interval_secs: u32,
+    /// Most subscriptions one session may hold; beyond it SUBSCRIBE gets 0x97 Quota exceeded
+    /// (MQTT 3: 0x80). At least 1. Default 10000.
+    pub subscriptions_max: usize,
+    /// Most levels in a topic name or filter; beyond it a PUBLISH gets 0x90 Topic Name
+    /// invalid (QoS 0 and MQTT 3: dropped), a filter 0x8F Topic Filter invalid. At least 1.
+    /// Default 128.
+    pub topic_levels_max: usize,
+    /// Most PUBLISH packets per second from one client (burst: one second's worth); beyond
+    /// it the client is disconnected (MQTT 5: 0x96 Message rate too high). 0: no limit.
+    /// Default 0.
+    pub publish_rate_max: u32,
+    /// Most new connections accepted per second, per listener; beyond it accepting waits (the
+    /// kernel's backlog holds the rest). 0: no limit. Default 0.
+    pub connection_rate_max: u32,
+    /// Seconds a client has to finish a packet it has started sending; a connection that
+    /// trickles a packet slower than that (slow loris) is closed. At least 1. Default 30.
+    pub packet_timeout_secs: u32,
+    /// Most retained messages the cluster keeps; a retained publish to a topic without one
+    /// beyond it gets 0x97 Quota exceeded (MQTT 3 and QoS 0: dropped). At least 1. Every node
+    /// of a cluster must agree on it. Default 1000000.
+    pub retained_max: usize,
 }
 
 impl Default for MqttConfig {
@@ -287,6 +308,12 @@ impl Default for MqttConfig {
             connect_timeout_secs: 10,
             connections_max: 100_000,
             sys_interval_secs: 10,
+            subscriptions_max: session.subscriptions_max,
+            topic_levels_max: session.topic_levels_max,
+            publish_rate_max: session.publish_rate_max,
+            connection_rate_max: 0,
+            packet_timeout_secs: 30,
+            retained_max: broker.state.retained_max,
         }
     }
 }
@@ -738,6 +765,17 @@ impl Config {
         ensure(mqtt.queue_max > 0, "mqtt.queue_max", || {
             "must be at least 1".to_owned()
         })?;
+        for (name, value) in [
+            ("mqtt.subscriptions_max", mqtt.subscriptions_max),
+            ("mqtt.topic_levels_max", mqtt.topic_levels_max),
+            ("mqtt.retained_max", mqtt.retained_max),
+            (
+                "mqtt.packet_timeout_secs",
+                mqtt.packet_timeout_secs as usize,
+            ),
+        ] {
+            ensure(value > 0, name, || "must be at least 1".to_owned())?;
+        }
         ensure(
             mqtt.connect_timeout_secs > 0,
             "mqtt.connect_timeout_secs",
@@ -807,6 +845,9 @@ impl Config {
                 .expect("0, 1 and 2 are QoS levels"),
             retain_available: mqtt.retain_available,
             client_id_len_max: mqtt.client_id_len_max,
+            subscriptions_max: mqtt.subscriptions_max,
+            topic_levels_max: mqtt.topic_levels_max,
+            publish_rate_max: mqtt.publish_rate_max,
         }
     }
 
@@ -819,6 +860,7 @@ impl Config {
             state: StateConfig {
                 queue_max: mqtt.queue_max,
                 overflow: mqtt.overflow.into(),
+                retained_max: mqtt.retained_max,
             },
         }
     }

@@ -108,5 +108,25 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "gauge",
         u64::from(raft.state == ServerState::Leader),
     );
+    let shell = &admin.hub.shell_stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let limits = [
+        ("subscriptions_max", stats.limits.subscriptions),
+        ("topic_levels_max", stats.limits.topic_levels),
+        ("publish_rate_max", stats.limits.publish_rate),
+        ("retained_max", stats.limits.retained),
+        ("connections_max", load(&shell.refused_connections_max)),
+        ("connection_rate_max", load(&shell.throttled_accepts)),
+        ("packet_timeout_secs", load(&shell.closed_slow_packets)),
+    ];
+    text.push_str(
+        "# HELP keel_limit_hits_total Requests refused, connections closed or accepts delayed by a limit.\n\
+         # TYPE keel_limit_hits_total counter\n",
+    );
+    for (limit, value) in limits {
+        text.push_str(&format!(
+            "keel_limit_hits_total{{limit=\"{limit}\"}} {value}\n"
+        ));
+    }
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

@@ -121,6 +121,21 @@ pub struct BrokerStats {
     pub dropped_expired: u64,
     /// Messages given up for a client: too large for it, or refused by it.
     pub discarded: u64,
+    /// Limits hit, by limit.
+    pub limits: LimitStats,
+}
+
+/// How often each per-client limit refused something.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LimitStats {
+    /// Subscriptions refused for `subscriptions_max`.
+    pub subscriptions: u64,
+    /// Publishes and filters refused for `topic_levels_max`.
+    pub topic_levels: u64,
+    /// Clients disconnected for `publish_rate_max`.
+    pub publish_rate: u64,
+    /// Retained messages refused for `retained_max`.
+    pub retained: u64,
 }
 
 /// Most commands in one proposal made of merged fire-and-forget proposals.
@@ -370,6 +385,11 @@ impl Broker {
     /// This node and run.
     pub fn place(&self) -> Place {
         self.place
+    }
+
+    /// Counts a limit hit by a session (the session state machine enforces them).
+    pub fn limit_hit(&mut self, count: impl FnOnce(&mut LimitStats)) {
+        count(&mut self.stats.limits);
     }
 
     pub fn stats(&self) -> &BrokerStats {

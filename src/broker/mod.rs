@@ -10,7 +10,7 @@ mod core;
 mod proposal;
 
 pub use self::core::{
-    Broker, BrokerConfig, BrokerStats, ConnectRequest, Delivery, Effect, PubRecOutcome,
+    Broker, BrokerConfig, BrokerStats, ConnectRequest, Delivery, Effect, LimitStats, PubRecOutcome,
     PublishError, Tier,
 };
 pub use self::proposal::{Completion, ConnId, Origin, Proposal, Ticket};

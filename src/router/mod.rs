@@ -43,8 +43,13 @@ pub fn filter_covers(outer: &str, inner: &str) -> bool {
     loop {
         match (outer_levels.next(), inner_levels.next()) {
             (Some("#"), _) => return !(first && inner_is_system),
-            (Some("+"), Some(level)) => {
-                if level == "#" || (first && inner_is_system) {
+            (Some("+"), Some("#")) => {
+                // `+/#` matches one level or more: the same as `#` at the first level, where
+                // no topic has zero levels, and narrower anywhere else (`a/#` matches `a`).
+                return first && outer_levels.next() == Some("#");
+            }
+            (Some("+"), Some(_)) => {
+                if first && inner_is_system {
                     return false;
                 }
             }
@@ -107,6 +112,7 @@ mod tests {
             ("a/+/#", "a/b/#"),
             ("$SYS/#", "$SYS/broker/uptime"),
             ("#", "+/x"),
+            ("+/#", "#"),
         ] {
             assert!(filter_covers(outer, inner), "{outer} covers {inner}");
         }
@@ -119,6 +125,7 @@ mod tests {
             ("+/broker", "$SYS/broker"),
             ("a/b", "a/b/c"),
             ("a/b/c", "a/b"),
+            ("a/+/#", "a/#"),
         ] {
             assert!(
                 !filter_covers(outer, inner),

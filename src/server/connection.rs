@@ -36,6 +36,8 @@ pub struct ConnectionContext {
     pub write_timeout: Duration,
     /// QoS 0 deliveries that may wait for one connection before new ones are dropped.
     pub qos0_queue_max: usize,
+    /// A packet started must arrive in full within this (slow loris).
+    pub packet_timeout_ms: u64,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -62,6 +64,8 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut armed_ms: Option<u64> = None;
+    // When the bytes of an unfinished packet must be complete (unix ms), while some wait.
+    let mut partial_deadline_ms: Option<u64> = None;
 
     loop {
         if !write_output(&ctx, &mut session, &mut stream, &mut write_buf).await {
@@ -74,7 +78,11 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
         if read_buf.capacity() - read_buf.len() < READ_CHUNK_IDLE {
             read_buf.reserve(read_chunk);
         }
-        match (session.deadline_ms(), armed_ms) {
+        let deadline_ms = match (session.deadline_ms(), partial_deadline_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (deadline_ms, armed_ms) {
             (Some(deadline), Some(armed)) if armed <= deadline => {}
             (Some(deadline), _) => {
                 let now_ms = ctx.clock.unix_ms();
@@ -91,7 +99,14 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                     break;
                 }
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
-                handle_input(&ctx, &mut session, &mut decoder, &mut read_buf);
+                let packets = handle_input(&ctx, &mut session, &mut decoder, &mut read_buf);
+                // The clock of an unfinished packet starts when its first bytes are the
+                // first unfinished ones: a stream of packets that keeps completing is fine.
+                partial_deadline_ms = match (read_buf.is_empty(), packets, partial_deadline_ms) {
+                    (true, _, _) => None,
+                    (false, 0, Some(started)) => Some(started),
+                    (false, _, _) => Some(ctx.clock.unix_ms().saturating_add(ctx.packet_timeout_ms)),
+                };
                 if read_buf.is_empty() {
                     // Nothing pending: drop the buffer so a quiet connection holds no memory
                     // (decoded packets keep their own slices of it alive as long as needed).
@@ -114,8 +129,18 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
             }
             _ = &mut timer, if armed_ms.is_some() => {
                 armed_ms = None;
-                let mut core = ctx.hub.lock();
                 let now_ms = ctx.clock.unix_ms();
+                if partial_deadline_ms.is_some_and(|due| now_ms >= due) {
+                    // A packet trickling in slower than the timeout: a slow loris, or a
+                    // client that died mid-packet. Nothing in MQTT names this; close.
+                    tracing::debug!(conn = session.conn(), "packet not complete in time: closing");
+                    ctx.hub
+                        .shell_stats
+                        .closed_slow_packets
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+                let mut core = ctx.hub.lock();
                 session.on_timer(&mut core.broker, now_ms);
                 core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
             }
@@ -132,18 +157,21 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
     ctx.hub.unregister(conn);
 }
 
-/// Decodes every whole packet in `read_buf` and runs it through the session, under one lock.
+/// Decodes every whole packet in `read_buf` and runs it through the session, under one lock;
+/// returns how many there were.
 fn handle_input(
     ctx: &ConnectionContext,
     session: &mut Session,
     decoder: &mut Decoder,
     read_buf: &mut BytesMut,
-) {
+) -> usize {
     let mut core = ctx.hub.lock();
+    let mut packets = 0;
     let now_ms = ctx.clock.unix_ms();
     while !session.is_closing() {
         match decoder.decode(read_buf) {
             Ok(Some(packet)) => {
+                packets += 1;
                 session.handle(packet, &mut core.broker, &*ctx.auth, now_ms);
                 core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
             }
@@ -156,6 +184,7 @@ fn handle_input(
             }
         }
     }
+    packets
 }
 
 /// Encodes and writes what the session produced; false when the connection is broken.

@@ -32,6 +32,18 @@ pub struct Core {
     read_wake: Arc<Notify>,
 }
 
+/// How often the limits the shell enforces (per connection, before the session state
+/// machine) were hit.
+#[derive(Debug, Default)]
+pub struct ShellStats {
+    /// Connections closed at once because `connections_max` were open.
+    pub refused_connections_max: AtomicU64,
+    /// Connections whose accept waited for `connection_rate_max`.
+    pub throttled_accepts: AtomicU64,
+    /// Connections closed because a packet took longer than `packet_timeout` to arrive.
+    pub closed_slow_packets: AtomicU64,
+}
+
 /// Shared by every task of the node.
 pub struct Hub {
     core: Mutex<Core>,
@@ -39,6 +51,8 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// QoS 0 deliveries dropped because a connection's outbox was full.
     pub qos0_dropped: AtomicU64,
+    /// Counters of the shell's limits.
+    pub shell_stats: ShellStats,
     /// Wakes the read task when publishes wait for a read of the commit index.
     pub read_wake: Arc<Notify>,
 }
@@ -58,6 +72,7 @@ impl Hub {
             }),
             next_conn: AtomicU64::new(1),
             qos0_dropped: AtomicU64::new(0),
+            shell_stats: ShellStats::default(),
             read_wake,
         }
     }

@@ -58,6 +58,10 @@ pub struct ServerSettings {
     pub qos0_queue_max: usize,
     /// Connections beyond this are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// New connections accepted per second per listener; 0: no limit.
+    pub connection_rate_max: u32,
+    /// How long a started packet may take to arrive in full (slow loris).
+    pub packet_timeout: Duration,
     /// Period of the `$SYS/broker/...` topics; zero turns them off.
     pub sys_interval: Duration,
     pub auth: Arc<dyn Authenticator>,
@@ -86,6 +90,8 @@ impl Default for ServerSettings {
             write_timeout: Duration::from_secs(30),
             qos0_queue_max: 1000,
             max_connections: 100_000,
+            connection_rate_max: 0,
+            packet_timeout: Duration::from_secs(30),
             sys_interval: Duration::from_secs(10),
             auth: Arc::new(AllowAll),
             node_id: 1,
@@ -214,6 +220,7 @@ impl<N: Net> Server<N> {
             connect_timeout_ms: self.settings.connect_timeout.as_millis() as u64,
             write_timeout: self.settings.write_timeout,
             qos0_queue_max: self.settings.qos0_queue_max,
+            packet_timeout_ms: self.settings.packet_timeout.as_millis() as u64,
             shutdown: stop_rx.clone(),
         });
         if let Some(listener) = self.admin {
@@ -255,7 +262,10 @@ impl<N: Net> Server<N> {
                 acceptor,
                 ctx.clone(),
                 active.clone(),
-                self.settings.max_connections,
+                (
+                    self.settings.max_connections,
+                    self.settings.connection_rate_max,
+                ),
                 rng.fork(),
                 done_tx.clone(),
             );
@@ -314,12 +324,19 @@ async fn accept_loop<N: Net>(
     acceptor: TransportAcceptor,
     ctx: Arc<ConnectionContext>,
     active: Arc<AtomicUsize>,
-    max_connections: usize,
+    (max_connections, connection_rate_max): (usize, u32),
     mut rng: Rng,
     done: mpsc::Sender<()>,
 ) {
     let mut stop = ctx.shutdown.clone();
+    let mut pacer = AcceptPacer::new(connection_rate_max);
     loop {
+        if pacer.wait().await {
+            ctx.hub
+                .shell_stats
+                .throttled_accepts
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
@@ -335,6 +352,10 @@ async fn accept_loop<N: Net>(
         };
         if active.fetch_add(1, Ordering::Relaxed) >= max_connections {
             active.fetch_sub(1, Ordering::Relaxed);
+            ctx.hub
+                .shell_stats
+                .refused_connections_max
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, max_connections, "connection limit reached");
             continue;
         }
@@ -353,6 +374,49 @@ async fn accept_loop<N: Net>(
                 Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
             }
         });
+    }
+}
+
+/// Paces accepts to `rate` per second, with a burst of one second's worth: the connections
+/// beyond it wait in the kernel's listen backlog instead of being refused, as a reconnect
+/// storm after an outage should.
+struct AcceptPacer {
+    rate: u32,
+    /// Accepts that may go at once now (up to `rate`).
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl AcceptPacer {
+    fn new(rate: u32) -> AcceptPacer {
+        AcceptPacer {
+            rate,
+            tokens: f64::from(rate),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until the next accept may go; true when it had to wait.
+    async fn wait(&mut self) -> bool {
+        if self.rate == 0 {
+            return false;
+        }
+        let rate = f64::from(self.rate);
+        let refill = |pacer: &mut AcceptPacer| {
+            let now = tokio::time::Instant::now();
+            let elapsed = now.duration_since(pacer.last).as_secs_f64();
+            pacer.tokens = (pacer.tokens + elapsed * rate).min(rate);
+            pacer.last = now;
+        };
+        refill(self);
+        let waited = self.tokens < 1.0;
+        if waited {
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / rate);
+            tokio::time::sleep(wait).await;
+            refill(self);
+        }
+        self.tokens = (self.tokens - 1.0).max(0.0);
+        waited
     }
 }
 

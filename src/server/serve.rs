@@ -97,6 +97,8 @@ pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
         broker: config.broker_config(),
         connect_timeout: config.connect_timeout(),
         max_connections: config.mqtt.connections_max as usize,
+        connection_rate_max: config.mqtt.connection_rate_max,
+        packet_timeout: std::time::Duration::from_secs(config.mqtt.packet_timeout_secs.into()),
         sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
         auth: auth.clone(),
         cluster: cluster_settings(config),

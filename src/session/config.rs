@@ -22,6 +22,16 @@ pub struct SessionConfig {
     pub retain_available: bool,
     /// Longest client id accepted; MQTT 3.1 caps it at 23 whatever this says.
     pub client_id_len_max: usize,
+    /// Most subscriptions one session may hold; a SUBSCRIBE beyond it gets 0x97 Quota
+    /// exceeded (MQTT 3: 0x80) for the filters that do not fit.
+    pub subscriptions_max: usize,
+    /// Most levels in a topic name or filter: a PUBLISH beyond it is refused with 0x90 Topic
+    /// Name invalid (QoS 0 and MQTT 3: dropped), a filter with 0x8F Topic Filter invalid.
+    pub topic_levels_max: usize,
+    /// Most PUBLISH packets per second from one client, with a burst of one second's worth
+    /// (a token bucket); a client beyond it is disconnected (MQTT 5: 0x96 Message rate too
+    /// high). 0: no limit.
+    pub publish_rate_max: u32,
 }
 
 impl Default for SessionConfig {
@@ -35,6 +45,9 @@ impl Default for SessionConfig {
             maximum_qos: QoS::ExactlyOnce,
             retain_available: true,
             client_id_len_max: 256,
+            subscriptions_max: 10_000,
+            topic_levels_max: 128,
+            publish_rate_max: 0,
         }
     }
 }

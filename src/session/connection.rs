@@ -17,7 +17,7 @@ use crate::broker::{
 use crate::codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
     Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid, ReasonCode, ReasonContext,
-    SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe,
+    SubAck, Subscribe, TopicFilter, TopicName, UnsubAck, Unsubscribe,
 };
 use crate::state::{ClientId, Message, Subscription, Will};
 
@@ -98,6 +98,8 @@ pub struct Session {
     connack_sent: bool,
     /// What the client may do, from the authenticator; `None`: anything.
     permissions: Option<Arc<dyn Permissions>>,
+    /// The client's publish rate (`publish_rate_max`), when limited.
+    publish_bucket: Option<TokenBucket>,
     out: Vec<Packet>,
 }
 
@@ -144,6 +146,7 @@ impl Session {
             next_ticket: 1,
             connack_sent: false,
             permissions: None,
+            publish_bucket: None,
             out: Vec::new(),
         }
     }
@@ -601,6 +604,9 @@ impl Session {
         };
         self.client_id = Some(client_id);
         self.phase = Phase::Connected;
+        if self.config.publish_rate_max > 0 {
+            self.publish_bucket = Some(TokenBucket::new(self.config.publish_rate_max, now_ms));
+        }
 
         let mut properties = ConnAckProperties::default();
         if v5 {
@@ -629,6 +635,12 @@ impl Session {
 
     fn on_publish(&mut self, publish: Publish, broker: &mut Broker, now_ms: u64) {
         let v5 = self.protocol.is_v5();
+        if let Some(bucket) = &mut self.publish_bucket {
+            if !bucket.take(now_ms) {
+                broker.limit_hit(|l| l.publish_rate += 1);
+                return self.fail(ReasonCode::MessageRateTooHigh, broker, now_ms);
+            }
+        }
         if publish.qos() > self.config.maximum_qos {
             return self.fail(ReasonCode::QoSNotSupported, broker, now_ms);
         }
@@ -660,6 +672,28 @@ impl Session {
             }
         };
         let qos_pid = publish.qos_pid;
+        if levels(topic.as_str()) > self.config.topic_levels_max {
+            broker.limit_hit(|l| l.topic_levels += 1);
+            if qos_pid == QosPid::AtMostOnce {
+                return;
+            }
+            let pending = PendingReply::Ack {
+                qos_pid,
+                fixed: Some(ReasonCode::TopicNameInvalid),
+            };
+            return self.reply_now(pending, Completion::default());
+        }
+        if publish.retain && !publish.payload.is_empty() && !broker.state().retained_room(&topic) {
+            broker.limit_hit(|l| l.retained += 1);
+            if qos_pid == QosPid::AtMostOnce {
+                return;
+            }
+            let pending = PendingReply::Ack {
+                qos_pid,
+                fixed: Some(ReasonCode::QuotaExceeded),
+            };
+            return self.reply_now(pending, Completion::default());
+        }
         if let Some(permissions) = &self.permissions {
             if !permissions.may_publish(topic.as_str()) {
                 // MQTT 5 answers a QoS 1/2 publish with 0x87; QoS 0 and MQTT 3 have no way to
@@ -742,8 +776,28 @@ impl Session {
     fn on_subscribe(&mut self, subscribe: Subscribe, broker: &mut Broker, now_ms: u64) {
         let identifier = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
-        let mut subscriptions = Vec::with_capacity(subscribe.filters.len());
+        let mut subscriptions: Vec<(TopicFilter, Subscription)> =
+            Vec::with_capacity(subscribe.filters.len());
+        let existing = self
+            .client_id
+            .as_ref()
+            .and_then(|c| broker.session(c.as_str()))
+            .map(|s| s.subscriptions.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut count = existing.len();
         for (filter, mut options) in subscribe.filters {
+            if levels(filter.matching_filter()) > self.config.topic_levels_max {
+                broker.limit_hit(|l| l.topic_levels += 1);
+                reason_codes.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            }
+            let new_filter =
+                !existing.contains(&filter) && !subscriptions.iter().any(|(f, _)| *f == filter);
+            if new_filter && count >= self.config.subscriptions_max {
+                broker.limit_hit(|l| l.subscriptions += 1);
+                reason_codes.push(ReasonCode::QuotaExceeded);
+                continue;
+            }
             let allowed = self
                 .permissions
                 .as_ref()
@@ -753,6 +807,9 @@ impl Session {
                 continue;
             }
             options.qos = options.qos.min(self.config.maximum_qos);
+            if new_filter {
+                count += 1;
+            }
             reason_codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::GRANTED_QOS_0,
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
@@ -862,6 +919,45 @@ impl Session {
 
     fn close(&mut self) {
         self.phase = Phase::Closing;
+    }
+}
+
+/// The levels of a topic name or filter.
+fn levels(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
+/// A token bucket holding one second's worth of `rate_per_sec` tokens, refilled
+/// continuously; in milli-tokens so that low rates refill smoothly.
+#[derive(Debug, Clone)]
+struct TokenBucket {
+    rate_per_sec: u64,
+    milli_tokens: u64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    fn new(rate_per_sec: u32, now_ms: u64) -> TokenBucket {
+        let rate_per_sec = u64::from(rate_per_sec);
+        TokenBucket {
+            rate_per_sec,
+            milli_tokens: rate_per_sec * 1000,
+            last_ms: now_ms,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, now_ms: u64) -> bool {
+        let elapsed_ms = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        // `rate` tokens per 1000 ms is `rate` milli-tokens per ms.
+        let full = self.rate_per_sec * 1000;
+        self.milli_tokens = (self.milli_tokens + elapsed_ms * self.rate_per_sec).min(full);
+        if self.milli_tokens < 1000 {
+            return false;
+        }
+        self.milli_tokens -= 1000;
+        true
     }
 }
 

@@ -29,6 +29,9 @@ pub struct StateConfig {
     /// Most QoS 1/2 messages one session may hold (queued plus in flight).
     pub queue_max: usize,
     pub overflow: OverflowPolicy,
+    /// Most retained messages: a `SetRetained` for a topic without one is ignored beyond it
+    /// (the broker refuses such publishes before they get here; this keeps the bound hard).
+    pub retained_max: usize,
 }
 
 impl Default for StateConfig {
@@ -36,6 +39,7 @@ impl Default for StateConfig {
         StateConfig {
             queue_max: 1000,
             overflow: OverflowPolicy::DropNew,
+            retained_max: 1_000_000,
         }
     }
 }
@@ -171,6 +175,12 @@ impl State {
         self.sessions.values()
     }
 
+    /// Whether a retained message for `topic` fits under `retained_max` (it does when the
+    /// topic has one already, which it would replace).
+    pub fn retained_room(&self, topic: &TopicName) -> bool {
+        self.retained.len() < self.config.retained_max || self.retained.contains_key(topic)
+    }
+
     pub fn retained(&self) -> impl Iterator<Item = &Arc<Message>> {
         self.retained.values()
     }
@@ -299,7 +309,11 @@ impl State {
             }
             Command::SetRetained { topic, message } => match message {
                 Some(message) => {
-                    self.retained.insert(topic, message);
+                    let room = self.retained.len() < self.config.retained_max
+                        || self.retained.contains_key(&topic);
+                    if room {
+                        self.retained.insert(topic, message);
+                    }
                 }
                 None => {
                     self.retained.remove(&topic);

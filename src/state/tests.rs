@@ -406,6 +406,7 @@ fn full_queue_drops_new_or_oldest_per_policy() {
         let mut h = Harness::with_config(StateConfig {
             queue_max: 3,
             overflow,
+            ..StateConfig::default()
         });
         h.open("s", true, 0);
         h.subscribe("s", "#", sub(QoS::AtLeastOnce));

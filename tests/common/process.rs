@@ -91,6 +91,11 @@ impl KeelProcess {
         node
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process runs (it has not exited and was not killed).
     pub fn is_running(&mut self) -> bool {
         self.try_wait();

@@ -971,6 +971,7 @@ fn config() -> impl Strategy<Value = StateConfig> {
         .prop_map(|(queue_max, overflow)| StateConfig {
             queue_max,
             overflow,
+            ..StateConfig::default()
         })
 }
 
