@@ -672,42 +672,36 @@ impl Session {
             }
         };
         let qos_pid = publish.qos_pid;
-        if levels(topic.as_str()) > self.config.topic_levels_max {
+        let refusal = if levels(topic.as_str()) > self.config.topic_levels_max {
             broker.limit_hit(|l| l.topic_levels += 1);
-            if qos_pid == QosPid::AtMostOnce {
-                return;
-            }
-            let pending = PendingReply::Ack {
-                qos_pid,
-                fixed: Some(ReasonCode::TopicNameInvalid),
-            };
-            return self.reply_now(pending, Completion::default());
-        }
-        if publish.retain && !publish.payload.is_empty() && !broker.state().retained_room(&topic) {
+            Some(ReasonCode::TopicNameInvalid)
+        } else if publish.retain
+            && !publish.payload.is_empty()
+            && !broker.state().retained_room(&topic)
+        {
             broker.limit_hit(|l| l.retained += 1);
-            if qos_pid == QosPid::AtMostOnce {
-                return;
-            }
-            let pending = PendingReply::Ack {
-                qos_pid,
-                fixed: Some(ReasonCode::QuotaExceeded),
-            };
-            return self.reply_now(pending, Completion::default());
-        }
-        if let Some(permissions) = &self.permissions {
-            if !permissions.may_publish(topic.as_str()) {
-                // MQTT 5 answers a QoS 1/2 publish with 0x87; QoS 0 and MQTT 3 have no way to
-                // say no, so the message is dropped (and a QoS 1/2 one acknowledged, as
-                // Mosquitto does).
-                if qos_pid == QosPid::AtMostOnce {
-                    return;
-                }
+            Some(ReasonCode::QuotaExceeded)
+        } else if self
+            .permissions
+            .as_ref()
+            .is_some_and(|p| !p.may_publish(topic.as_str()))
+        {
+            Some(ReasonCode::NotAuthorized)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            // MQTT 5 answers a QoS 1/2 publish with the reason; QoS 0 and MQTT 3 have no
+            // way to say no, so the message is dropped (and a QoS 1/2 one acknowledged, as
+            // Mosquitto does).
+            if qos_pid != QosPid::AtMostOnce {
                 let pending = PendingReply::Ack {
                     qos_pid,
-                    fixed: Some(ReasonCode::NotAuthorized),
+                    fixed: Some(reason),
                 };
-                return self.reply_now(pending, Completion::default());
+                self.reply_now(pending, Completion::default());
             }
+            return;
         }
         // MQTT 5 lets the server check a payload declared UTF-8 (§3.3.2.3.2).
         let bad_payload = v5
