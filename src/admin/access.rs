@@ -85,7 +85,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// The middleware in front of every route but `/healthz`.
 pub(super) async fn require(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    if request.uri().path() == "/healthz" || admin.access.grants(&request) {
+    let access = admin
+        .access
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if request.uri().path() == "/healthz" || access.grants(&request) {
         return next.run(request).await;
     }
     let mut response = error(

@@ -24,7 +24,7 @@ mod metrics;
 mod openapi;
 mod retained;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::TypeConfig;
 use crate::net::Listener;
-use crate::server::{ConnectionContext, Hub};
+use crate::server::{ConnectionContext, Hub, Reloader};
 
 pub use access::AdminAccess;
 pub use listener::AdminListener;
@@ -50,7 +50,10 @@ pub struct Admin {
     pub raft: Raft<TypeConfig>,
     /// For publishing through a loopback session (`POST /api/v1/publish`).
     pub ctx: Arc<ConnectionContext>,
-    pub access: Arc<AdminAccess>,
+    /// Who may use the API (a reload may replace it).
+    pub access: Arc<RwLock<Arc<AdminAccess>>>,
+    /// `POST /api/v1/reload`; `None` when the node was not started from a configuration.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
@@ -86,6 +89,7 @@ pub fn router(admin: Admin) -> Router {
             get(retained::get_one).delete(retained::delete_one),
         )
         .route("/api/v1/publish", post(retained::publish))
+        .route("/api/v1/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             admin.clone(),
@@ -96,6 +100,21 @@ pub fn router(admin: Admin) -> Router {
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Reloads the configuration (as SIGHUP does): 200 with notes on what needs a restart, or
+/// 400 with why the new configuration was refused (the one in force stays).
+async fn reload(State(admin): State<Admin>) -> Response {
+    let Some(reloader) = &admin.reloader else {
+        return error(
+            StatusCode::CONFLICT,
+            "this node was not started from a configuration it could read again",
+        );
+    };
+    match reloader.reload() {
+        Ok(notes) => Json(json!({ "ok": true, "needs_restart": notes })).into_response(),
+        Err(why) => error(StatusCode::BAD_REQUEST, why),
+    }
 }
 
 async fn healthz(State(admin): State<Admin>) -> Response {

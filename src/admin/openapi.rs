@@ -72,6 +72,7 @@ pub fn spec() -> Value {
                 "get": with(op("one retained message with its payload (text, or payload_base64)"), "parameters", path_param("topic")),
                 "delete": with(op("delete it (an empty retained publish, answered once committed)"), "parameters", path_param("topic"))
             },
+            "/api/v1/reload": { "post": op("read the configuration again (as SIGHUP): auth, ACL, admin access, session limits; 400 keeps the one in force") },
             "/api/v1/publish": { "post": with(op("publish a message, answered when the broker acknowledges it"), "requestBody",
                 body(json!({ "type": "object", "required": ["topic"], "properties": {
                     "topic": { "type": "string" }, "payload": { "type": "string" },

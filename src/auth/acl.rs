@@ -31,7 +31,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
@@ -213,15 +213,20 @@ fn substitute(topic: &str, who: Identity<'_>) -> Option<String> {
     Some(filter)
 }
 
-/// One client's [`Permissions`] under an [`Acl`].
+/// The ACL in force, shared by every connected client's permissions so that a reload
+/// (SIGHUP, `POST /api/v1/reload`) applies new rules to connected clients too. `None`: no
+/// ACL, everything is allowed.
+pub type LiveAcl = RwLock<Option<Arc<Acl>>>;
+
+/// One client's [`Permissions`] under the [`LiveAcl`].
 pub struct AclPermissions {
-    acl: Arc<Acl>,
+    acl: Arc<LiveAcl>,
     username: Option<String>,
     client_id: String,
 }
 
 impl AclPermissions {
-    pub fn new(acl: Arc<Acl>, username: Option<String>, client_id: String) -> AclPermissions {
+    pub fn new(acl: Arc<LiveAcl>, username: Option<String>, client_id: String) -> AclPermissions {
         AclPermissions {
             acl,
             username,
@@ -234,6 +239,12 @@ impl AclPermissions {
             username: self.username.as_deref(),
             client_id: &self.client_id,
         }
+    }
+
+    /// Asks the ACL in force now; without one, allows.
+    fn ask(&self, question: impl FnOnce(&Acl, Identity<'_>) -> bool) -> bool {
+        let acl = self.acl.read().unwrap_or_else(|e| e.into_inner()).clone();
+        acl.is_none_or(|acl| question(&acl, self.who()))
     }
 }
 
@@ -249,15 +260,15 @@ impl fmt::Debug for AclPermissions {
 
 impl Permissions for AclPermissions {
     fn may_publish(&self, topic: &str) -> bool {
-        self.acl.may_publish(self.who(), topic)
+        self.ask(|acl, who| acl.may_publish(who, topic))
     }
 
     fn may_subscribe(&self, filter: &str) -> bool {
-        self.acl.may_subscribe(self.who(), filter)
+        self.ask(|acl, who| acl.may_subscribe(who, filter))
     }
 
     fn may_receive(&self, topic: &str) -> bool {
-        self.acl.may_receive(self.who(), topic)
+        self.ask(|acl, who| acl.may_receive(who, topic))
     }
 }
 

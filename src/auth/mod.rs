@@ -8,8 +8,8 @@ mod node_auth;
 mod password_auth;
 mod password_file;
 
-pub use acl::{Acl, AclError, AclPermissions, Identity, Permission};
-pub use node_auth::{NodeAuth, NodeAuthError};
+pub use acl::{Acl, AclError, AclPermissions, Identity, LiveAcl, Permission};
+pub use node_auth::{NodeAuth, NodeAuthError, PreparedAuth};
 pub use password_auth::PasswordAuth;
 pub use password_file::{
     check_username, hash_password, remove_entry, set_entry, AuthError, EditError, EntryError,

@@ -1,14 +1,13 @@
 //! [`NodeAuth`]: the [`Authenticator`] a node runs with: the credential rules of `[auth]`
-//! ([`PasswordAuth`]) and, when an ACL file is configured, each client's [`Permissions`]
-//! under it.
+//! ([`PasswordAuth`]) and each client's [`Permissions`] under the ACL in force.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::codec::{Connect, ReasonCode};
 use crate::config::AuthConfig;
 use crate::session::{Authenticator, Permissions};
 
-use super::acl::{Acl, AclError, AclPermissions};
+use super::acl::{Acl, AclError, AclPermissions, LiveAcl};
 use super::password_auth::PasswordAuth;
 use super::password_file::AuthError;
 
@@ -25,14 +24,22 @@ pub enum NodeAuthError {
 #[derive(Debug)]
 pub struct NodeAuth {
     pub password: PasswordAuth,
-    /// `None`: no ACL, every client may do anything.
-    pub acl: Option<Arc<Acl>>,
+    /// The ACL in force, shared with every client's permissions.
+    pub acl: Arc<LiveAcl>,
 }
 
-impl NodeAuth {
+/// `[auth]` read and checked, not yet in force: what a start-up or a reload builds before
+/// it commits to anything.
+#[derive(Debug)]
+pub struct PreparedAuth {
+    password: PasswordAuth,
+    acl: Option<Arc<Acl>>,
+}
+
+impl PreparedAuth {
     /// Loads the password file and the ACL file `[auth]` names. Reads files: call it while
-    /// starting up (or reloading), not from a connection task.
-    pub fn from_config(config: &AuthConfig) -> Result<NodeAuth, NodeAuthError> {
+    /// starting up or reloading, not from a connection task.
+    pub fn load(config: &AuthConfig) -> Result<PreparedAuth, NodeAuthError> {
         let password = PasswordAuth::from_config(config)?;
         let acl = config
             .acl_file
@@ -40,7 +47,24 @@ impl NodeAuth {
             .map(|path| Acl::load(path, config.acl_no_match))
             .transpose()?
             .map(Arc::new);
-        Ok(NodeAuth { password, acl })
+        Ok(PreparedAuth { password, acl })
+    }
+
+    /// Puts it in force in `live` (the ACL every connected client is judged by) and returns
+    /// the authenticator for new connections.
+    pub fn commit(self, live: &Arc<LiveAcl>) -> NodeAuth {
+        *live.write().unwrap_or_else(|e| e.into_inner()) = self.acl;
+        NodeAuth {
+            password: self.password,
+            acl: live.clone(),
+        }
+    }
+}
+
+impl NodeAuth {
+    /// Loads `[auth]` and puts it in force in an ACL cell of its own.
+    pub fn from_config(config: &AuthConfig) -> Result<NodeAuth, NodeAuthError> {
+        Ok(PreparedAuth::load(config)?.commit(&Arc::new(RwLock::new(None))))
     }
 }
 
@@ -49,11 +73,12 @@ impl Authenticator for NodeAuth {
         self.password.authenticate(connect)
     }
 
+    /// Every client is judged by the ACL in force, even one that connected while there was
+    /// none: a reload may add one.
     fn permissions(&self, connect: &Connect, client_id: &str) -> Option<Arc<dyn Permissions>> {
-        let acl = self.acl.as_ref()?;
         let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
         Some(Arc::new(AclPermissions::new(
-            acl.clone(),
+            self.acl.clone(),
             username,
             client_id.to_owned(),
         )))

@@ -24,7 +24,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let config = args.config()?;
-            serve(config)
+            serve(config, args)
         }
         Command::Passwd(args) => {
             let outcome = cli::passwd(&args)?;
@@ -59,8 +59,11 @@ fn init_logging() {
         .init();
 }
 
-fn serve(config: keel::config::Config) -> anyhow::Result<()> {
+/// Runs the node; a reload (SIGHUP, `POST /api/v1/reload`) reads the file and applies the
+/// same flags again.
+fn serve(config: keel::config::Config, args: cli::ServeArgs) -> anyhow::Result<()> {
     tracing::debug!(?config, "effective configuration");
-    keel::server::serve(config)?;
+    let source = Box::new(move || args.config().map_err(|e| format!("{e:#}")));
+    keel::server::serve_reloadable(config, source)?;
     Ok(())
 }

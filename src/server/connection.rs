@@ -1,7 +1,7 @@
 //! One connection task: reads and decodes packets, runs them through the session state
 //! machine under the hub lock, and writes what comes out.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -29,8 +29,10 @@ const PENDING_REPLIES_MAX: usize = 1024;
 pub struct ConnectionContext {
     pub hub: Arc<Hub>,
     pub clock: Arc<dyn Clock>,
-    pub auth: Arc<dyn Authenticator>,
-    pub session_config: SessionConfig,
+    /// Checks CONNECTs of new connections; a reload replaces it.
+    pub auth: RwLock<Arc<dyn Authenticator>>,
+    /// The limits of new connections; a reload replaces them.
+    pub session_config: RwLock<SessionConfig>,
     pub connect_timeout_ms: u64,
     /// A client that takes longer than this to accept our bytes is dropped.
     pub write_timeout: Duration,
@@ -41,17 +43,45 @@ pub struct ConnectionContext {
     pub shutdown: watch::Receiver<bool>,
 }
 
+impl ConnectionContext {
+    /// The authenticator in force now.
+    pub fn authenticator(&self) -> Arc<dyn Authenticator> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The session limits in force now.
+    pub fn session_config(&self) -> SessionConfig {
+        self.session_config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts a reloaded authenticator and session limits in force for new connections.
+    pub fn replace(&self, auth: Arc<dyn Authenticator>, session_config: SessionConfig) {
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = auth;
+        *self
+            .session_config
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = session_config;
+    }
+}
+
 /// Serves one client until it disconnects, fails, or the node shuts down.
 pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream, id_seed: u64) {
     let (conn, outbox) = ctx.hub.register(ctx.qos0_queue_max);
+    // What is in force when the connection starts serves it to the end (the ACL is the
+    // exception: a reload reaches connected clients through it).
+    let auth = ctx.authenticator();
+    let session_config = ctx.session_config();
+    let mut decoder = Decoder::new(session_config.packet_size_max as usize);
     let mut session = Session::new(
         conn,
-        ctx.session_config.clone(),
+        session_config,
         ctx.clock.unix_ms(),
         ctx.connect_timeout_ms,
         id_seed,
     );
-    let mut decoder = Decoder::new(ctx.session_config.packet_size_max as usize);
     let mut shutdown = ctx.shutdown.clone();
     let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
@@ -99,7 +129,7 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                     break;
                 }
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
-                let packets = handle_input(&ctx, &mut session, &mut decoder, &mut read_buf);
+                let packets = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
                 // The clock of an unfinished packet starts when its first bytes are the
                 // first unfinished ones: a stream of packets that keeps completing is fine.
                 partial_deadline_ms = match (read_buf.is_empty(), packets, partial_deadline_ms) {
@@ -161,6 +191,7 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
 /// returns how many there were.
 fn handle_input(
     ctx: &ConnectionContext,
+    auth: &dyn Authenticator,
     session: &mut Session,
     decoder: &mut Decoder,
     read_buf: &mut BytesMut,
@@ -172,7 +203,7 @@ fn handle_input(
         match decoder.decode(read_buf) {
             Ok(Some(packet)) => {
                 packets += 1;
-                session.handle(packet, &mut core.broker, &*ctx.auth, now_ms);
+                session.handle(packet, &mut core.broker, auth, now_ms);
                 core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
             }
             Ok(None) => break,

@@ -41,7 +41,7 @@ pub async fn publish(
         ctx,
         session: Session::new(
             conn,
-            ctx.session_config.clone(),
+            ctx.session_config(),
             ctx.clock.unix_ms(),
             ctx.connect_timeout_ms,
             conn,

@@ -9,6 +9,7 @@ mod connection;
 mod hub;
 pub mod loopback;
 mod outbox;
+mod reload;
 mod serve;
 
 use std::io;
@@ -33,7 +34,8 @@ use crate::transport::TransportAcceptor;
 pub use cluster::ClusterSettings;
 pub use connection::ConnectionContext;
 pub use hub::Hub;
-pub use serve::{serve, settings, ServeError};
+pub use reload::{ReloadSource, Reloaded, Reloader};
+pub use serve::{serve, serve_reloadable, settings, ConfigSource, ServeError};
 
 /// How often wills and session expiries are checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -78,6 +80,10 @@ pub struct ServerSettings {
     pub http_listen: Option<String>,
     /// Who may use the admin HTTP API.
     pub admin_access: Arc<crate::admin::AdminAccess>,
+    /// How to read the configuration again (`POST /api/v1/reload`, and SIGHUP when
+    /// `reload_on_sighup`); `None`: the node was not started from one.
+    pub reload: Option<ReloadSource>,
+    pub reload_on_sighup: bool,
 }
 
 impl Default for ServerSettings {
@@ -104,6 +110,8 @@ impl Default for ServerSettings {
             cluster: None,
             http_listen: None,
             admin_access: Arc::default(),
+            reload: None,
+            reload_on_sighup: false,
         }
     }
 }
@@ -215,14 +223,23 @@ impl<N: Net> Server<N> {
         let ctx = Arc::new(ConnectionContext {
             hub: self.hub.clone(),
             clock: clock.clone(),
-            auth: self.settings.auth.clone(),
-            session_config: self.settings.session.clone(),
+            auth: std::sync::RwLock::new(self.settings.auth.clone()),
+            session_config: std::sync::RwLock::new(self.settings.session.clone()),
             connect_timeout_ms: self.settings.connect_timeout.as_millis() as u64,
             write_timeout: self.settings.write_timeout,
             qos0_queue_max: self.settings.qos0_queue_max,
             packet_timeout_ms: self.settings.packet_timeout.as_millis() as u64,
             shutdown: stop_rx.clone(),
         });
+        let admin_access = Arc::new(std::sync::RwLock::new(self.settings.admin_access.clone()));
+        let reloader = self
+            .settings
+            .reload
+            .clone()
+            .map(|source| Arc::new(Reloader::new(source, ctx.clone(), admin_access.clone())));
+        if let (Some(reloader), true) = (&reloader, self.settings.reload_on_sighup) {
+            tokio::spawn(reload_on_sighup(reloader.clone()));
+        }
         if let Some(listener) = self.admin {
             if self.settings.admin_access.is_open() {
                 tracing::warn!(
@@ -234,7 +251,8 @@ impl<N: Net> Server<N> {
                 hub: self.hub.clone(),
                 raft: self.raft.raft.clone(),
                 ctx: ctx.clone(),
-                access: self.settings.admin_access.clone(),
+                access: admin_access.clone(),
+                reloader: reloader.clone(),
             };
             let mut stop = stop_rx.clone();
             let shutdown = async move {
@@ -375,6 +393,27 @@ async fn accept_loop<N: Net>(
             }
         });
     }
+}
+
+/// Reloads the configuration on every SIGHUP, as daemons do.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGHUP: reload through the admin API only");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            // Refusals are logged by the reloader.
+            let _ = reloader.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Paces accepts to `rate` per second, with a burst of one second's worth: the connections

@@ -1,16 +1,16 @@
 //! `keel serve`: a node on real sockets from a [`Config`], until SIGTERM or Ctrl-C.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::admin::AdminAccess;
-use crate::auth::{AuthError, NodeAuth, NodeAuthError, PasswordFile};
+use crate::auth::{AuthError, LiveAcl, NodeAuthError, PasswordFile, PreparedAuth};
 use crate::config::{Config, StoreKind};
 use crate::net::{Rng, SystemClock, TokioNet};
 use crate::storage::{KvStore, MemStore};
 use crate::transport::{tls, TlsConfigError, TransportAcceptor, HANDSHAKE_TIMEOUT_DEFAULT};
 
-use super::{ListenerSpec, Server, ServerSettings};
+use super::{ListenerSpec, Reloaded, Server, ServerSettings};
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +85,16 @@ fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
 
 /// Builds the settings of a node from its configuration, opening its store.
 pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
-    let auth: Arc<dyn crate::session::Authenticator> =
-        Arc::new(NodeAuth::from_config(&config.auth)?);
+    settings_with_acl(config, &Arc::new(RwLock::new(None)))
+}
+
+/// [`settings`], with the ACL put in force in `live` (which a reload replaces).
+fn settings_with_acl(config: &Config, live: &Arc<LiveAcl>) -> Result<ServerSettings, ServeError> {
+    let auth: Arc<dyn crate::session::Authenticator> = Arc::new(
+        PreparedAuth::load(&config.auth)
+            .map_err(ServeError::NodeAuth)?
+            .commit(live),
+    );
     Ok(ServerSettings {
         node_id: config.node_id,
         store: open_store(config)?,
@@ -142,9 +150,75 @@ fn cluster_settings(config: &Config) -> Option<super::ClusterSettings> {
     })
 }
 
+/// What a reload reads: the configuration as `keel serve` would build it now (file and
+/// flags), checked.
+pub type ConfigSource = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Runs a node until SIGTERM or Ctrl-C, reloading from `source` on SIGHUP and
+/// `POST /api/v1/reload` (see `server::Reloader` for what a reload changes).
+pub fn serve_reloadable(config: Config, source: ConfigSource) -> Result<(), ServeError> {
+    let live = Arc::new(RwLock::new(None));
+    let mut settings = settings_with_acl(&config, &live)?;
+    let started = config.clone();
+    settings.reload = Some(Arc::new(move || {
+        let new = source()?;
+        reload_from(&started, &new, &live)
+    }));
+    settings.reload_on_sighup = true;
+    run(config, settings)
+}
+
+/// Prepares a reload to `new` (what `started` said at start-up decides what needs a restart).
+fn reload_from(started: &Config, new: &Config, live: &Arc<LiveAcl>) -> Result<Reloaded, String> {
+    let prepared = PreparedAuth::load(&new.auth).map_err(|e| e.to_string())?;
+    let admin_access = admin_access(new).map_err(|e| e.to_string())?;
+    Ok(Reloaded {
+        auth: Arc::new(prepared.commit(live)),
+        session: new.session_config(),
+        admin_access,
+        notes: needs_restart(started, new),
+    })
+}
+
+/// What differs between the configuration a node started with and `new` that a reload does
+/// not change: everything but `[auth]`, `[admin]` and the session limits of `[mqtt]`.
+fn needs_restart(started: &Config, new: &Config) -> Vec<String> {
+    let mut mqtt = new.mqtt.clone();
+    let old = &started.mqtt;
+    // The session limits a reload applies to new connections.
+    mqtt.packet_size_max = old.packet_size_max;
+    mqtt.topic_alias_max = old.topic_alias_max;
+    mqtt.receive_maximum = old.receive_maximum;
+    mqtt.keep_alive_max_secs = old.keep_alive_max_secs;
+    mqtt.session_expiry_max_secs = old.session_expiry_max_secs;
+    mqtt.maximum_qos = old.maximum_qos;
+    mqtt.retain_available = old.retain_available;
+    mqtt.client_id_len_max = old.client_id_len_max;
+    mqtt.subscriptions_max = old.subscriptions_max;
+    mqtt.topic_levels_max = old.topic_levels_max;
+    mqtt.publish_rate_max = old.publish_rate_max;
+    [
+        ("node_id", started.node_id == new.node_id),
+        ("data_dir", started.data_dir == new.data_dir),
+        ("[listeners]", started.listeners == new.listeners),
+        ("[tls]", started.tls == new.tls),
+        ("[cluster]", started.cluster == new.cluster),
+        ("[durability]", started.durability == new.durability),
+        ("[mqtt] queue, connection and broker limits", *old == mqtt),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(what, _)| format!("{what} changed: takes effect after a restart"))
+    .collect()
+}
+
 /// Runs a node on a multi-threaded tokio runtime until SIGTERM or Ctrl-C.
 pub fn serve(config: Config) -> Result<(), ServeError> {
     let settings = settings(&config)?;
+    run(config, settings)
+}
+
+fn run(config: Config, settings: ServerSettings) -> Result<(), ServeError> {
     let planted = crate::planted::plant_from_env().map_err(ServeError::Planted)?;
     if planted != crate::planted::Bugs::default() {
         tracing::warn!(

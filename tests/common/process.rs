@@ -91,6 +91,11 @@ impl KeelProcess {
         node
     }
 
+    /// The configuration file every run reads (a test may rewrite it, then reload).
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
+    }
+
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
