@@ -268,21 +268,33 @@ async fn metrics_are_prometheus_text_that_a_parser_reads() {
     let text = get(admin, "/metrics").await.body;
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    // The sum over a family's samples (their labels apart).
     let value = |name: &str| {
-        scrape
+        let samples: Vec<f64> = scrape
             .samples
             .iter()
-            .find(|s| s.metric == name)
+            .filter(|s| s.metric == name)
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .collect();
+        assert!(!samples.is_empty(), "no {name} in {text}");
+        samples.iter().sum::<f64>()
     };
     assert_eq!(value("keel_connections"), 1.0);
     assert!(value("keel_messages_received_total") >= 1.0);
     assert!(value("keel_messages_sent_total") >= 1.0);
     assert_eq!(value("keel_raft_leader"), 1.0);
+    assert!(value("keel_bytes_received_total") > 0.0);
+    assert!(value("keel_process_resident_memory_bytes") > 1e6);
+    assert_eq!(value("keel_limit_hits_total"), 0.0);
+    let qos1 = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "keel_messages_received_total" && s.labels.get("qos") == Some("1"))
+        .expect("received at QoS 1");
+    assert!(matches!(qos1.value, prometheus_parse::Value::Counter(v) if v >= 1.0));
 }

@@ -77,6 +77,14 @@ async fn v311_clients_need_the_password_of_a_listed_user() {
         Code3::BadUserNamePassword
     );
     assert_eq!(connect_v311(&broker, None).await, Code3::NotAuthorized);
+    // Each refusal is counted.
+    let metrics = common::http::get(broker.admin.expect("admin API"), "/metrics").await;
+    let failures: u64 = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("keel_auth_failures_total ")?.parse().ok())
+        .expect("keel_auth_failures_total");
+    assert_eq!(failures, 3);
 }
 
 #[tokio::test]

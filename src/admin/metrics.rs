@@ -1,15 +1,51 @@
-//! `GET /metrics`: the node's counters and Raft state in the Prometheus text format.
+//! `GET /metrics`: the node's counters, gauges and Raft state in the Prometheus text format
+//! (version 0.0.4), and the process's memory and CPU.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
 
 use super::Admin;
+use crate::loadgen::procstat;
 
-/// Prometheus text exposition of the node's counters and its Raft state.
+/// The exposition being written: one `# HELP`/`# TYPE` per family, then its samples.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// A family without labels.
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help, &[("", value)]);
+    }
+
+    /// A family with one label (`label` is `key="value"`, or empty for none) per sample.
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+        self.text.push_str(&format!(
+            "# HELP keel_{name} {help}\n# TYPE keel_{name} {kind}\n"
+        ));
+        for (label, value) in samples {
+            if label.is_empty() {
+                self.text.push_str(&format!("keel_{name} {value}\n"));
+            } else {
+                self.text
+                    .push_str(&format!("keel_{name}{{{label}}} {value}\n"));
+            }
+        }
+    }
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Prometheus text exposition of the node.
 pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
     let raft = admin.raft.metrics().borrow().clone();
-    let (stats, connections, sessions, subscriptions, retained) = {
+    let (stats, connections, sessions, subscriptions, retained, (inflight, queued)) = {
         let core = admin.hub.lock();
         let broker = &core.broker;
         (
@@ -18,115 +54,172 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
             broker.session_count(),
             broker.subscription_count(),
             broker.state().retained().count(),
+            broker.inflight_and_queued(),
         )
     };
-    let qos0_dropped = admin
-        .hub
-        .qos0_dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let mut text = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-        text.push_str(&format!(
-            "# HELP keel_{name} {help}\n# TYPE keel_{name} {kind}\nkeel_{name} {value}\n"
-        ));
-    };
-    gauge(
+    let shell = &admin.hub.shell_stats;
+    let mut out = Exposition::default();
+    out.one(
         "connections",
-        "Connections serving a session.",
         "gauge",
+        "Connections serving a session.",
         connections as u64,
     );
-    gauge(
+    out.one(
         "sessions",
-        "Sessions, durable and local.",
         "gauge",
+        "Sessions, durable and local.",
         sessions as u64,
     );
-    gauge(
+    out.one(
         "subscriptions",
-        "Subscriptions of every session.",
         "gauge",
+        "Subscriptions of every session.",
         subscriptions as u64,
     );
-    gauge(
+    out.one(
         "retained_messages",
-        "Retained messages.",
         "gauge",
+        "Retained messages.",
         retained as u64,
     );
-    gauge(
+    out.one(
+        "inflight_messages",
+        "gauge",
+        "QoS 1/2 messages sent to connections of this node and not yet acknowledged.",
+        inflight as u64,
+    );
+    out.one(
+        "queued_messages",
+        "gauge",
+        "QoS 1/2 messages held by sessions (in flight included).",
+        queued as u64,
+    );
+    let qos = |counts: [u64; 3]| -> [(&'static str, u64); 3] {
+        [
+            ("qos=\"0\"", counts[0]),
+            ("qos=\"1\"", counts[1]),
+            ("qos=\"2\"", counts[2]),
+        ]
+    };
+    out.family(
         "messages_received_total",
-        "PUBLISH packets accepted.",
         "counter",
-        stats.publishes_received,
+        "PUBLISH packets accepted from clients (wills and $SYS included), by QoS.",
+        &qos(stats.received_by_qos),
     );
-    gauge(
+    out.family(
         "messages_sent_total",
-        "PUBLISH packets handed to connections.",
         "counter",
-        stats.deliveries,
+        "PUBLISH packets handed to connections, by QoS.",
+        &qos(stats.sent_by_qos),
     );
-    gauge(
-        "messages_dropped_queue_full_total",
-        "QoS 1/2 messages dropped for a full session queue.",
+    out.family(
+        "messages_dropped_total",
         "counter",
+        "Messages not delivered, by reason.",
+        &[
+            ("reason=\"queue_full\"", stats.dropped_queue_full),
+            ("reason=\"expired\"", stats.dropped_expired),
+            ("reason=\"discarded\"", stats.discarded),
+            (
+                "reason=\"qos0_slow_connection\"",
+                load(&admin.hub.qos0_dropped),
+            ),
+        ],
+    );
+    out.one(
+        "messages_dropped_queue_full_total",
+        "counter",
+        "QoS 1/2 messages dropped for a full session queue.",
         stats.dropped_queue_full,
     );
-    gauge(
-        "messages_dropped_expired_total",
-        "Messages whose expiry passed before delivery.",
+    out.one(
+        "bytes_received_total",
         "counter",
-        stats.dropped_expired,
+        "Bytes read from clients.",
+        load(&shell.bytes_received),
     );
-    gauge(
-        "messages_dropped_qos0_total",
-        "QoS 0 deliveries dropped for a slow connection.",
+    out.one(
+        "bytes_sent_total",
         "counter",
-        qos0_dropped,
+        "Bytes written to clients.",
+        load(&shell.bytes_sent),
     );
-    gauge(
+    out.one(
+        "auth_failures_total",
+        "counter",
+        "CONNECTs refused for their credentials or authorisation.",
+        stats.auth_failures,
+    );
+    out.family(
+        "limit_hits_total",
+        "counter",
+        "Requests refused, connections closed or accepts delayed by a limit.",
+        &[
+            ("limit=\"subscriptions_max\"", stats.limits.subscriptions),
+            ("limit=\"topic_levels_max\"", stats.limits.topic_levels),
+            ("limit=\"publish_rate_max\"", stats.limits.publish_rate),
+            ("limit=\"retained_max\"", stats.limits.retained),
+            (
+                "limit=\"connections_max\"",
+                load(&shell.refused_connections_max),
+            ),
+            (
+                "limit=\"connection_rate_max\"",
+                load(&shell.throttled_accepts),
+            ),
+            (
+                "limit=\"packet_timeout_secs\"",
+                load(&shell.closed_slow_packets),
+            ),
+        ],
+    );
+    let applied = raft.last_applied.map_or(0, |id| id.index);
+    let last = raft.last_log_index.unwrap_or(0);
+    out.one(
         "raft_term",
-        "The current Raft term.",
         "gauge",
+        "The current Raft term.",
         raft.current_term,
     );
-    gauge(
+    out.one(
         "raft_last_log_index",
+        "gauge",
         "Index of the last log entry.",
-        "gauge",
-        raft.last_log_index.unwrap_or(0),
+        last,
     );
-    gauge(
+    out.one(
         "raft_applied_index",
+        "gauge",
         "Index of the last entry applied.",
-        "gauge",
-        raft.last_applied.map_or(0, |id| id.index),
+        applied,
     );
-    gauge(
-        "raft_leader",
-        "1 while this node leads.",
+    out.one(
+        "raft_apply_lag",
         "gauge",
+        "Log entries this node holds but has not applied yet.",
+        last.saturating_sub(applied),
+    );
+    out.one(
+        "raft_leader",
+        "gauge",
+        "1 while this node leads.",
         u64::from(raft.state == ServerState::Leader),
     );
-    let shell = &admin.hub.shell_stats;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let limits = [
-        ("subscriptions_max", stats.limits.subscriptions),
-        ("topic_levels_max", stats.limits.topic_levels),
-        ("publish_rate_max", stats.limits.publish_rate),
-        ("retained_max", stats.limits.retained),
-        ("connections_max", load(&shell.refused_connections_max)),
-        ("connection_rate_max", load(&shell.throttled_accepts)),
-        ("packet_timeout_secs", load(&shell.closed_slow_packets)),
-    ];
-    text.push_str(
-        "# HELP keel_limit_hits_total Requests refused, connections closed or accepts delayed by a limit.\n\
-         # TYPE keel_limit_hits_total counter\n",
-    );
-    for (limit, value) in limits {
-        text.push_str(&format!(
-            "keel_limit_hits_total{{limit=\"{limit}\"}} {value}\n"
-        ));
+    if let Ok(process) = procstat::sample(None) {
+        out.one(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident set size of the process.",
+            process.rss_kb * 1024,
+        );
+        out.one(
+            "process_cpu_milliseconds_total",
+            "counter",
+            "User and system CPU time of the process.",
+            process.cpu_ticks * 1000 / procstat::clock_ticks_per_sec(),
+        );
     }
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    ([("content-type", "text/plain; version=0.0.4")], out.text).into_response()
 }

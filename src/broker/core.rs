@@ -123,6 +123,13 @@ pub struct BrokerStats {
     pub discarded: u64,
     /// Limits hit, by limit.
     pub limits: LimitStats,
+    /// PUBLISH packets accepted, by QoS (0, 1, 2).
+    pub received_by_qos: [u64; 3],
+    /// PUBLISH packets handed to connections, by QoS (resends of QoS 2 as PUBREL not
+    /// counted).
+    pub sent_by_qos: [u64; 3],
+    /// CONNECTs refused for their credentials or authorisation (0x86, 0x87).
+    pub auth_failures: u64,
 }
 
 /// How often each per-client limit refused something.
@@ -385,6 +392,19 @@ impl Broker {
     /// This node and run.
     pub fn place(&self) -> Place {
         self.place
+    }
+
+    /// Counts a CONNECT refused for its credentials or authorisation.
+    pub fn auth_failed(&mut self) {
+        self.stats.auth_failures += 1;
+    }
+
+    /// QoS 1/2 messages in flight to connections of this node, and messages queued in the
+    /// sessions of both tiers (in flight included).
+    pub fn inflight_and_queued(&self) -> (usize, usize) {
+        let inflight = self.connections.values().map(|c| c.inflight.len()).sum();
+        let queued = self.sessions().map(|s| s.queue.len()).sum();
+        (inflight, queued)
     }
 
     /// Counts a limit hit by a session (the session state machine enforces them).
@@ -747,6 +767,7 @@ impl Broker {
             }
         }
         self.stats.publishes_received += 1;
+        self.stats.received_by_qos[message.qos as usize] += 1;
         let message = Arc::new(message);
         let qos = message.qos;
         let mut commands = Vec::new();
@@ -1795,6 +1816,7 @@ impl Broker {
             return;
         }
         self.stats.deliveries += 1;
+        self.stats.sent_by_qos[QoS::AtMostOnce as usize] += 1;
         self.effects.push(Effect::Deliver {
             conn,
             delivery: Delivery::Publish {
@@ -1847,6 +1869,7 @@ impl Broker {
             {
                 Delivery::Release(packet_id)
             } else {
+                self.stats.sent_by_qos[queued.qos as usize] += 1;
                 Delivery::Publish {
                     message: queued.message.clone(),
                     qos: queued.qos,

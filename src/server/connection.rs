@@ -128,6 +128,10 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                 if n == 0 {
                     break;
                 }
+                ctx.hub
+                    .shell_stats
+                    .bytes_received
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
                 let packets = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
                 // The clock of an unfinished packet starts when its first bytes are the
@@ -239,6 +243,10 @@ async fn write_output(
         stream.flush().await
     })
     .await;
+    ctx.hub
+        .shell_stats
+        .bytes_sent
+        .fetch_add(write_buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
     write_buf.clear();
     if write_buf.capacity() > WRITE_BUFFER_KEEP {
         *write_buf = BytesMut::new();

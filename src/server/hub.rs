@@ -42,6 +42,9 @@ pub struct ShellStats {
     pub throttled_accepts: AtomicU64,
     /// Connections closed because a packet took longer than `packet_timeout` to arrive.
     pub closed_slow_packets: AtomicU64,
+    /// Bytes read from and written to client connections (after TLS and WebSocket).
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
 }
 
 /// Shared by every task of the node.

@@ -533,6 +533,7 @@ impl Session {
             }
         }
         if let Err(reason) = auth.authenticate(&connect) {
+            broker.auth_failed();
             return self.refuse(reason);
         }
         self.permissions = auth.permissions(&connect, client_id.as_str());
