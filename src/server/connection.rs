@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use crate::codec::{Decoder, ReasonCode};
 use crate::net::{BoxStream, Clock};
-use crate::session::{Authenticator, Session, SessionConfig};
+use crate::codec::Packet;
+use crate::session::{Authenticator, Decided, Session, SessionConfig};
 
 use super::hub::Hub;
 use super::outbox::Outgoing;
@@ -133,7 +134,26 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                     .bytes_received
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
-                let packets = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
+                let (mut packets, mut connect) =
+                    handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
+                if let Some(packet) = connect.take() {
+                    // Authentication may wait (a password hash, an HTTP call): outside the
+                    // broker's lock, then the session gets the verdict with the CONNECT.
+                    let verdict = match &packet {
+                        Packet::Connect(c) => auth.authenticate_async(c).await,
+                        _ => Ok(()),
+                    };
+                    let decided = Decided { verdict, by: &*auth };
+                    {
+                        let mut core = ctx.hub.lock();
+                        let now_ms = ctx.clock.unix_ms();
+                        session.handle(packet, &mut core.broker, &decided, now_ms);
+                        core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
+                    }
+                    let (more, _) =
+                        handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
+                    packets += 1 + more;
+                }
                 // The clock of an unfinished packet starts when its first bytes are the
                 // first unfinished ones: a stream of packets that keeps completing is fine.
                 partial_deadline_ms = match (read_buf.is_empty(), packets, partial_deadline_ms) {
@@ -192,19 +212,23 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
 }
 
 /// Decodes every whole packet in `read_buf` and runs it through the session, under one lock;
-/// returns how many there were.
+/// returns how many there were. A CONNECT is not handled but returned (with the packets
+/// before it counted): its authentication may have to wait, which the lock must not.
 fn handle_input(
     ctx: &ConnectionContext,
     auth: &dyn Authenticator,
     session: &mut Session,
     decoder: &mut Decoder,
     read_buf: &mut BytesMut,
-) -> usize {
+) -> (usize, Option<Packet>) {
     let mut core = ctx.hub.lock();
     let mut packets = 0;
     let now_ms = ctx.clock.unix_ms();
     while !session.is_closing() {
         match decoder.decode(read_buf) {
+            Ok(Some(packet @ Packet::Connect(_))) if session.awaits_connect() => {
+                return (packets, Some(packet));
+            }
             Ok(Some(packet)) => {
                 packets += 1;
                 session.handle(packet, &mut core.broker, auth, now_ms);
@@ -219,7 +243,7 @@ fn handle_input(
             }
         }
     }
-    packets
+    (packets, None)
 }
 
 /// Encodes and writes what the session produced; false when the connection is broken.

@@ -24,11 +24,22 @@ use crate::state::{ClientId, Message, Subscription, Will};
 use super::alias::{AliasError, InboundAliases, OutboundAliases};
 use super::config::SessionConfig;
 
+/// A future an [`Authenticator`] may return: no runtime, just `std`.
+pub type AuthFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ReasonCode>> + Send + 'a>>;
+
 /// Checks the credentials of a CONNECT, and says what an accepted client may do.
 pub trait Authenticator: Send + Sync {
     /// `Ok(())` accepts the client; `Err` refuses it with that CONNACK reason (0x86 bad user
     /// name or password, 0x87 not authorized).
     fn authenticate(&self, connect: &Connect) -> Result<(), ReasonCode>;
+
+    /// The same decision, allowed to wait (a slow password hash, a call to an HTTP service):
+    /// the shell asks this before it hands the CONNECT to the session, outside the broker's
+    /// lock, and gives the session the answer ([`Decided`]). By default, the synchronous rule.
+    fn authenticate_async<'a>(&'a self, connect: &'a Connect) -> AuthFuture<'a> {
+        Box::pin(std::future::ready(self.authenticate(connect)))
+    }
 
     /// The permissions of a client [`authenticate`](Authenticator::authenticate) accepted,
     /// known by its (possibly assigned) `client_id`; `None`: it may do anything.
@@ -46,6 +57,24 @@ pub trait Permissions: Send + Sync + fmt::Debug {
     fn may_subscribe(&self, filter: &str) -> bool;
     /// May a message on this topic be delivered to it?
     fn may_receive(&self, topic: &str) -> bool;
+}
+
+/// A verdict reached before the session saw the CONNECT (by
+/// [`Authenticator::authenticate_async`]), and the authenticator that reached it, which
+/// still says what the client may do.
+pub struct Decided<'a> {
+    pub verdict: Result<(), ReasonCode>,
+    pub by: &'a dyn Authenticator,
+}
+
+impl Authenticator for Decided<'_> {
+    fn authenticate(&self, _: &Connect) -> Result<(), ReasonCode> {
+        self.verdict
+    }
+
+    fn permissions(&self, connect: &Connect, client_id: &str) -> Option<Arc<dyn Permissions>> {
+        self.by.permissions(connect, client_id)
+    }
 }
 
 /// Accepts every client.
@@ -161,6 +190,11 @@ impl Session {
 
     pub fn client_id(&self) -> Option<&ClientId> {
         self.client_id.as_ref()
+    }
+
+    /// True until a CONNECT has been handled.
+    pub fn awaits_connect(&self) -> bool {
+        self.phase == Phase::AwaitingConnect
     }
 
     /// True once the connection should be closed (after writing the output).

@@ -9,7 +9,7 @@ mod config;
 mod connection;
 
 pub use config::SessionConfig;
-pub use connection::{AllowAll, Authenticator, Permissions, Session};
+pub use connection::{AllowAll, AuthFuture, Authenticator, Decided, Permissions, Session};
 
 #[cfg(test)]
 mod tests;
