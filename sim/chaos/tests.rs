@@ -5,6 +5,7 @@
 //! just seed S. Every failure prints its seed and the command that replays it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -91,17 +92,23 @@ fn run_seeds_on(
     let ran = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let watch = Watchdog::default();
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                if first_failure_stops && !lock(&failures).is_empty() {
+        scope.spawn(|| watch.run(test, workers));
+        for worker in 0..workers {
+            let (next, ran, failures, watch) = (&next, &ran, &failures, &watch);
+            scope.spawn(move || loop {
+                if first_failure_stops && !lock(failures).is_empty() {
+                    watch.finished(worker);
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst) as usize;
                 let Some(&seed) = seeds.get(i) else {
+                    watch.finished(worker);
                     return;
                 };
                 ran.fetch_add(1, Ordering::SeqCst);
+                watch.started(worker, seed);
                 let report = match run_topology(seed, bugs, topology) {
                     Ok(outcome) if outcome.violations.is_empty() => {
                         eprintln!(
@@ -129,12 +136,60 @@ fn run_seeds_on(
                 };
                 let report = format!("{report}  replay: {}\n", replay(seed, test));
                 eprintln!("{report}");
-                lock(&failures).push(report);
+                lock(failures).push(report);
             });
         }
     });
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     (ran.into_inner() as usize, failures)
+}
+
+/// Wall-clock seconds one seed may run before the watchdog calls it stuck. A seed whose
+/// simulated time stops (a task that never yields, so turmoil's step never ends) would
+/// otherwise hang the test with no seed printed. `KEEL_SIM_SEED_WALL_SECS` overrides it.
+const SEED_WALL_SECS: u64 = 600;
+
+/// Watches the seeds each worker runs; a seed over [`SEED_WALL_SECS`] of wall time is
+/// reported with its replay command, and the process exits (the stuck thread cannot be
+/// stopped).
+#[derive(Default)]
+struct Watchdog {
+    /// Per worker: the seed it runs and since when; `None` once it has finished.
+    running: Mutex<BTreeMap<usize, Option<(u64, std::time::Instant)>>>,
+}
+
+impl Watchdog {
+    // The watchdog measures real time on purpose: it watches the simulation from outside.
+    #[allow(clippy::disallowed_methods)]
+    fn started(&self, worker: usize, seed: u64) {
+        lock(&self.running).insert(worker, Some((seed, std::time::Instant::now())));
+    }
+
+    fn finished(&self, worker: usize) {
+        lock(&self.running).insert(worker, None);
+    }
+
+    fn run(&self, test: &str, workers: usize) {
+        let limit = env_u64("KEEL_SIM_SEED_WALL_SECS").unwrap_or(SEED_WALL_SECS);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let running = lock(&self.running);
+            if running.len() == workers && running.values().all(Option::is_none) {
+                return;
+            }
+            for (seed, since) in running.values().flatten() {
+                if since.elapsed().as_secs() >= limit {
+                    summary(&format!(
+                        "sim: seed {seed} still running after {limit} s of wall time: the \
+                         simulation is stuck (a task that never yields stops simulated time)\n  \
+                         replay: {}",
+                        replay(*seed, test)
+                    ));
+                    std::process::exit(101);
+                }
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
