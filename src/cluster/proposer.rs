@@ -176,6 +176,11 @@ struct Pipeline {
     retry: VecDeque<Batch>,
     /// An outcome in flight came back unknown: nothing new is sent until every outcome is in.
     failed: bool,
+    /// An outcome came back unknown since the last send: pause before sending again. A
+    /// leader whose writes fail at once (it is being replaced, or removed from the
+    /// membership) would otherwise resend in a loop that never waits for anything timed: a
+    /// busy spin, and in the simulator a run whose time stops.
+    back_off: bool,
 }
 
 impl Pipeline {
@@ -200,6 +205,7 @@ impl Pipeline {
         if let Some((batch, _)) = self.inflight.remove(&seq) {
             if !committed {
                 self.failed = true;
+                self.back_off = true;
                 self.retry.push_back(batch);
             }
         }
@@ -261,6 +267,7 @@ pub async fn run_proposer(
         inflight: BTreeMap::new(),
         retry: VecDeque::new(),
         failed: false,
+        back_off: false,
     };
     loop {
         while let Ok(outcome) = outcomes.try_recv() {
@@ -293,6 +300,10 @@ pub async fn run_proposer(
             tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         };
+        if std::mem::take(&mut pipe.back_off) {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        }
         // Let the connection tasks that are ready run first, so that their proposals join
         // this entry: fewer, larger entries cost less per proposal (group commit without a
         // timer; the wait is one round of the runtime).

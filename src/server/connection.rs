@@ -8,9 +8,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::codec::Packet;
 use crate::codec::{Decoder, ReasonCode};
 use crate::net::{BoxStream, Clock};
-use crate::codec::Packet;
 use crate::session::{Authenticator, Decided, Session, SessionConfig};
 
 use super::hub::Hub;
