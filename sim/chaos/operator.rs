@@ -93,8 +93,12 @@ async fn carry_out(order: &Order, nodes: &[String]) -> bool {
     match http(leader_host, method, &path, &body).await {
         Some((200, _)) => true,
         // Removing a node that is not a member any more, or the leader (which cannot remove
-        // itself; putting it back later finds it there): nothing to do.
-        Some((404 | 409, _)) if matches!(order, Order::Remove { .. }) => true,
+        // itself; putting it back later finds it there): nothing to do. Any other refusal
+        // (leadership moved; a leader that an unfinished change takes out) is tried again.
+        Some((404, _)) => matches!(order, Order::Remove { .. }),
+        Some((409, reply)) => {
+            matches!(order, Order::Remove { .. }) && reply.contains("cannot remove itself")
+        }
         _ => false,
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{error, Admin};
-use crate::cluster::join;
+use crate::cluster::{change_refused, join};
 
 /// The cluster as this node sees it.
 pub(super) async fn cluster(State(admin): State<Admin>) -> Json<Value> {
@@ -73,6 +73,12 @@ pub(super) async fn add_node(State(admin): State<Admin>, body: Option<Json<NewNo
     if node.id == 0 || node.addr.is_empty() {
         return error(StatusCode::BAD_REQUEST, "id must be above 0 and addr set");
     }
+    let metrics = admin.raft.metrics().borrow().clone();
+    if metrics.current_leader == Some(metrics.id) {
+        if let Some(reason) = change_refused(&metrics, None) {
+            return error(StatusCode::CONFLICT, reason);
+        }
+    }
     let reply = join(&admin.raft, node.id, node.addr).await;
     if reply.ok {
         return Json(json!({ "ok": true, "id": node.id })).into_response();
@@ -102,13 +108,8 @@ pub(super) async fn remove_node(State(admin): State<Admin>, Path(id): Path<Strin
     if membership.get_node(&id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("node {id} is not a member"));
     }
-    if id == metrics.id {
-        // openraft 0.9 has no leadership transfer, and a leader taking itself out trips
-        // its own invariants: another node must lead when this one is removed.
-        return error(
-            StatusCode::CONFLICT,
-            "the leader cannot remove itself: stop it so another node leads, then remove it there",
-        );
+    if let Some(reason) = change_refused(&metrics, Some(id)) {
+        return error(StatusCode::CONFLICT, reason);
     }
     let ids = BTreeSet::from([id]);
     if membership.voter_ids().any(|v| v == id) {

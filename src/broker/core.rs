@@ -515,7 +515,8 @@ impl Broker {
     }
 
     /// Whether the node reaches a quorum of its cluster. Without one nothing it is asked can
-    /// commit: its clients are told to go (MQTT 5 `0x88 Server unavailable`) so they
+    /// commit: its clients are told to go (MQTT 5 DISCONNECT `0x9C Use another server`; `0x88 Server
+    /// unavailable` exists only in CONNACK, where new ones get it) so they
     /// reconnect to the majority, and new ones are refused until the quorum is back (G5).
     ///
     /// The connections end the usual way (their sessions close through the log once it takes

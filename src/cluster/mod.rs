@@ -11,6 +11,7 @@
 
 mod forward;
 mod log_store;
+mod membership;
 mod network;
 mod node;
 mod peers;
@@ -23,6 +24,7 @@ mod watch;
 
 pub use forward::{Forwarder, GrpcForwarder, NoForwarder, FORWARD_QUEUE_MAX};
 pub use log_store::{LogStore, SyncPolicy};
+pub use membership::{change_refused, final_voters};
 pub use network::NoNetwork;
 pub use node::{
     open_node, Durability, Membership, NodeError, RaftNode, ELECTION_TIMEOUT_MAX_MS,

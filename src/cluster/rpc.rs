@@ -378,13 +378,15 @@ pub async fn join(raft: &Raft<TypeConfig>, node_id: u64, addr: String) -> JoinRe
     if metrics.current_leader != Some(metrics.id) {
         return not_leader(metrics.current_leader);
     }
-    if metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .any(|id| id == node_id)
-    {
-        // Already a voter: joining again changes nothing.
+    if let Some(reason) = super::change_refused(&metrics, None) {
+        return JoinReply {
+            ok: false,
+            error: reason,
+            ..JoinReply::default()
+        };
+    }
+    if super::final_voters(&metrics).contains(&node_id) {
+        // Already a voter (and staying one): joining again changes nothing.
         return JoinReply {
             ok: true,
             leader_id: metrics.id,

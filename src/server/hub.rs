@@ -236,7 +236,7 @@ impl ClusterView for Hub {
             if quorum {
                 tracing::info!("quorum reached: serving clients again");
             } else {
-                tracing::warn!("no quorum for an election timeout: clients are sent away (0x88)");
+                tracing::warn!("no quorum for an election timeout: clients are sent away (DISCONNECT 0x9C, CONNACK 0x88)");
             }
         }
         let now_ms = self.clock.unix_ms();
