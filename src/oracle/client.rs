@@ -79,6 +79,20 @@ impl Conn {
         history: &History,
         clock: &RunClock,
     ) -> Result<(Conn, bool), Lost> {
+        Conn::start(net, spec, at, history, clock)
+            .await?
+            .await_connack()
+            .await
+    }
+
+    /// Connects and sends CONNECT, without waiting for the CONNACK.
+    pub async fn start<N: Net>(
+        net: &N,
+        spec: &ConnectSpec,
+        at: ConnRef,
+        history: &History,
+        clock: &RunClock,
+    ) -> Result<Conn, Lost> {
         let addr = format!("{}:{MQTT_PORT}", spec.host);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(&addr))
             .await
@@ -120,23 +134,28 @@ impl Conn {
             password: None,
         })))
         .await?;
-        let reply = tokio::time::timeout(CONNECT_TIMEOUT, conn.read_packet())
+        Ok(conn)
+    }
+
+    /// Waits for the CONNACK of [`Conn::start`]; returns Session Present.
+    async fn await_connack(mut self) -> Result<(Conn, bool), Lost> {
+        let reply = tokio::time::timeout(CONNECT_TIMEOUT, self.read_packet())
             .await
             .map_err(|_| "no CONNACK in time".to_string())
             .and_then(|r| r);
         match reply {
             Ok(Packet::ConnAck(ack)) if ack.reason_code == ReasonCode::Success => {
-                history.record(
-                    clock.now_ms(),
+                self.history.record(
+                    self.clock.now_ms(),
                     Event::Connected {
-                        at: conn.at.clone(),
+                        at: self.at.clone(),
                         session_present: ack.session_present,
                     },
                 );
-                Ok((conn, ack.session_present))
+                Ok((self, ack.session_present))
             }
-            Ok(other) => Err(conn.lost(format!("refused: {other:?}"))),
-            Err(why) => Err(conn.lost(why)),
+            Ok(other) => Err(self.lost(format!("refused: {other:?}"))),
+            Err(why) => Err(self.lost(why)),
         }
     }
 

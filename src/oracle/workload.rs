@@ -112,35 +112,57 @@ struct Identity<'a> {
     durable: bool,
 }
 
+/// Chance, per connection a client opens while faults are on, that it first sends a CONNECT
+/// on another connection and gives that one up before its CONNACK (see [`open`]).
+const RACING_CONNECT_CHANCE: f64 = 0.05;
+
 /// Opens the next connection of a client, to a node chosen at random.
+///
+/// Now and then (during the safety phase) the client is impatient, as a client library with
+/// a short connect timeout is: it sends a CONNECT, does not wait for the CONNACK and connects
+/// again with the same client id. Whichever CONNECT the broker takes last owns the session,
+/// so the first may be taken over before its CONNACK; it must then be refused with a code
+/// CONNACK allows (`jepsen/` found a CONNACK carrying `0x8E`, a DISCONNECT-only code, after a
+/// paused node took two CONNECTs of one client in the reverse order). The abandoned
+/// connection is read until the broker closes it, so G7 judges what it gets.
 async fn open<N: Net>(
     ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     rng: &mut Rng,
     me: Identity<'_>,
 ) -> Result<(Conn, bool), Lost> {
-    let Identity {
-        name,
-        protocol,
-        durable,
-    } = me;
-    let at = {
-        let mut d = lock(disk);
-        d.conns += 1;
-        ConnRef {
-            client: name.to_string(),
-            conn: d.conns,
+    if ctx.phase.is_safety() && rng.chance(RACING_CONNECT_CHANCE) {
+        let spec = connect_spec(ctx, rng, me);
+        let at = next_conn(disk, me);
+        if let Ok(abandoned) = Conn::start(&ctx.net, &spec, at, &ctx.history, &ctx.clock).await {
+            watch_abandoned(abandoned);
         }
-    };
-    let spec = ConnectSpec {
-        host: ctx.nodes[rng.range(0..ctx.nodes.len())].clone(),
-        client_id: name.to_string(),
-        protocol,
-        // A durable client always resumes; its first connection finds no session.
-        clean_start: !durable,
-        durable,
-    };
+    }
+    let spec = connect_spec(ctx, rng, me);
+    let at = next_conn(disk, me);
     Conn::open(&ctx.net, &spec, at, &ctx.history, &ctx.clock).await
+}
+
+/// Names the client's next connection.
+fn next_conn(disk: &SharedDisk, me: Identity<'_>) -> ConnRef {
+    let mut d = lock(disk);
+    d.conns += 1;
+    ConnRef {
+        client: me.name.to_string(),
+        conn: d.conns,
+    }
+}
+
+/// A CONNECT of this client to a node chosen at random.
+fn connect_spec<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng, me: Identity<'_>) -> ConnectSpec {
+    ConnectSpec {
+        host: ctx.nodes[rng.range(0..ctx.nodes.len())].clone(),
+        client_id: me.name.to_string(),
+        protocol: me.protocol,
+        // A durable client always resumes; its first connection finds no session.
+        clean_start: !me.durable,
+        durable: me.durable,
+    }
 }
 
 /// Waits out a reconnect backoff, or forever once the run is over.

@@ -409,15 +409,18 @@ impl Session {
     /// already moved the session, so the close that follows changes nothing there.
     pub fn kick(&mut self, reason: ReasonCode) {
         if self.phase == Phase::Connected && !self.connack_sent {
-            // The session never opened: refuse the CONNECT instead.
+            // The session never opened: refuse the CONNECT instead, with a code CONNACK
+            // allows (MQTT 5 §3.2.2.2). `0x8E Session taken over` exists only in DISCONNECT
+            // (a CONNACK carrying it is malformed: found by `jepsen/`), so a CONNECT that
+            // another connection overtook gets `0x80` and says why in the reason string.
             self.out.clear();
             self.replies.clear();
-            let reason = if reason == ReasonCode::SessionTakenOver {
-                reason
-            } else {
-                ReasonCode::ServerUnavailable
+            return match reason {
+                ReasonCode::SessionTakenOver => {
+                    self.refuse_because(ReasonCode::UnspecifiedError, explain(reason))
+                }
+                _ => self.refuse(ReasonCode::ServerUnavailable),
             };
-            return self.refuse(reason);
         }
         if self.phase == Phase::Connected && self.protocol.is_v5() {
             let disconnect = self.disconnect_packet(reason, explain(reason));

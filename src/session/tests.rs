@@ -255,6 +255,50 @@ fn a_node_without_quorum_tells_connected_clients_to_use_another_server() {
 }
 
 #[test]
+fn a_connect_overtaken_before_its_connack_is_refused_with_a_code_connack_allows() {
+    // A persistent session's CONNACK waits for the commit that gives it the client id; a
+    // second connection with that id can take it over meanwhile. 0x8E exists only in
+    // DISCONNECT: the first connection's CONNACK carries 0x80 and the reason instead.
+    let mut hub = Hub::new();
+    let mut first = connect(Protocol::V5, "c");
+    first.clean_start = false;
+    first.properties.session_expiry_interval = Some(60);
+    let session = hub
+        .sessions
+        .entry(1)
+        .or_insert_with(|| Session::new(1, hub.config.clone(), hub.now_ms, 10_000, 42));
+    session.handle(
+        Packet::Connect(Box::new(first)),
+        &mut hub.broker,
+        &AllowAll,
+        hub.now_ms,
+    );
+    assert!(hub.take(1).is_empty(), "the CONNACK waits for the commit");
+    hub.sessions
+        .get_mut(&1)
+        .unwrap()
+        .kick(ReasonCode::SessionTakenOver);
+    let out = hub.take(1);
+    let [Packet::ConnAck(refused)] = out.as_slice() else {
+        panic!("expected one CONNACK, got {out:?}");
+    };
+    assert_eq!(refused.reason_code, ReasonCode::UnspecifiedError);
+    let why = refused
+        .properties
+        .reason_string
+        .as_ref()
+        .expect("a reason string");
+    assert!(why.as_str().contains("taken over"), "{why:?}");
+    let mut bytes = bytes::BytesMut::new();
+    out[0].encode(Protocol::V5, &mut bytes).unwrap();
+    let decoded = Decoder::with_protocol(Protocol::V5, 1 << 20)
+        .decode(&mut bytes)
+        .expect("a CONNACK a strict client accepts");
+    assert!(decoded.is_some());
+    assert!(hub.closing(1));
+}
+
+#[test]
 fn a_reason_string_that_would_exceed_the_clients_maximum_packet_size_is_left_out() {
     let mut hub = Hub::new();
     let mut small = connect(Protocol::V5, "c");
