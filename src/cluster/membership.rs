@@ -22,8 +22,8 @@ pub fn final_voters(metrics: &RaftMetrics<u64, BasicNode>) -> BTreeSet<u64> {
         .unwrap_or_default()
 }
 
-/// Why this node must not make a membership change that keeps `keep` (or none: it may).
-/// `removing` is the node a removal would take out.
+/// Why this node must not make a membership change now, or `None` when it may. `removing` is
+/// the node a removal would take out (`None` for an addition).
 pub fn change_refused(
     metrics: &RaftMetrics<u64, BasicNode>,
     removing: Option<u64>,
