@@ -79,6 +79,9 @@ rm -rf "$WORK"/data*
 PEERS="1@127.0.0.1:27001,2@127.0.0.1:27002,3@127.0.0.1:27003"
 for id in 1 2 3; do start_node "$id" "$PEERS"; done
 for id in 1 2 3; do wait_port $((21882 + id)); wait_ready $((28082 + id)); done
+# Publishers on a follower go to the leader through gRPC: say which node leads.
+leader="$(curl -s --max-time 1 http://127.0.0.1:28083/api/v1/cluster | grep -o '"leader":[0-9]*' | cut -d: -f2)"
+echo "3 nodes: node ${leader:-?} leads"
 "$BENCH" --port 21883 --sub-port 21884 --duration "$DURATION" --persistent \
     pairs --count 100 --qos 1 > "$WORK/cluster.out" 2>&1
 line "3 nodes, durable QoS 1 pairs, node 1 -> 2" "$WORK/cluster.out"
