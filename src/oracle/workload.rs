@@ -242,6 +242,14 @@ async fn misbehave<N: Net>(
     }
 }
 
+/// The random choices of this run of a client program: the client's seed mixed with its run
+/// number, so a client restarted after a crash does not repeat its previous run.
+fn run_rng<N: Net>(ctx: &ClientCtx<N>, disk: &SharedDisk) -> Rng {
+    let mut d = lock(disk);
+    d.runs += 1;
+    Rng::from_seed(ctx.seed ^ d.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 fn next_packet_id(disk: &mut Disk) -> PacketId {
     disk.next_packet_id = disk.next_packet_id.wrapping_add(1).max(1);
     PacketId::new(disk.next_packet_id).unwrap_or(PacketId::MIN)
@@ -249,11 +257,7 @@ fn next_packet_id(disk: &mut Disk) -> PacketId {
 
 /// A publisher: numbered messages, one at a time, each waited for.
 pub async fn publisher<N: Net>(spec: PublisherSpec, ctx: ClientCtx<N>, disk: SharedDisk) {
-    let mut rng = {
-        let mut d = lock(&disk);
-        d.runs += 1;
-        Rng::from_seed(ctx.seed ^ d.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    };
+    let mut rng = run_rng(&ctx, &disk);
     loop {
         match open(&ctx, &disk, &mut rng, spec.identity()).await {
             Ok((conn, present)) => {
@@ -402,11 +406,7 @@ async fn complete<N: Net>(
 
 /// A subscriber with one subscription, receiving until the run ends.
 pub async fn subscriber<N: Net>(spec: SubscriberSpec, ctx: ClientCtx<N>, disk: SharedDisk) {
-    let mut rng = {
-        let mut d = lock(&disk);
-        d.runs += 1;
-        Rng::from_seed(ctx.seed ^ d.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    };
+    let mut rng = run_rng(&ctx, &disk);
     loop {
         match open(&ctx, &disk, &mut rng, spec.identity()).await {
             Ok((conn, present)) => {
@@ -551,11 +551,7 @@ async fn handle_incoming<N: Net>(
 
 /// Reads the retained messages again and again, each time on a new clean session.
 pub async fn reader<N: Net>(spec: ReaderSpec, ctx: ClientCtx<N>, disk: SharedDisk) {
-    let mut rng = {
-        let mut d = lock(&disk);
-        d.runs += 1;
-        Rng::from_seed(ctx.seed ^ d.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    };
+    let mut rng = run_rng(&ctx, &disk);
     let as_subscriber = SubscriberSpec {
         name: spec.name.clone(),
         protocol: spec.protocol,
@@ -565,18 +561,7 @@ pub async fn reader<N: Net>(spec: ReaderSpec, ctx: ClientCtx<N>, disk: SharedDis
         client_faults: 0.0,
     };
     loop {
-        if let Ok((mut conn, _)) = open(
-            &ctx,
-            &disk,
-            &mut rng,
-            Identity {
-                name: &spec.name,
-                protocol: spec.protocol,
-                durable: false,
-            },
-        )
-        .await
-        {
+        if let Ok((mut conn, _)) = open(&ctx, &disk, &mut rng, as_subscriber.identity()).await {
             lock(&disk).qos2_pending.clear();
             match read_retained(&mut conn, &as_subscriber, &ctx, &disk).await {
                 Ok(()) => {
