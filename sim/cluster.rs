@@ -36,6 +36,7 @@ fn node_host(id: u64, seed: u64) -> impl Fn() -> HostFuture {
                 listeners: vec![ListenerSpec {
                     addr: "0.0.0.0:1883".into(),
                     acceptor: TransportAcceptor::tcp(),
+                    connections_max: None,
                 }],
                 node_id: id,
                 store: Arc::new(store),

@@ -25,6 +25,7 @@ fn broker_host(
                 listeners: vec![ListenerSpec {
                     addr: "0.0.0.0:1883".into(),
                     acceptor: TransportAcceptor::tcp(),
+                    connections_max: None,
                 }],
                 ..ServerSettings::default()
             };

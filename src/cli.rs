@@ -142,6 +142,11 @@ pub struct PasswdArgs {
     /// as one line from standard input.
     #[arg(long, value_name = "PW")]
     pub password: Option<String>,
+    /// Store a SCRAM-SHA-256 verifier instead of an argon2id hash: the user can then also
+    /// use MQTT 5 enhanced authentication (method SCRAM-SHA-256), and plain passwords still
+    /// work.
+    #[arg(long, conflicts_with = "delete")]
+    pub scram: bool,
     /// The password file; created (mode 0600) if it does not exist.
     pub file: PathBuf,
     /// The user to set or delete.
@@ -221,6 +226,16 @@ pub fn set_password(
     username: &str,
     password: &[u8],
 ) -> Result<PasswdOutcome, CliError> {
+    set_credential(path, username, password, false)
+}
+
+/// [`set_password`], storing a SCRAM-SHA-256 verifier (`keel passwd --scram`) when `scram`.
+pub fn set_credential(
+    path: &Path,
+    username: &str,
+    password: &[u8],
+    scram: bool,
+) -> Result<PasswdOutcome, CliError> {
     auth::check_username(username).map_err(CliError::Username)?;
     check_password(password)?;
     let text = match fs::read_to_string(path) {
@@ -239,7 +254,11 @@ pub fn set_password(
             error: error.into(),
         })?
         .contains(username);
-    let hash = auth::hash_password(password)?;
+    let hash = if scram {
+        auth::scram::ScramVerifier::new(password).to_string()
+    } else {
+        auth::hash_password(password)?
+    };
     let edited = auth::set_entry(&text, username, &hash).map_err(|error| CliError::Edit {
         path: path.to_owned(),
         error,
@@ -289,7 +308,7 @@ pub fn passwd(args: &PasswdArgs) -> Result<PasswdOutcome, CliError> {
         Some(password) => password.clone(),
         None => read_password()?,
     };
-    set_password(&args.file, &args.username, password.as_bytes())
+    set_credential(&args.file, &args.username, password.as_bytes(), args.scram)
 }
 
 fn check_password(password: &[u8]) -> Result<(), CliError> {
@@ -381,7 +400,7 @@ fn write_new(tmp: &Path, like: &Path, contents: &[u8]) -> io::Result<()> {
 /// included), for printing.
 pub fn check_config(path: &Path) -> Result<String, CliError> {
     let config = Config::load(path)?;
-    auth::NodeAuth::from_config(&config.auth)?;
+    auth::NodeAuth::from_config(&config.auth, &crate::server::http_auth_method)?;
     if let Some(settings) = config.tls_settings() {
         tls::acceptor(&settings)?;
     }
@@ -501,6 +520,32 @@ mod tests {
             argv.extend_from_slice(&args);
             assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn passwd_scram_stores_a_verifier_that_serves_both_kinds_of_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwd");
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["keel", "passwd", "--password", "pencil"];
+            argv.extend_from_slice(extra);
+            argv.push(path.to_str().unwrap());
+            argv.push("sally");
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Passwd(args) => args,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(passwd(&args(&["--scram"])).unwrap(), PasswdOutcome::Added);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("sally:SCRAM-SHA-256$4096:"), "{text}");
+        let file = auth::PasswordFile::load(&path).unwrap();
+        assert!(file.verify("sally", b"pencil") && !file.verify("sally", b"pen"));
+        assert!(file.scram_verifier("sally").is_some());
+        // Without --scram the entry becomes an argon2 hash again.
+        assert_eq!(passwd(&args(&[])).unwrap(), PasswdOutcome::Updated);
+        let file = auth::PasswordFile::load(&path).unwrap();
+        assert!(file.verify("sally", b"pencil") && file.scram_verifier("sally").is_none());
     }
 
     #[test]

@@ -58,9 +58,10 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-/// `[admin]`: credentials for the admin HTTP API (`listeners.http`). Without any, the API is
-/// open to whoever reaches its address (the node warns at start-up).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// `[admin]`: credentials for the admin HTTP API (`listeners.http`), and what the client
+/// traces it starts may hold. Without credentials, the API is open to whoever reaches its
+/// address (the node warns at start-up).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// A secret to send as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Default: none.
@@ -69,6 +70,24 @@ pub struct AdminConfig {
     /// Users of `[auth] password_file` who may use HTTP basic auth. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
+    /// Most clients traced at once (`POST /api/v1/trace/{client_id}`). At least 1.
+    /// Default 16.
+    pub trace_clients_max: usize,
+    /// Most events kept per traced client; older ones make room for newer. At least 1.
+    /// Default 1000.
+    pub trace_events_max: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        let trace = crate::server::trace::TraceLimits::default();
+        AdminConfig {
+            api_key: None,
+            users: Vec::new(),
+            trace_clients_max: trace.clients_max,
+            trace_events_max: trace.events_max,
+        }
+    }
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -76,6 +95,8 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("users", &self.users)
+            .field("trace_clients_max", &self.trace_clients_max)
+            .field("trace_events_max", &self.trace_events_max)
             .finish()
     }
 }
@@ -149,7 +170,8 @@ impl Default for Config {
     }
 }
 
-/// `[listeners]`: one address per kind of listener. `""` turns a listener off.
+/// `[listeners]`: one address per kind of listener (`""` turns a listener off), and for each
+/// MQTT listener a cap on its connections (`0`: only `mqtt.connections_max` applies).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenersConfig {
@@ -169,6 +191,22 @@ pub struct ListenersConfig {
     /// Default `0.0.0.0:8084`.
     #[serde(with = "listen_addr")]
     pub wss: Option<SocketAddr>,
+    /// Most connections the `tcp` listener holds at once; more are closed as they are
+    /// accepted, as beyond `mqtt.connections_max`. 0: no cap of its own. Default 0.
+    pub tcp_connections_max: u32,
+    /// The same for the `ws` listener. Default 0.
+    pub ws_connections_max: u32,
+    /// The same for the `tls` listener. Default 0.
+    pub tls_connections_max: u32,
+    /// The same for the `wss` listener. Default 0.
+    pub wss_connections_max: u32,
+}
+
+impl ListenersConfig {
+    /// A `*_connections_max` value as a cap: `None` for 0, which means no cap of its own.
+    pub fn cap(connections_max: u32) -> Option<usize> {
+        (connections_max > 0).then_some(connections_max as usize)
+    }
 }
 
 impl Default for ListenersConfig {
@@ -180,6 +218,10 @@ impl Default for ListenersConfig {
             http: any(18083),
             tls: any(8883),
             wss: any(8084),
+            tcp_connections_max: 0,
+            ws_connections_max: 0,
+            tls_connections_max: 0,
+            wss_connections_max: 0,
         }
     }
 }
@@ -199,6 +241,12 @@ pub struct TlsConfig {
     /// Refuse TLS clients that present no certificate; needs `client_ca`. Default `false`.
     #[serde(default)]
     pub require_client_cert: bool,
+    /// Take the name in a verified client certificate (subject CN, else the first DNS or
+    /// e-mail SAN) as the client's user name, for the ACL's `%u` and `user` rules; such a
+    /// client is authenticated by its certificate and no password is checked (Mosquitto's
+    /// `use_identity_as_username`). Needs `client_ca`. Default `false`.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
 }
 
 impl TlsConfig {
@@ -254,6 +302,11 @@ pub struct MqttConfig {
     /// Most QoS 1/2 messages one session may hold, queued plus in flight. At least 1.
     /// Default 1000.
     pub queue_max: usize,
+    /// Most payload plus topic bytes the messages of one session may add up to, queued plus
+    /// in flight; `overflow` decides what goes when a message would take a session past it.
+    /// At least `packet_size_max`, so that any message a client may publish fits. Every node
+    /// of a cluster must agree on it. Default 67108864 (64 MiB).
+    pub queue_bytes_max: usize,
     /// What happens to a message for a full session queue: `"drop_new"` drops the new message
     /// (as Mosquitto does), `"drop_oldest"` drops the oldest one not yet half-way through
     /// QoS 2. Default `"drop_new"`.
@@ -304,6 +357,7 @@ impl Default for MqttConfig {
             client_id_len_max: session.client_id_len_max,
             inflight_max: broker.inflight_max,
             queue_max: broker.state.queue_max,
+            queue_bytes_max: broker.state.queue_bytes_max,
             overflow: broker.state.overflow.into(),
             connect_timeout_secs: 10,
             connections_max: 100_000,
@@ -364,6 +418,17 @@ pub struct AuthConfig {
     /// What an ACL decides when no rule applies: `"deny"` (the default: what is not granted
     /// is refused) or `"allow"`.
     pub acl_no_match: crate::auth::Permission,
+    /// The order in which the configured methods are asked, each allowing, denying or
+    /// passing to the next: names among `"password_file"`, `"jwt"`, `"http"`, each configured.
+    /// Default (empty): every configured method, in that order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<AuthMethodName>,
+    /// JSON Web Tokens as passwords. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
+    /// An HTTP service that decides. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAuthConfig>,
 }
 
 impl Default for AuthConfig {
@@ -373,7 +438,143 @@ impl Default for AuthConfig {
             password_file: None,
             acl_file: None,
             acl_no_match: crate::auth::Permission::Deny,
+            chain: Vec::new(),
+            jwt: None,
+            http: None,
         }
+    }
+}
+
+impl AuthConfig {
+    /// The methods to ask, in order: `chain`, or every configured one.
+    pub fn chain(&self) -> Vec<AuthMethodName> {
+        if !self.chain.is_empty() {
+            return self.chain.clone();
+        }
+        let configured = [
+            (AuthMethodName::PasswordFile, self.password_file.is_some()),
+            (AuthMethodName::Jwt, self.jwt.is_some()),
+            (AuthMethodName::Http, self.http.is_some()),
+        ];
+        configured
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
+
+    fn is_configured(&self, name: AuthMethodName) -> bool {
+        match name {
+            AuthMethodName::PasswordFile => self.password_file.is_some(),
+            AuthMethodName::Jwt => self.jwt.is_some(),
+            AuthMethodName::Http => self.http.is_some(),
+        }
+    }
+}
+
+/// A method of `[auth] chain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethodName {
+    PasswordFile,
+    Jwt,
+    Http,
+}
+
+/// `[auth.jwt]`: clients present a JWT signed by the operator's issuer.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Shared secret of HS256 tokens. Exactly one of `secret` and `public_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// PEM file with the RSA public key of RS256 tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// Where the token is: `"password"` (default) or `"username"`.
+    #[serde(default)]
+    pub from: JwtFrom,
+    /// Seconds of clock skew allowed on `exp` and `nbf`. Default 30.
+    #[serde(default = "JwtConfig::default_leeway")]
+    pub leeway_secs: u64,
+    /// The `iss` claim tokens must carry. Default: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The `aud` claim tokens must carry. Default: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+impl JwtConfig {
+    fn default_leeway() -> u64 {
+        30
+    }
+}
+
+impl fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("public_key_file", &self.public_key_file)
+            .field("from", &self.from)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// `[auth.jwt] from`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JwtFrom {
+    #[default]
+    Password,
+    Username,
+}
+
+/// `[auth.http]`: an HTTP service decides (see `crate::server::HttpHook` for the request and
+/// the answers).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuthConfig {
+    /// `http://HOST[:PORT]/PATH` to POST to. Required.
+    pub url: String,
+    /// Milliseconds to wait for an answer; none in time counts as `ignore`. Default 5000.
+    #[serde(default = "HttpAuthConfig::default_timeout")]
+    pub timeout_ms: u64,
+    /// Seconds an allow or deny answer is reused; 0 asks every time. Default 60.
+    #[serde(default = "HttpAuthConfig::default_cache_ttl")]
+    pub cache_ttl_secs: u64,
+    /// Most answers cached. Default 10000.
+    #[serde(default = "HttpAuthConfig::default_cache_max")]
+    pub cache_max: usize,
+    /// Extra request headers (e.g. `Authorization`). Default: none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl HttpAuthConfig {
+    fn default_timeout() -> u64 {
+        5000
+    }
+    fn default_cache_ttl() -> u64 {
+        60
+    }
+    fn default_cache_max() -> usize {
+        10_000
+    }
+}
+
+/// Header values may be secrets.
+impl fmt::Debug for HttpAuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpAuthConfig")
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("cache_max", &self.cache_max)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -668,6 +869,12 @@ impl Config {
             "admin.api_key",
             || "must be at least 16 characters".to_owned(),
         )?;
+        for (field, value) in [
+            ("admin.trace_clients_max", self.admin.trace_clients_max),
+            ("admin.trace_events_max", self.admin.trace_events_max),
+        ] {
+            ensure(value > 0, field, || "must be at least 1".to_owned())?;
+        }
         ensure(
             self.durability.batch_window_ms <= 100,
             "durability.batch_window_ms",
@@ -690,14 +897,56 @@ impl Config {
                 "tls.require_client_cert",
                 || "needs tls.client_ca, the CAs to verify client certificates with".to_owned(),
             )?;
+            ensure(
+                tls.client_ca.is_some() || !tls.use_identity_as_username,
+                "tls.use_identity_as_username",
+                || "needs tls.client_ca, the CAs to verify client certificates with".to_owned(),
+            )?;
         }
         self.validate_mqtt()?;
-        ensure(
-            self.auth.allow_anonymous || self.auth.password_file.is_some(),
-            "auth.allow_anonymous",
-            || "is false but no auth.password_file is set, so no client could connect".to_owned(),
-        )?;
+        self.validate_auth()?;
         self.validate_cluster()
+    }
+
+    fn validate_auth(&self) -> Result<(), InvalidConfig> {
+        let auth = &self.auth;
+        let certificates = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.use_identity_as_username);
+        ensure(
+            auth.allow_anonymous || !auth.chain().is_empty() || certificates,
+            "auth.allow_anonymous",
+            || {
+                "is false but no authentication method (password_file, jwt, http) is set, so \
+                 no client could connect"
+                    .to_owned()
+            },
+        )?;
+        for (i, name) in auth.chain.iter().enumerate() {
+            ensure(auth.is_configured(*name), "auth.chain", || {
+                format!("names {name:?}, which is not configured")
+            })?;
+            ensure(!auth.chain[..i].contains(name), "auth.chain", || {
+                format!("names {name:?} twice")
+            })?;
+        }
+        if let Some(jwt) = &auth.jwt {
+            ensure(
+                jwt.secret.as_ref().is_some_and(|s| !s.is_empty()) != jwt.public_key_file.is_some(),
+                "auth.jwt",
+                || "needs exactly one of secret (HS256) and public_key_file (RS256)".to_owned(),
+            )?;
+        }
+        if let Some(http) = &auth.http {
+            ensure(http.url.starts_with("http://"), "auth.http.url", || {
+                "must be an http:// URL (for https, a TLS proxy on the same host)".to_owned()
+            })?;
+            ensure(http.timeout_ms > 0, "auth.http.timeout_ms", || {
+                "must be at least 1".to_owned()
+            })?;
+        }
+        Ok(())
     }
 
     fn validate_listeners(&self) -> Result<(), InvalidConfig> {
@@ -765,6 +1014,17 @@ impl Config {
         ensure(mqtt.queue_max > 0, "mqtt.queue_max", || {
             "must be at least 1".to_owned()
         })?;
+        // A smaller bound would drop every message near the largest size a client may send.
+        ensure(
+            mqtt.queue_bytes_max >= mqtt.packet_size_max as usize,
+            "mqtt.queue_bytes_max",
+            || {
+                format!(
+                    "{} is less than mqtt.packet_size_max ({})",
+                    mqtt.queue_bytes_max, mqtt.packet_size_max
+                )
+            },
+        )?;
         for (name, value) in [
             ("mqtt.subscriptions_max", mqtt.subscriptions_max),
             ("mqtt.topic_levels_max", mqtt.topic_levels_max),
@@ -859,9 +1119,18 @@ impl Config {
             receive_maximum: mqtt.receive_maximum,
             state: StateConfig {
                 queue_max: mqtt.queue_max,
+                queue_bytes_max: mqtt.queue_bytes_max,
                 overflow: mqtt.overflow.into(),
                 retained_max: mqtt.retained_max,
             },
+        }
+    }
+
+    /// What client traces may hold.
+    pub fn trace_limits(&self) -> crate::server::trace::TraceLimits {
+        crate::server::trace::TraceLimits {
+            clients_max: self.admin.trace_clients_max,
+            events_max: self.admin.trace_events_max,
         }
     }
 
@@ -945,9 +1214,18 @@ mod tests {
             key = "k.pem"
             client_ca = "ca.pem"
             require_client_cert = true
+            use_identity_as_username = true
             [auth]
             password_file = "passwd"
             acl_file = "acl.toml"
+            chain = ["jwt", "password_file", "http"]
+            [auth.jwt]
+            secret = "s"
+            issuer = "i"
+            audience = "a"
+            [auth.http]
+            url = "http://h/auth"
+            headers = { authorization = "x" }
             [admin]
             api_key = "0123456789abcdef"
             users = ["admin"]
@@ -1010,6 +1288,8 @@ mod tests {
         let mut expected = key_set(&full().to_toml().unwrap());
         expected.insert("cluster.join".to_owned());
         expected.insert("cluster.advertise".to_owned());
+        // The alternative to `secret` (a valid configuration has one of them).
+        expected.insert("auth.jwt.public_key_file".to_owned());
         assert_eq!(in_example, expected);
         assert!(key_set(&Config::default().to_toml().unwrap()).is_subset(&in_example));
     }
@@ -1041,6 +1321,116 @@ mod tests {
     #[test]
     fn an_empty_file_is_the_default_configuration() {
         assert_eq!(parse(""), Config::default());
+    }
+
+    #[test]
+    fn authentication_methods_are_checked() {
+        let cases = [
+            ("[auth]\nchain = [\"jwt\"]", "auth.chain", "not configured"),
+            (
+                "[auth]\npassword_file = \"p\"\nchain = [\"password_file\", \"password_file\"]",
+                "auth.chain",
+                "twice",
+            ),
+            ("[auth.jwt]\nleeway_secs = 1", "auth.jwt", "exactly one"),
+            (
+                "[auth.jwt]\nsecret = \"s\"\npublic_key_file = \"k\"",
+                "auth.jwt",
+                "exactly one",
+            ),
+            (
+                "[auth.http]\nurl = \"https://h/\"",
+                "auth.http.url",
+                "http://",
+            ),
+            (
+                "[auth.http]\nurl = \"http://h/\"\ntimeout_ms = 0",
+                "auth.http.timeout_ms",
+                "at least 1",
+            ),
+            (
+                "[auth]\nallow_anonymous = false",
+                "auth.allow_anonymous",
+                "no authentication method",
+            ),
+            (
+                "[tls]\ncert = \"c\"\nkey = \"k\"\nuse_identity_as_username = true",
+                "tls.use_identity_as_username",
+                "client_ca",
+            ),
+        ];
+        for (text, field, words) in cases {
+            let error = invalid(text);
+            assert_eq!(error.field, field, "{text}");
+            assert!(error.to_string().contains(words), "{text}: {error}");
+        }
+        // Any method, or certificates as identities, lets anonymous access be turned off.
+        parse("[auth]\nallow_anonymous = false\n[auth.jwt]\nsecret = \"s\"")
+            .validate()
+            .unwrap();
+        let certificates = "[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"ca\"\n\
+                            use_identity_as_username = true\n[auth]\nallow_anonymous = false";
+        parse(certificates).validate().unwrap();
+        // The default chain: every configured method, file first.
+        let both = parse("[auth]\npassword_file = \"p\"\n[auth.http]\nurl = \"http://h/\"");
+        assert_eq!(
+            both.auth.chain(),
+            [AuthMethodName::PasswordFile, AuthMethodName::Http]
+        );
+        assert_eq!(both.auth.http.unwrap().timeout_ms, 5000);
+    }
+
+    /// README's configuration reference names every option of the example file, each with
+    /// the default the example gives it (the example is checked against the defaults above).
+    #[test]
+    fn readme_documents_every_option() {
+        const README: &str = include_str!("../README.md");
+        let reference = README
+            .split_once("## Configuration reference")
+            .expect("README has a configuration reference")
+            .1;
+        let example: toml::Table = example_uncommented().parse().unwrap();
+        let mut missing = Vec::new();
+        for key in key_set(&example_uncommented()) {
+            // The headers table holds the operator's own names.
+            let key = match key.strip_prefix("auth.http.headers.") {
+                Some(_) => "auth.http.headers".to_owned(),
+                None => key,
+            };
+            let named = |line: &&str| {
+                let option = line.split('|').nth(1).unwrap_or("");
+                option.contains(&format!("`{key}`"))
+            };
+            let Some(row) = reference.lines().find(named) else {
+                missing.push(key);
+                continue;
+            };
+            // A default that the example file sets uncommented must be in the row as given.
+            let mut value = Some(toml::Value::Table(example.clone()));
+            for part in key.split('.') {
+                value = value.and_then(|v| v.get(part).cloned());
+            }
+            if let Some(value) = value.filter(|_| !key.starts_with("auth.http.headers")) {
+                let shown = match &value {
+                    toml::Value::Array(a) if a.is_empty() => "[]".to_owned(),
+                    other => other.to_string(),
+                };
+                let commented_out = EXAMPLE.lines().any(|l| {
+                    l.starts_with("# ")
+                        && l.contains(&format!("{} = ", key.rsplit('.').next().unwrap()))
+                });
+                if !commented_out {
+                    assert!(
+                        row.contains(&shown),
+                        "README gives {key} no default {shown}: {row}"
+                    );
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "README's configuration reference lacks {missing:?}"
+        );
     }
 
     #[test]
@@ -1105,10 +1495,11 @@ mod tests {
 
     #[test]
     fn overflow_policy_reaches_the_state_config() {
-        let config = parse("[mqtt]\noverflow = \"drop_oldest\"\nqueue_max = 5");
+        let config =
+            parse("[mqtt]\noverflow = \"drop_oldest\"\nqueue_max = 5\nqueue_bytes_max = 2000000");
         let state = config.broker_config().state;
         assert_eq!(state.overflow, OverflowPolicy::DropOldest);
-        assert_eq!(state.queue_max, 5);
+        assert_eq!((state.queue_max, state.queue_bytes_max), (5, 2_000_000));
     }
 
     #[test]
@@ -1138,6 +1529,9 @@ mod tests {
             ("client_id_len_max = 65536", "mqtt.client_id_len_max"),
             ("inflight_max = 0", "mqtt.inflight_max"),
             ("queue_max = 0", "mqtt.queue_max"),
+            ("queue_bytes_max = 0", "mqtt.queue_bytes_max"),
+            ("queue_bytes_max = 1048575", "mqtt.queue_bytes_max"),
+            ("packet_size_max = 268435460", "mqtt.queue_bytes_max"),
             ("connect_timeout_secs = 0", "mqtt.connect_timeout_secs"),
             ("connections_max = 0", "mqtt.connections_max"),
         ];
@@ -1146,7 +1540,8 @@ mod tests {
         }
         for line in [
             "packet_size_max = 2",
-            "packet_size_max = 268435460",
+            "packet_size_max = 268435460\nqueue_bytes_max = 268435460",
+            "queue_bytes_max = 1048576",
             "maximum_qos = 0",
         ] {
             parse(&format!("[mqtt]\n{line}")).validate().unwrap();

@@ -19,11 +19,11 @@
 //! | `storage` | durable bytes: the `KvStore` contract (ordered keys, atomic batches, explicit sync), RocksDB and an in-memory store that loses unsynced writes on a simulated crash | every other Keel module; tokio (callers decide how to run blocking calls) |
 //! | `loadgen` | the load generator behind `keel-bench`: MQTT clients over real sockets (tokio, Keel's codec), scenarios, delivery accounting, latency, broker CPU/RSS from `/proc` | any broker-side module (it must measure any broker the same way) |
 //! | `config` | the TOML configuration: defaults, validation, and the settings of each layer it feeds | tokio, I/O beyond reading its file |
-//! | `auth`  | password files (argon2id) and the CONNECT credential rules (`PasswordAuth`) | tokio, clocks, `broker`, `state` |
+//! | `auth`  | who a client is and what it may do: password files (argon2id, SCRAM verifiers), JWT, the chain of methods, SCRAM-SHA-256 enhanced authentication, ACLs | tokio, clocks, I/O beyond loading its files (the HTTP hook lives in `server`), `broker`, `state` |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config` | tokio, `broker`, `state` |
 //! | `cluster` | the replicated log under the durable state: openraft's storage and runtime, the proposer, node-to-node RPCs, forwarding, role and read tasks | `broker` internals beyond proposals and the applier; sockets other than through `net`/`grpc` |
-//! | `server` | the shell of a node: listeners, connection tasks, timers, the cluster shell | protocol logic (it lives in `session`, `broker`, `state`) |
-//! | `admin` | the admin HTTP API (axum): cluster, clients, sessions, health, metrics | state changes other than through the broker and Raft |
+//! | `server` | the shell of a node: listeners and their connection caps, connection tasks, timers, per-client traces, the HTTP authentication hook, the cluster shell | protocol logic (it lives in `session`, `broker`, `state`) |
+//! | `admin` | the admin HTTP API (axum): cluster, clients, sessions, traces, health, metrics | state changes other than through the broker and Raft |
 //! | `oracle` | test machinery shared by `sim/` and `jepsen/` (feature `oracle`): workload clients recording a history, checkers of the guarantees | any broker-side module (it judges the broker from outside, as a client) |
 
 pub mod admin;

@@ -298,3 +298,187 @@ async fn metrics_are_prometheus_text_that_a_parser_reads() {
         .expect("received at QoS 1");
     assert!(matches!(qos1.value, prometheus_parse::Value::Counter(v) if v >= 1.0));
 }
+
+/// The events of a trace, as `GET /api/v1/trace/{client_id}` gives them.
+async fn trace_events(admin: SocketAddr, client_id: &str) -> Vec<serde_json::Value> {
+    let trace = get(admin, &format!("/api/v1/trace/{client_id}")).await;
+    assert_eq!(trace.status, 200, "{trace:?}");
+    trace.json()["events"].as_array().expect("events").clone()
+}
+
+/// Waits until the trace of `client_id` has `count` events of `kind`.
+async fn await_events(admin: SocketAddr, client_id: &str, kind: &str, count: usize) {
+    common::within(&format!("{count} {kind} events of {client_id}"), async {
+        loop {
+            let events = trace_events(admin, client_id).await;
+            if events.iter().filter(|e| e["kind"] == kind).count() >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_client_trace_records_its_packets_and_refusals_until_stopped() {
+    use common::raw::{self, RawClient};
+    use keel::codec::{MqttString, Packet, Protocol, QoS as KeelQoS, ReasonCode};
+
+    let (broker, admin, _dir) = broker().await;
+    let started = call(admin, "POST", "/api/v1/trace/dev", "").await;
+    assert_eq!(started.status, 201, "{started:?}");
+    assert_eq!(started.json()["started"], true);
+    let again = call(admin, "POST", "/api/v1/trace/dev", "").await;
+    assert_eq!(
+        (again.status, again.json()["started"].clone()),
+        (200, false.into())
+    );
+    let listed = get(admin, "/api/v1/trace").await.json();
+    assert_eq!(listed["traces"][0]["client_id"], "dev", "{listed}");
+    assert_eq!(listed["clients_max"], 16);
+
+    // The traced client subscribes, publishes to itself and leaves; another client does the
+    // same, untraced.
+    for client_id in ["dev", "other"] {
+        let mut client = RawClient::connected(broker.addr, Protocol::V5, client_id).await;
+        client.subscribe(1, "t/#", KeelQoS::AtLeastOnce).await;
+        let publish = raw::publish("t/1", KeelQoS::AtLeastOnce, 2, b"hello");
+        client.send(Packet::Publish(publish)).await;
+        for _ in 0..2 {
+            match client.expect_packet().await {
+                Packet::PubAck(_) => {}
+                Packet::Publish(p) => {
+                    let id = p.qos_pid.packet_id().expect("QoS 1").get();
+                    client.send(Packet::PubAck(raw::reply(id))).await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        client.send(raw::disconnect(ReasonCode::Success)).await;
+        client.expect_closed().await;
+    }
+    // Refused: a user name with the wrong password.
+    let mut refused = raw::connect(Protocol::V5, "dev");
+    refused.username = Some(MqttString::new("admin").unwrap());
+    refused.password = Some(bytes::Bytes::from_static(b"wrong"));
+    let (_, connack) = RawClient::connect(broker.addr, refused).await;
+    assert_eq!(connack.reason_code, ReasonCode::BadUserNameOrPassword);
+    await_events(admin, "dev", "closed", 2).await;
+
+    let events = trace_events(admin, "dev").await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in [
+        "CONNECT",
+        "CONNACK",
+        "SUBSCRIBE",
+        "SUBACK",
+        "PUBLISH",
+        "PUBACK",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    assert_eq!(kinds.first(), Some(&"CONNECT"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"closed"), "{kinds:?}");
+    let inbound = events
+        .iter()
+        .find(|e| e["kind"] == "PUBLISH" && e["direction"] == "in")
+        .expect("the client's PUBLISH");
+    assert_eq!(inbound["topic"], "t/1");
+    assert_eq!(inbound["qos"], 1);
+    assert_eq!(inbound["packet_id"], 2);
+    assert_eq!(inbound["payload_bytes"], 5);
+    assert!(inbound["size_bytes"].as_u64() > Some(5));
+    assert!(inbound.get("payload").is_none(), "no payload unless asked");
+    let outbound = events
+        .iter()
+        .find(|e| e["kind"] == "PUBLISH" && e["direction"] == "out");
+    assert!(outbound.is_some(), "the delivery to it: {events:?}");
+    let connacks: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["kind"] == "CONNACK").collect();
+    assert_eq!(connacks.len(), 2);
+    assert_eq!(connacks[0]["reasons"], serde_json::json!([0]));
+    assert_eq!(
+        connacks[1]["reasons"],
+        serde_json::json!([0x86]),
+        "the refusal"
+    );
+    for connect in events.iter().filter(|e| e["kind"] == "CONNECT") {
+        let detail = connect["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("\"dev\""), "only dev is traced: {detail}");
+    }
+    // Events are numbered; ?since= gives the newer ones only.
+    let last = events.last().unwrap()["seq"].as_u64().unwrap();
+    let newer = get(admin, &format!("/api/v1/trace/dev?since={}", last - 2))
+        .await
+        .json();
+    assert_eq!(newer["events"].as_array().map(Vec::len), Some(2), "{newer}");
+    assert_eq!(newer["last_seq"], last);
+
+    let metrics = get(admin, "/metrics").await.body;
+    assert!(metrics.contains("keel_traced_clients 1\n"), "{metrics}");
+
+    // Stopped: gone, and nothing more is recorded.
+    assert_eq!(
+        call(admin, "DELETE", "/api/v1/trace/dev", "").await.status,
+        200
+    );
+    assert_client_error(&get(admin, "/api/v1/trace/dev").await, 404, "not traced");
+    assert_client_error(
+        &call(admin, "DELETE", "/api/v1/trace/dev", "").await,
+        404,
+        "not traced",
+    );
+    assert_eq!(
+        get(admin, "/api/v1/trace").await.json()["traces"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_trace_keeps_payloads_when_asked_and_bad_trace_requests_get_4xx() {
+    use common::raw::{self, RawClient};
+    use keel::codec::{Packet, Protocol, QoS as KeelQoS};
+
+    let (broker, admin, _dir) = broker().await;
+    let body = r#"{"payload": true}"#;
+    assert_eq!(
+        call(admin, "POST", "/api/v1/trace/loud", body).await.status,
+        201
+    );
+    let mut client = RawClient::connected(broker.addr, Protocol::V5, "loud").await;
+    let publish = raw::publish("t", KeelQoS::AtMostOnce, 0, b"secret");
+    client.send(Packet::Publish(publish)).await;
+    client.ping().await;
+    await_events(admin, "loud", "PINGRESP", 1).await;
+    let events = trace_events(admin, "loud").await;
+    let publish = events
+        .iter()
+        .find(|e| e["kind"] == "PUBLISH")
+        .expect("PUBLISH");
+    assert_eq!(publish["payload"], "secret");
+
+    for (method, path, body, status, mentions) in [
+        ("POST", "/api/v1/trace/x", "not json", 400, "body"),
+        (
+            "POST",
+            "/api/v1/trace/x",
+            r#"{"payloads": 1}"#,
+            400,
+            "unknown field",
+        ),
+        ("POST", "/api/v1/trace/a%00b", "", 400, "not a client id"),
+        ("GET", "/api/v1/trace/loud?since=x", "", 400, ""),
+        ("GET", "/api/v1/trace/nobody", "", 404, "not traced"),
+    ] {
+        let answer = call(admin, method, path, body).await;
+        assert_client_error(&answer, status, mentions);
+    }
+    // At most trace_clients_max (16) clients are traced at once.
+    for n in 1..16 {
+        let path = format!("/api/v1/trace/c{n}");
+        assert_eq!(call(admin, "POST", &path, "").await.status, 201, "{n}");
+    }
+    let full = call(admin, "POST", "/api/v1/trace/one-too-many", "").await;
+    assert_client_error(&full, 409, "trace_clients_max");
+}

@@ -178,6 +178,7 @@ async fn messages_cross_between_tcp_tls_websocket_and_wss_clients() {
     let listener = |acceptor| ListenerSpec {
         addr: "127.0.0.1:0".into(),
         acceptor,
+        connections_max: None,
     };
     let settings = ServerSettings {
         listeners: vec![

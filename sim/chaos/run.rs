@@ -88,6 +88,7 @@ fn node_host(
                 listeners: vec![ListenerSpec {
                     addr: "0.0.0.0:1883".into(),
                     acceptor: TransportAcceptor::tcp(),
+                    connections_max: None,
                 }],
                 broker: BrokerConfig::default(),
                 sys_interval: Duration::ZERO,

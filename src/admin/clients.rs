@@ -86,6 +86,7 @@ pub(super) async fn session(State(admin): State<Admin>, Path(client_id): Path<St
         "node": session.place.node,
         "expiry_secs": session.expiry_secs,
         "queued": session.queue.len(),
+        "queued_bytes": session.queue_bytes(),
         "awaiting_pubcomp": awaiting_pubcomp,
         "incoming_qos2": session.incoming_qos2.len(),
         "subscriptions": subscriptions,

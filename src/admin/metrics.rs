@@ -9,6 +9,7 @@ use openraft::ServerState;
 
 use super::Admin;
 use crate::loadgen::procstat;
+use crate::server::ListenerStats;
 
 /// The exposition being written: one `# HELP`/`# TYPE` per family, then its samples.
 #[derive(Default)]
@@ -42,10 +43,15 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
+/// Samples with owned labels, as [`Exposition::family`] takes them.
+fn borrowed(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
+    samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
+}
+
 /// Prometheus text exposition of the node.
 pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
     let raft = admin.raft.metrics().borrow().clone();
-    let (stats, connections, sessions, subscriptions, retained, (inflight, queued)) = {
+    let (stats, connections, sessions, subscriptions, retained, (inflight, queued), queued_bytes) = {
         let core = admin.hub.lock();
         let broker = &core.broker;
         (
@@ -55,6 +61,7 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
             broker.subscription_count(),
             broker.state().retained().count(),
             broker.inflight_and_queued(),
+            broker.queued_bytes(),
         )
     };
     let shell = &admin.hub.shell_stats;
@@ -95,6 +102,12 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "QoS 1/2 messages held by sessions (in flight included).",
         queued as u64,
     );
+    out.one(
+        "queued_bytes",
+        "gauge",
+        "Payload and topic bytes of the QoS 1/2 messages held by sessions (in flight included).",
+        queued_bytes as u64,
+    );
     let qos = |counts: [u64; 3]| -> [(&'static str, u64); 3] {
         [
             ("qos=\"0\"", counts[0]),
@@ -131,7 +144,7 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
     out.one(
         "messages_dropped_queue_full_total",
         "counter",
-        "QoS 1/2 messages dropped for a full session queue.",
+        "QoS 1/2 messages dropped for a full session queue (queue_max or queue_bytes_max).",
         stats.dropped_queue_full,
     );
     out.one(
@@ -147,33 +160,72 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         load(&shell.bytes_sent),
     );
     out.one(
+        "traced_clients",
+        "gauge",
+        "Clients traced on request (admin API /api/v1/trace).",
+        admin.hub.tracer.read(|traces| traces.len()) as u64,
+    );
+    out.one(
+        "trace_events_total",
+        "counter",
+        "Events recorded by client traces.",
+        admin.hub.tracer.recorded(),
+    );
+    out.one(
         "auth_failures_total",
         "counter",
         "CONNECTs refused for their credentials or authorisation.",
         stats.auth_failures,
     );
+    let listeners = shell.listeners();
+    // `listener` is the transport, `addr` tells two listeners of one transport apart.
+    let listener_label = |l: &ListenerStats| {
+        let addr = l.addr.map(|a| a.to_string()).unwrap_or_default();
+        format!("listener=\"{}\",addr=\"{addr}\"", l.transport)
+    };
+    let open: Vec<(String, u64)> = listeners
+        .iter()
+        .map(|l| (listener_label(l), l.cap.open() as u64))
+        .collect();
+    out.family(
+        "listener_connections",
+        "gauge",
+        "Connections open on each MQTT listener, handshakes included.",
+        &borrowed(&open),
+    );
+    let refused_by_listener: Vec<(String, u64)> = listeners
+        .iter()
+        .map(|l| {
+            let label = format!("limit=\"listener_connections_max\",{}", listener_label(l));
+            (label, load(&l.refused))
+        })
+        .collect();
+    let mut limit_hits: Vec<(&str, u64)> = vec![
+        ("limit=\"subscriptions_max\"", stats.limits.subscriptions),
+        ("limit=\"topic_levels_max\"", stats.limits.topic_levels),
+        ("limit=\"publish_rate_max\"", stats.limits.publish_rate),
+        ("limit=\"retained_max\"", stats.limits.retained),
+        ("limit=\"queue_max\"", stats.limits.queue),
+        ("limit=\"queue_bytes_max\"", stats.limits.queue_bytes),
+        (
+            "limit=\"connections_max\"",
+            load(&shell.refused_connections_max),
+        ),
+        (
+            "limit=\"connection_rate_max\"",
+            load(&shell.throttled_accepts),
+        ),
+        (
+            "limit=\"packet_timeout_secs\"",
+            load(&shell.closed_slow_packets),
+        ),
+    ];
+    limit_hits.extend(borrowed(&refused_by_listener));
     out.family(
         "limit_hits_total",
         "counter",
         "Requests refused, connections closed or accepts delayed by a limit.",
-        &[
-            ("limit=\"subscriptions_max\"", stats.limits.subscriptions),
-            ("limit=\"topic_levels_max\"", stats.limits.topic_levels),
-            ("limit=\"publish_rate_max\"", stats.limits.publish_rate),
-            ("limit=\"retained_max\"", stats.limits.retained),
-            (
-                "limit=\"connections_max\"",
-                load(&shell.refused_connections_max),
-            ),
-            (
-                "limit=\"connection_rate_max\"",
-                load(&shell.throttled_accepts),
-            ),
-            (
-                "limit=\"packet_timeout_secs\"",
-                load(&shell.closed_slow_packets),
-            ),
-        ],
+        &limit_hits,
     );
     let applied = raft.last_applied.map_or(0, |id| id.index);
     let last = raft.last_log_index.unwrap_or(0);

@@ -1,7 +1,7 @@
 //! The admin HTTP API (DESIGN §7), on axum: the cluster (nodes, leader, term, commit and
 //! applied index; joining and removing nodes), this node's clients, the sessions and their
-//! subscriptions, retained messages, publishing over HTTP, health, Prometheus metrics and an
-//! OpenAPI description. Served on a listener of the node's `Net`, like everything else, and
+//! subscriptions, retained messages, publishing over HTTP, per-client traces, health,
+//! Prometheus metrics and an OpenAPI description. Served on a listener of the node's `Net`, like everything else, and
 //! guarded by `[admin]`'s API key or basic auth when configured.
 //!
 //! Errors are JSON (`{"error": "..."}`) with a status code that says whose fault it is. Lists
@@ -12,6 +12,7 @@
 //! | `cluster.rs` | `/api/v1/cluster`, `/api/v1/cluster/nodes[/{id}]` |
 //! | `clients.rs` | `/api/v1/clients[/{client_id}]`, `/api/v1/sessions/{client_id}`, `/api/v1/subscriptions` |
 //! | `retained.rs` | `/api/v1/retained[/{topic}]`, `/api/v1/publish` |
+//! | `trace.rs` | `/api/v1/trace[/{client_id}]` |
 //! | `metrics.rs` | `/metrics` |
 //! | `openapi.rs` | `/api/v1/openapi.json` |
 //! | `access.rs` | who may use it |
@@ -23,6 +24,7 @@ mod listener;
 mod metrics;
 mod openapi;
 mod retained;
+mod trace;
 
 use std::sync::{Arc, RwLock};
 
@@ -89,6 +91,11 @@ pub fn router(admin: Admin) -> Router {
             get(retained::get_one).delete(retained::delete_one),
         )
         .route("/api/v1/publish", post(retained::publish))
+        .route("/api/v1/trace", get(trace::list))
+        .route(
+            "/api/v1/trace/{client_id}",
+            get(trace::events).post(trace::start).delete(trace::stop),
+        )
         .route("/api/v1/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(

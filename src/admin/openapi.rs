@@ -41,7 +41,7 @@ pub fn spec() -> Value {
         "info": {
             "title": "Keel admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Cluster, clients, sessions, subscriptions, retained messages, publishing, health and metrics of a Keel node. Errors are JSON: {\"error\": \"...\"}."
+            "description": "Cluster, clients, sessions, subscriptions, retained messages, publishing, per-client traces, health and metrics of a Keel node. Errors are JSON: {\"error\": \"...\"}."
         },
         "components": {
             "securitySchemes": {
@@ -71,6 +71,26 @@ pub fn spec() -> Value {
             "/api/v1/retained/{topic}": {
                 "get": with(op("one retained message with its payload (text, or payload_base64)"), "parameters", path_param("topic")),
                 "delete": with(op("delete it (an empty retained publish, answered once committed)"), "parameters", path_param("topic"))
+            },
+            "/api/v1/trace": { "get": op("the clients traced on this node, with trace_clients_max and trace_events_max") },
+            "/api/v1/trace/{client_id}": {
+                "post": with(with(with(op("start tracing a client: every packet it sends and is sent (type, packet id, topic, QoS, reason codes, sizes), CONNECT refusals and disconnections, kept in a ring of trace_events_max events and logged at info under target keel::trace; 201 started, 200 already traced, 409 trace_clients_max reached"),
+                    "parameters", path_param("client_id")),
+                    "requestBody", json!({ "required": false, "content": { "application/json": { "schema":
+                        { "type": "object", "properties": { "payload": { "type": "boolean", "default": false, "description": "keep the first 256 bytes of each PUBLISH payload" } } } } } })),
+                    "responses", json!({
+                        "200": { "description": "already traced" }, "201": { "description": "started" },
+                        "400": { "description": "not a client id, or a bad body" },
+                        "401": { "description": "credentials needed (API key or basic auth)" },
+                        "409": { "description": "trace_clients_max clients are traced already" } })),
+                "get": with(with(op("the events of a traced client, oldest first, each with its seq; ?since=SEQ for the newer ones only"),
+                    "parameters", json!([path_param("client_id")[0], { "name": "since", "in": "query", "schema": { "type": "integer", "minimum": 0 } }])),
+                    "responses", json!({
+                        "200": { "description": "the trace: client_id, started_at_ms, payload, capacity, overwritten, last_seq, events" },
+                        "400": { "description": "not a client id, or a bad ?since" },
+                        "401": { "description": "credentials needed (API key or basic auth)" },
+                        "404": { "description": "the client is not traced" } })),
+                "delete": with(op("stop tracing a client and forget its events"), "parameters", path_param("client_id"))
             },
             "/api/v1/reload": { "post": op("read the configuration again (as SIGHUP): auth, ACL, admin access, session limits; 400 keeps the one in force") },
             "/api/v1/publish": { "post": with(op("publish a message, answered when the broker acknowledges it"), "requestBody",

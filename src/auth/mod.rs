@@ -1,15 +1,22 @@
-//! Client authentication and authorisation: password files of argon2id hashes
-//! ([`PasswordFile`], written by `keel passwd`), the CONNECT rules around them
-//! ([`PasswordAuth`]), ACL files ([`Acl`]) and the node's
-//! [`Authenticator`](crate::session::Authenticator) made of both ([`NodeAuth`]).
+//! Client authentication and authorisation: password files of argon2id hashes and SCRAM
+//! verifiers ([`PasswordFile`], written by `keel passwd`), the methods that judge a CONNECT
+//! (the password file [`PasswordAuth`], [`JwtAuth`], the shell's HTTP hook through
+//! [`RemoteMethod`]) asked in order by an
+//! [`AuthChain`], SCRAM-SHA-256 enhanced authentication ([`scram`]), ACL files ([`Acl`]), and
+//! the node's [`Authenticator`](crate::session::Authenticator) made of them ([`NodeAuth`]).
 
 mod acl;
+mod chain;
+mod jwt;
 mod node_auth;
 mod password_auth;
 mod password_file;
+pub mod scram;
 
 pub use acl::{Acl, AclError, AclPermissions, Identity, LiveAcl, Permission};
-pub use node_auth::{NodeAuth, NodeAuthError, PreparedAuth};
+pub use chain::{AuthChain, Decision, DecisionFuture, Method, RemoteMethod};
+pub use jwt::{JwtAuth, JwtError};
+pub use node_auth::{NodeAuth, NodeAuthError, PreparedAuth, RemoteFactory};
 pub use password_auth::PasswordAuth;
 pub use password_file::{
     check_username, hash_password, remove_entry, set_entry, AuthError, EditError, EntryError,

@@ -3,7 +3,9 @@
 //! The format follows `mosquitto_passwd`: one `username:hash` per line, `#` starts a comment
 //! line, blank lines are ignored. The hash is a PHC string
 //! (`$argon2id$v=19$m=4096,t=2,p=1$<salt>$<hash>`), so its parameters travel with it and a
-//! file hashed with other parameters keeps working.
+//! file hashed with other parameters keeps working; or a SCRAM-SHA-256 verifier
+//! (`SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>`, `keel passwd --scram`), which serves
+//! both plain passwords and MQTT 5 enhanced authentication ([`super::scram`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +13,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+
+use super::scram::{ScramVerifier, VERIFIER_PREFIX};
 
 /// Memory cost of new hashes, in KiB.
 ///
@@ -72,9 +76,9 @@ pub struct HashError(String);
 
 /// User names and their password hashes, loaded from a password file.
 pub struct PasswordFile {
-    /// User name → parsed hash. Parsed once at load, so every entry is known to be a valid
-    /// argon2 hash within the cost limits.
-    entries: BTreeMap<String, PasswordHash>,
+    /// User name → parsed credential. Parsed once at load, so every entry is known to be a
+    /// valid argon2 hash or SCRAM verifier within the cost limits.
+    entries: BTreeMap<String, Credential>,
     /// Verified against when the user is unknown, so that costs what a wrong password costs.
     dummy: PasswordHash,
 }
@@ -86,6 +90,12 @@ impl fmt::Debug for PasswordFile {
             .field("users", &self.entries.len())
             .finish_non_exhaustive()
     }
+}
+
+/// What a password file keeps of one user's password.
+enum Credential {
+    Argon2(PasswordHash),
+    Scram(ScramVerifier),
 }
 
 /// Why a password file could not be loaded.
@@ -121,6 +131,8 @@ pub enum EntryError {
     UsernameTooLong,
     #[error("user {username:?} is also on line {first_line}")]
     Duplicate { username: String, first_line: usize },
+    #[error("the SCRAM verifier of {username:?} is not valid: {reason}")]
+    BadVerifier { username: String, reason: String },
     #[error("the hash of {username:?} is not a PHC string: {reason}")]
     BadHash { username: String, reason: String },
     #[error(
@@ -188,6 +200,19 @@ fn parse_line(raw: &str) -> Result<Line<'_>, EntryError> {
     })
 }
 
+/// Parses and bounds one credential: a SCRAM verifier or an argon2 hash.
+fn parse_credential(username: &str, text: &str) -> Result<Credential, EntryError> {
+    if text.starts_with(VERIFIER_PREFIX) {
+        return ScramVerifier::parse(text)
+            .map(Credential::Scram)
+            .map_err(|error| EntryError::BadVerifier {
+                username: username.to_owned(),
+                reason: error.to_string(),
+            });
+    }
+    parse_hash(username, text).map(Credential::Argon2)
+}
+
 /// Parses and bounds one hash.
 fn parse_hash(username: &str, hash: &str) -> Result<PasswordHash, EntryError> {
     let bad = |reason: String| EntryError::BadHash {
@@ -244,7 +269,8 @@ impl PasswordFile {
                 }));
             }
             first_lines.insert(username, line);
-            entries.insert(username.to_owned(), parse_hash(username, hash).map_err(at)?);
+            let credential = parse_credential(username, hash).map_err(at)?;
+            entries.insert(username.to_owned(), credential);
         }
         let dummy = PasswordHash::new(DUMMY_HASH).expect("DUMMY_HASH is a PHC string");
         Ok(PasswordFile { entries, dummy })
@@ -258,12 +284,22 @@ impl PasswordFile {
     /// constant time.
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
         let (hash, known) = match self.entries.get(username) {
-            Some(hash) => (hash, true),
+            Some(Credential::Argon2(hash)) => (hash, true),
+            // One PBKDF2 of SCRAM_ITERATIONS or more: about what argon2 costs.
+            Some(Credential::Scram(verifier)) => return verifier.verify_password(password),
             None => (&self.dummy, false),
         };
         // `verify_password` takes the algorithm, version and costs from the hash itself.
         let matches = Argon2::default().verify_password(password, hash).is_ok();
         known && matches
+    }
+
+    /// The SCRAM verifier of `username`, if its entry is one.
+    pub fn scram_verifier(&self, username: &str) -> Option<&ScramVerifier> {
+        match self.entries.get(username) {
+            Some(Credential::Scram(verifier)) => Some(verifier),
+            _ => None,
+        }
     }
 
     /// Whether `username` has an entry.
@@ -293,7 +329,7 @@ impl PasswordFile {
 pub fn set_entry(text: &str, username: &str, hash: &str) -> Result<String, EditError> {
     PasswordFile::parse(text)?;
     check_username(username)?;
-    parse_hash(username, hash)?;
+    parse_credential(username, hash)?;
     let entry = format!("{username}:{hash}");
     let mut out = String::with_capacity(text.len() + entry.len() + 1);
     let mut replaced = false;
@@ -405,6 +441,16 @@ mod tests {
                 "costs more",
             ),
             ("a:$argon2id$v=19$m=4096,t=2,p=1".to_owned(), 1, "no salt"),
+            (
+                "a:SCRAM-SHA-256$4096:c2FsdA==".to_owned(),
+                1,
+                "SCRAM verifier",
+            ),
+            (
+                "a:SCRAM-SHA-256$100:c2FsdA==$AAAA:AAAA".to_owned(),
+                1,
+                "iterations must be",
+            ),
         ];
         for (text, line, words) in cases {
             let error = PasswordFile::parse(&text).expect_err(&text);

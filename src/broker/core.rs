@@ -115,7 +115,8 @@ pub struct BrokerStats {
     pub publishes_received: u64,
     /// PUBLISH packets handed to connections to send.
     pub deliveries: u64,
-    /// QoS 1/2 messages dropped because a session's queue was full.
+    /// QoS 1/2 messages dropped because a session's queue was full (`queue_max` or
+    /// `queue_bytes_max`; `limits` tells them apart).
     pub dropped_queue_full: u64,
     /// Messages whose expiry interval passed before they could be sent.
     pub dropped_expired: u64,
@@ -143,6 +144,10 @@ pub struct LimitStats {
     pub publish_rate: u64,
     /// Retained messages refused for `retained_max`.
     pub retained: u64,
+    /// Messages dropped for `queue_max` (a session holding that many).
+    pub queue: u64,
+    /// Messages dropped for `queue_bytes_max` (a session holding that many bytes).
+    pub queue_bytes: u64,
 }
 
 /// Most commands in one proposal made of merged fire-and-forget proposals.
@@ -405,6 +410,12 @@ impl Broker {
         let inflight = self.connections.values().map(|c| c.inflight.len()).sum();
         let queued = self.sessions().map(|s| s.queue.len()).sum();
         (inflight, queued)
+    }
+
+    /// Payload and topic bytes of the messages queued in the sessions of both tiers (in
+    /// flight included), as `queue_bytes_max` counts them.
+    pub fn queued_bytes(&self) -> usize {
+        self.sessions().map(|s| s.queue_bytes()).sum()
     }
 
     /// Counts a limit hit by a session (the session state machine enforces them).
@@ -1724,6 +1735,9 @@ impl Broker {
     /// Carries out what applying a command to a tier reported.
     fn act_on(&mut self, tier: Tier, applied: Applied, now_ms: u64) -> Applied {
         self.stats.dropped_queue_full += applied.dropped_queue_full as u64;
+        let for_bytes = applied.dropped_queue_bytes as u64;
+        self.stats.limits.queue += applied.dropped_queue_full as u64 - for_bytes;
+        self.stats.limits.queue_bytes += for_bytes;
         for direct in applied.direct.iter().cloned() {
             self.deliver_direct(tier, direct);
         }

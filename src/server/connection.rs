@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::codec::Packet;
 use crate::codec::{Decoder, ReasonCode};
 use crate::net::{BoxStream, Clock};
-use crate::session::{Authenticator, Decided, Session, SessionConfig};
+use crate::session::{Authenticator, Decided, PeerInfo, Session, SessionConfig};
 
 use super::hub::Hub;
 use super::outbox::Outgoing;
@@ -41,6 +41,9 @@ pub struct ConnectionContext {
     pub qos0_queue_max: usize,
     /// A packet started must arrive in full within this (slow loris).
     pub packet_timeout_ms: u64,
+    /// Take the name in a verified TLS client certificate as the client's user name (and
+    /// identity: no password is then asked).
+    pub use_identity_as_username: bool,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -68,8 +71,15 @@ impl ConnectionContext {
     }
 }
 
-/// Serves one client until it disconnects, fails, or the node shuts down.
-pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream, id_seed: u64) {
+/// Serves one client until it disconnects, fails, or the node shuts down. `peer` says where
+/// it comes from and, when the listener takes certificates as identities, who its
+/// certificate says it is.
+pub async fn serve_connection(
+    ctx: Arc<ConnectionContext>,
+    mut stream: BoxStream,
+    id_seed: u64,
+    peer: PeerInfo,
+) {
     let (conn, outbox) = ctx.hub.register(ctx.qos0_queue_max);
     // What is in force when the connection starts serves it to the end (the ACL is the
     // exception: a reload reaches connected clients through it).
@@ -136,11 +146,17 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
                 let (mut packets, mut connect) =
                     handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
-                if let Some(packet) = connect.take() {
+                if let Some(mut packet) = connect.take() {
                     // Authentication may wait (a password hash, an HTTP call): outside the
                     // broker's lock, then the session gets the verdict with the CONNECT.
-                    let verdict = match &packet {
-                        Packet::Connect(c) => auth.authenticate_async(c).await,
+                    // Enhanced authentication (an authentication method) runs in the session.
+                    let verdict = match &mut packet {
+                        Packet::Connect(c) if c.properties.authentication_method.is_none() => {
+                            if let Some(identity) = &peer.cert_identity {
+                                c.username = crate::codec::MqttString::new(identity).ok();
+                            }
+                            auth.authenticate_async(c, &peer).await
+                        }
                         _ => Ok(()),
                     };
                     let decided = Decided { verdict, by: &*auth };
@@ -208,6 +224,9 @@ pub async fn serve_connection(ctx: Arc<ConnectionContext>, mut stream: BoxStream
         session.on_closed(&mut core.broker, now_ms);
         core.dispatch(None, now_ms, &ctx.hub.qos0_dropped);
     }
+    if let Some(tap) = ctx.hub.tracer.tap(&session, || ctx.clock.unix_ms()) {
+        tap.closed();
+    }
     ctx.hub.unregister(conn);
 }
 
@@ -224,8 +243,14 @@ fn handle_input(
     let mut core = ctx.hub.lock();
     let mut packets = 0;
     let now_ms = ctx.clock.unix_ms();
+    let tap = ctx.hub.tracer.tap(session, || now_ms);
     while !session.is_closing() {
-        match decoder.decode(read_buf) {
+        let buffered = read_buf.len();
+        let decoded = decoder.decode(read_buf);
+        if let (Some(tap), Ok(Some(packet))) = (&tap, &decoded) {
+            tap.received(packet, buffered - read_buf.len());
+        }
+        match decoded {
             Ok(Some(packet @ Packet::Connect(_))) if session.awaits_connect() => {
                 return (packets, Some(packet));
             }
@@ -237,6 +262,9 @@ fn handle_input(
             Ok(None) => break,
             Err(error) => {
                 tracing::debug!(conn = session.conn(), %error, "bad packet");
+                if let Some(tap) = &tap {
+                    tap.malformed(&error);
+                }
                 session.on_decode_error(&error, decoder.protocol(), &mut core.broker, now_ms);
                 core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
                 break;
@@ -254,9 +282,15 @@ async fn write_output(
     write_buf: &mut BytesMut,
 ) -> bool {
     let protocol = session.protocol();
+    let tap = ctx.hub.tracer.tap(session, || ctx.clock.unix_ms());
     for packet in session.output() {
-        if let Err(error) = packet.encode(protocol, write_buf) {
-            tracing::warn!(%error, "cannot encode {:?}", packet.packet_type());
+        match packet.encode(protocol, write_buf) {
+            Ok(size) => {
+                if let Some(tap) = &tap {
+                    tap.sent(&packet, size);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot encode {:?}", packet.packet_type()),
         }
     }
     if write_buf.is_empty() {

@@ -16,7 +16,9 @@ use crate::net::Clock;
 use crate::session::Session;
 use crate::state::State;
 
+use super::admission::ListenerStats;
 use super::outbox::{Outbox, Outgoing};
+use super::trace::Tracer;
 
 /// The broker core and the outboxes of the connections it serves.
 pub struct Core {
@@ -45,6 +47,27 @@ pub struct ShellStats {
     /// Bytes read from and written to client connections (after TLS and WebSocket).
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Each MQTT listener's connections and refusals, registered when it is bound. Locked
+    /// only then and when metrics are read, never on a connection's path.
+    listeners: Mutex<Vec<Arc<ListenerStats>>>,
+}
+
+impl ShellStats {
+    /// Registers a bound listener's counters, for the metrics.
+    pub fn register_listener(&self, stats: Arc<ListenerStats>) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats);
+    }
+
+    /// The counters of every listener, in the order they were bound.
+    pub fn listeners(&self) -> Vec<Arc<ListenerStats>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Shared by every task of the node.
@@ -56,6 +79,8 @@ pub struct Hub {
     pub qos0_dropped: AtomicU64,
     /// Counters of the shell's limits.
     pub shell_stats: ShellStats,
+    /// The clients traced on an operator's request (admin API).
+    pub tracer: Tracer,
     /// Wakes the read task when publishes wait for a read of the commit index.
     pub read_wake: Arc<Notify>,
 }
@@ -76,6 +101,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             qos0_dropped: AtomicU64::new(0),
             shell_stats: ShellStats::default(),
+            tracer: Tracer::default(),
             read_wake,
         }
     }

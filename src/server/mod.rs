@@ -4,6 +4,8 @@
 //! runs inside the simulator. All protocol and broker logic lives in the pure core
 //! (`session`, `broker`, `state`); this module only moves bytes and time into it.
 
+mod admission;
+mod auth_hook;
 mod cluster;
 mod connection;
 mod hub;
@@ -11,10 +13,11 @@ pub mod loopback;
 mod outbox;
 mod reload;
 mod serve;
+pub mod trace;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +34,8 @@ use crate::session::{AllowAll, Authenticator, SessionConfig};
 use crate::storage::{KvStore, MemStore, WriteBatch};
 use crate::transport::TransportAcceptor;
 
+pub use admission::{Cap, ListenerStats};
+pub use auth_hook::{http_auth_method, HttpHook, HttpHookError};
 pub use cluster::ClusterSettings;
 pub use connection::ConnectionContext;
 pub use hub::Hub;
@@ -47,6 +52,9 @@ pub struct ListenerSpec {
     /// `HOST:PORT`; port 0 picks a free one (see [`Server::local_addrs`]).
     pub addr: String,
     pub acceptor: TransportAcceptor,
+    /// Connections beyond this on this listener are closed as soon as they are accepted;
+    /// `None`: only the node's `max_connections` applies.
+    pub connections_max: Option<usize>,
 }
 
 /// Everything a node needs to serve.
@@ -58,14 +66,18 @@ pub struct ServerSettings {
     pub write_timeout: Duration,
     /// QoS 0 deliveries that may wait for one slow connection before new ones are dropped.
     pub qos0_queue_max: usize,
-    /// Connections beyond this are closed as soon as they are accepted.
+    /// Connections beyond this, over all listeners, are closed as soon as they are accepted.
     pub max_connections: usize,
     /// New connections accepted per second per listener; 0: no limit.
     pub connection_rate_max: u32,
     /// How long a started packet may take to arrive in full (slow loris).
     pub packet_timeout: Duration,
+    /// A verified TLS client certificate names the client (`[tls] use_identity_as_username`).
+    pub use_identity_as_username: bool,
     /// Period of the `$SYS/broker/...` topics; zero turns them off.
     pub sys_interval: Duration,
+    /// How many clients may be traced at once, and how many events each keeps.
+    pub trace: trace::TraceLimits,
     pub auth: Arc<dyn Authenticator>,
     pub node_id: u64,
     /// Where the node's durable state lives (RocksDB for `keel serve`, memory in tests).
@@ -98,7 +110,9 @@ impl Default for ServerSettings {
             max_connections: 100_000,
             connection_rate_max: 0,
             packet_timeout: Duration::from_secs(30),
+            use_identity_as_username: false,
             sys_interval: Duration::from_secs(10),
+            trace: trace::TraceLimits::default(),
             auth: Arc::new(AllowAll),
             node_id: 1,
             store: Arc::new(MemStore::new()),
@@ -118,7 +132,9 @@ impl Default for ServerSettings {
 
 /// A node whose listeners are bound, ready to run.
 pub struct Server<N: Net> {
-    listeners: Vec<(N::Listener, TransportAcceptor)>,
+    /// Each bound listener, its transport, and its connections (registered with the hub for
+    /// the metrics).
+    listeners: Vec<(N::Listener, TransportAcceptor, Arc<ListenerStats>)>,
     settings: ServerSettings,
     hub: Arc<Hub>,
     raft: RaftNode,
@@ -139,6 +155,7 @@ impl<N: Net> Server<N> {
         let queue = Arc::new(ProposalQueue::default());
         let broker = Broker::with_identity(settings.broker, settings.node_id, incarnation);
         let hub = Arc::new(Hub::new(broker, queue.clone(), clock.clone()));
+        hub.tracer.set_limits(settings.trace);
         let durability = Durability {
             node_id: settings.node_id,
             incarnation,
@@ -165,10 +182,14 @@ impl<N: Net> Server<N> {
             let listener = net.bind(&spec.addr).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.addr))
             })?;
-            if let Ok(addr) = listener.local_addr() {
+            let addr = listener.local_addr().ok();
+            if let Some(addr) = addr {
                 tracing::info!(transport = %spec.acceptor.transport(), %addr, "listening");
             }
-            listeners.push((listener, spec.acceptor.clone()));
+            let transport = spec.acceptor.transport().name();
+            let stats = Arc::new(ListenerStats::new(transport, addr, spec.connections_max));
+            hub.shell_stats.register_listener(stats.clone());
+            listeners.push((listener, spec.acceptor.clone(), stats));
         }
         let admin = match &settings.http_listen {
             Some(addr) => Some(net.bind(addr).await.map_err(|e| {
@@ -192,7 +213,10 @@ impl<N: Net> Server<N> {
 
     /// The bound addresses, in the order of the settings' listeners.
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.listeners.iter().map(|(l, _)| l.local_addr()).collect()
+        self.listeners
+            .iter()
+            .map(|(l, _, _)| l.local_addr())
+            .collect()
     }
 
     /// The admin HTTP listener's address, when it has one.
@@ -229,6 +253,7 @@ impl<N: Net> Server<N> {
             write_timeout: self.settings.write_timeout,
             qos0_queue_max: self.settings.qos0_queue_max,
             packet_timeout_ms: self.settings.packet_timeout.as_millis() as u64,
+            use_identity_as_username: self.settings.use_identity_as_username,
             shutdown: stop_rx.clone(),
         });
         let admin_access = Arc::new(std::sync::RwLock::new(self.settings.admin_access.clone()));
@@ -273,17 +298,13 @@ impl<N: Net> Server<N> {
                 stop_rx.clone(),
             );
         }
-        let active = Arc::new(AtomicUsize::new(0));
-        for (listener, acceptor) in self.listeners {
+        let node_cap = Arc::new(Cap::new(Some(self.settings.max_connections)));
+        for (listener, acceptor, stats) in self.listeners {
             let accept = accept_loop::<N>(
-                listener,
-                acceptor,
+                (listener, acceptor, stats),
                 ctx.clone(),
-                active.clone(),
-                (
-                    self.settings.max_connections,
-                    self.settings.connection_rate_max,
-                ),
+                node_cap.clone(),
+                self.settings.connection_rate_max,
                 rng.fork(),
                 done_tx.clone(),
             );
@@ -328,21 +349,13 @@ fn next_incarnation(store: &dyn KvStore) -> Result<u64, ServeError> {
     Ok(next)
 }
 
-/// Decrements the connection count when a connection task ends, however it ends.
-struct ActiveGuard(Arc<AtomicUsize>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
+/// Accepts connections on one listener, each under the listener's cap and the node's
+/// (`node_cap`), and starts a task for each.
 async fn accept_loop<N: Net>(
-    mut listener: N::Listener,
-    acceptor: TransportAcceptor,
+    (mut listener, acceptor, stats): (N::Listener, TransportAcceptor, Arc<ListenerStats>),
     ctx: Arc<ConnectionContext>,
-    active: Arc<AtomicUsize>,
-    (max_connections, connection_rate_max): (usize, u32),
+    node_cap: Arc<Cap>,
+    connection_rate_max: u32,
     mut rng: Rng,
     done: mpsc::Sender<()>,
 ) {
@@ -368,16 +381,30 @@ async fn accept_loop<N: Net>(
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::Relaxed) >= max_connections {
-            active.fetch_sub(1, Ordering::Relaxed);
-            ctx.hub
-                .shell_stats
-                .refused_connections_max
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, max_connections, "connection limit reached");
-            continue;
-        }
-        let guard = ActiveGuard(active.clone());
+        let guard = match admission::admit(&node_cap, &stats) {
+            Ok(slot) => slot,
+            Err(admission::Refusal::Listener) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                let transport = stats.transport;
+                let connections_max = stats.cap.max();
+                tracing::warn!(
+                    %peer,
+                    transport,
+                    connections_max,
+                    "listener connection limit reached"
+                );
+                continue;
+            }
+            Err(admission::Refusal::Node) => {
+                ctx.hub
+                    .shell_stats
+                    .refused_connections_max
+                    .fetch_add(1, Ordering::Relaxed);
+                let max_connections = node_cap.max();
+                tracing::warn!(%peer, max_connections, "connection limit reached");
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
         let done = done.clone();
@@ -388,7 +415,18 @@ async fn accept_loop<N: Net>(
             // Boxed: the handshake future (TLS, WebSocket) is larger than the connection's
             // own, and inline it would stay part of every idle connection's task.
             match Box::pin(acceptor.accept(stream)).await {
-                Ok(accepted) => connection::serve_connection(ctx, accepted.stream, id_seed).await,
+                Ok(accepted) => {
+                    let cert_identity = match (&accepted.client_cert, ctx.use_identity_as_username)
+                    {
+                        (Some(cert), true) => crate::transport::tls::cert_identity(cert),
+                        _ => None,
+                    };
+                    let peer = crate::session::PeerInfo {
+                        addr: Some(peer),
+                        cert_identity,
+                    };
+                    connection::serve_connection(ctx, accepted.stream, id_seed, peer).await
+                }
                 Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
             }
         });

@@ -1,9 +1,9 @@
 //! Reloading the configuration of a running node (SIGHUP, `POST /api/v1/reload`) without
 //! dropping connections: authentication (password file, anonymous access), the ACL (in force
-//! at once for connected clients too), the admin API's credentials, and the session limits of
-//! new connections. The source (the configuration file with the command line's overrides) is
-//! read and checked first; anything wrong with it refuses the reload with the reason, and
-//! what is in force stays.
+//! at once for connected clients too), the admin API's credentials and trace limits, and the
+//! session limits of new connections. The source (the configuration file with the command
+//! line's overrides) is read and checked first; anything wrong with it refuses the reload with
+//! the reason, and what is in force stays.
 
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +17,8 @@ pub struct Reloaded {
     pub auth: Arc<dyn Authenticator>,
     pub session: SessionConfig,
     pub admin_access: AdminAccess,
+    /// For traces started from now on.
+    pub trace: super::trace::TraceLimits,
     /// What changed but needs a restart to take effect.
     pub notes: Vec<String>,
 }
@@ -52,6 +54,7 @@ impl Reloader {
         self.ctx.replace(reloaded.auth, reloaded.session);
         *self.admin_access.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(reloaded.admin_access);
+        self.ctx.hub.tracer.set_limits(reloaded.trace);
         for note in &reloaded.notes {
             tracing::warn!(%note, "reloaded, but this needs a restart");
         }

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::admin::AdminAccess;
 use crate::auth::{AuthError, LiveAcl, NodeAuthError, PasswordFile, PreparedAuth};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, ListenersConfig, StoreKind};
 use crate::net::{Rng, SystemClock, TokioNet};
 use crate::storage::{KvStore, MemStore};
 use crate::transport::{tls, TlsConfigError, TransportAcceptor, HANDSHAKE_TIMEOUT_DEFAULT};
@@ -34,17 +34,21 @@ pub enum ServeError {
 /// The listeners the configuration turns on, with their transports.
 fn listeners(config: &Config) -> Result<Vec<ListenerSpec>, ServeError> {
     let timeout = HANDSHAKE_TIMEOUT_DEFAULT;
+    let caps = &config.listeners;
+    let cap = ListenersConfig::cap;
     let mut specs = Vec::new();
     if let Some(addr) = config.listeners.tcp {
         specs.push(ListenerSpec {
             addr: addr.to_string(),
             acceptor: TransportAcceptor::tcp(),
+            connections_max: cap(caps.tcp_connections_max),
         });
     }
     if let Some(addr) = config.listeners.ws {
         specs.push(ListenerSpec {
             addr: addr.to_string(),
             acceptor: TransportAcceptor::ws(config.ws_config(), timeout),
+            connections_max: cap(caps.ws_connections_max),
         });
     }
     if let Some(settings) = config.tls_settings() {
@@ -53,12 +57,14 @@ fn listeners(config: &Config) -> Result<Vec<ListenerSpec>, ServeError> {
             specs.push(ListenerSpec {
                 addr: addr.to_string(),
                 acceptor: TransportAcceptor::tls(acceptor.clone(), timeout),
+                connections_max: cap(caps.tls_connections_max),
             });
         }
         if let Some(addr) = config.wss_listener() {
             specs.push(ListenerSpec {
                 addr: addr.to_string(),
                 acceptor: TransportAcceptor::wss(acceptor, config.ws_config(), timeout),
+                connections_max: cap(caps.wss_connections_max),
             });
         }
     }
@@ -91,7 +97,7 @@ pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
 /// [`settings`], with the ACL put in force in `live` (which a reload replaces).
 fn settings_with_acl(config: &Config, live: &Arc<LiveAcl>) -> Result<ServerSettings, ServeError> {
     let auth: Arc<dyn crate::session::Authenticator> = Arc::new(
-        PreparedAuth::load(&config.auth)
+        PreparedAuth::load(&config.auth, &super::auth_hook::http_auth_method)
             .map_err(ServeError::NodeAuth)?
             .commit(live),
     );
@@ -107,7 +113,12 @@ fn settings_with_acl(config: &Config, live: &Arc<LiveAcl>) -> Result<ServerSetti
         max_connections: config.mqtt.connections_max as usize,
         connection_rate_max: config.mqtt.connection_rate_max,
         packet_timeout: std::time::Duration::from_secs(config.mqtt.packet_timeout_secs.into()),
+        use_identity_as_username: config
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.use_identity_as_username),
         sys_interval: std::time::Duration::from_secs(config.mqtt.sys_interval_secs.into()),
+        trace: config.trace_limits(),
         auth: auth.clone(),
         cluster: cluster_settings(config),
         http_listen: config.listeners.http.map(|a| a.to_string()),
@@ -170,12 +181,14 @@ pub fn serve_reloadable(config: Config, source: ConfigSource) -> Result<(), Serv
 
 /// Prepares a reload to `new` (what `started` said at start-up decides what needs a restart).
 fn reload_from(started: &Config, new: &Config, live: &Arc<LiveAcl>) -> Result<Reloaded, String> {
-    let prepared = PreparedAuth::load(&new.auth).map_err(|e| e.to_string())?;
+    let prepared = PreparedAuth::load(&new.auth, &super::auth_hook::http_auth_method)
+        .map_err(|e| e.to_string())?;
     let admin_access = admin_access(new).map_err(|e| e.to_string())?;
     Ok(Reloaded {
         auth: Arc::new(prepared.commit(live)),
         session: new.session_config(),
         admin_access,
+        trace: new.trace_limits(),
         notes: needs_restart(started, new),
     })
 }

@@ -7,7 +7,6 @@
 //! through [`Session::output`].
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -15,81 +14,23 @@ use crate::broker::{
     Broker, Completion, ConnId, ConnectRequest, Delivery, PubRecOutcome, PublishError, Ticket,
 };
 use crate::codec::{
-    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
-    Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid, ReasonCode, ReasonContext,
-    SubAck, Subscribe, TopicFilter, TopicName, UnsubAck, Unsubscribe,
+    AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, DecodeError,
+    Disconnect, MqttString, Packet, Protocol, PubReply, Publish, PublishProperties, QoS, QosPid,
+    ReasonCode, ReasonContext, SubAck, Subscribe, TopicFilter, TopicName, UnsubAck, Unsubscribe,
 };
 use crate::state::{ClientId, Message, Subscription, Will};
 
 use super::alias::{AliasError, InboundAliases, OutboundAliases};
+use super::auth::{AuthExchange, AuthStep, Authenticator, Permissions};
 use super::config::SessionConfig;
-
-/// A future an [`Authenticator`] may return: no runtime, just `std`.
-pub type AuthFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ReasonCode>> + Send + 'a>>;
-
-/// Checks the credentials of a CONNECT, and says what an accepted client may do.
-pub trait Authenticator: Send + Sync {
-    /// `Ok(())` accepts the client; `Err` refuses it with that CONNACK reason (0x86 bad user
-    /// name or password, 0x87 not authorized).
-    fn authenticate(&self, connect: &Connect) -> Result<(), ReasonCode>;
-
-    /// The same decision, allowed to wait (a slow password hash, a call to an HTTP service):
-    /// the shell asks this before it hands the CONNECT to the session, outside the broker's
-    /// lock, and gives the session the answer ([`Decided`]). By default, the synchronous rule.
-    fn authenticate_async<'a>(&'a self, connect: &'a Connect) -> AuthFuture<'a> {
-        Box::pin(std::future::ready(self.authenticate(connect)))
-    }
-
-    /// The permissions of a client [`authenticate`](Authenticator::authenticate) accepted,
-    /// known by its (possibly assigned) `client_id`; `None`: it may do anything.
-    fn permissions(&self, _connect: &Connect, _client_id: &str) -> Option<Arc<dyn Permissions>> {
-        None
-    }
-}
-
-/// What one client may do (authorisation, e.g. an ACL). Asked on every PUBLISH it sends,
-/// every filter it subscribes to, and every message about to be delivered to it.
-pub trait Permissions: Send + Sync + fmt::Debug {
-    /// May it publish to this topic name?
-    fn may_publish(&self, topic: &str) -> bool;
-    /// May it subscribe to this filter (`$share/group/filter` included)?
-    fn may_subscribe(&self, filter: &str) -> bool;
-    /// May a message on this topic be delivered to it?
-    fn may_receive(&self, topic: &str) -> bool;
-}
-
-/// A verdict reached before the session saw the CONNECT (by
-/// [`Authenticator::authenticate_async`]), and the authenticator that reached it, which
-/// still says what the client may do.
-pub struct Decided<'a> {
-    pub verdict: Result<(), ReasonCode>,
-    pub by: &'a dyn Authenticator,
-}
-
-impl Authenticator for Decided<'_> {
-    fn authenticate(&self, _: &Connect) -> Result<(), ReasonCode> {
-        self.verdict
-    }
-
-    fn permissions(&self, connect: &Connect, client_id: &str) -> Option<Arc<dyn Permissions>> {
-        self.by.permissions(connect, client_id)
-    }
-}
-
-/// Accepts every client.
-pub struct AllowAll;
-
-impl Authenticator for AllowAll {
-    fn authenticate(&self, _: &Connect) -> Result<(), ReasonCode> {
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Only CONNECT may come ([MQTT-3.1.0-1]).
     AwaitingConnect,
+    /// An enhanced authentication exchange (MQTT 5 AUTH) runs before the CONNACK: only AUTH
+    /// may come.
+    Authenticating,
     Connected,
     /// The connection is ending: flush the output, then close.
     Closing,
@@ -129,7 +70,25 @@ pub struct Session {
     permissions: Option<Arc<dyn Permissions>>,
     /// The client's publish rate (`publish_rate_max`), when limited.
     publish_bucket: Option<TokenBucket>,
+    /// The CONNECT whose enhanced authentication is running ([`Phase::Authenticating`]).
+    pending_connect: Option<Box<PendingConnect>>,
+    /// The enhanced authentication exchange running, at CONNECT or re-authentication.
+    exchange: Option<Box<dyn AuthExchange>>,
+    /// The enhanced authentication method of the CONNECT, which re-authentication must use
+    /// too ([MQTT-4.12.1-1]); `None` if the client connected without one.
+    auth_method: Option<MqttString>,
+    /// Who enhanced authentication proved the client to be; a re-authentication must prove
+    /// the same user.
+    auth_username: Option<String>,
     out: Vec<Packet>,
+}
+
+/// A CONNECT held while its enhanced authentication runs, with the client id it will get.
+#[derive(Debug)]
+struct PendingConnect {
+    connect: Connect,
+    client_id: MqttString,
+    assigned_client_id: Option<MqttString>,
 }
 
 /// A reply the session owes, built once the broker completes the request.
@@ -176,6 +135,10 @@ impl Session {
             connack_sent: false,
             permissions: None,
             publish_bucket: None,
+            pending_connect: None,
+            exchange: None,
+            auth_method: None,
+            auth_username: None,
             out: Vec::new(),
         }
     }
@@ -205,7 +168,8 @@ impl Session {
     /// When [`Session::on_timer`] must run: the CONNECT or keep-alive deadline (unix ms).
     pub fn deadline_ms(&self) -> Option<u64> {
         match self.phase {
-            Phase::AwaitingConnect => Some(self.deadline_ms),
+            // The CONNECT deadline covers enhanced authentication too.
+            Phase::AwaitingConnect | Phase::Authenticating => Some(self.deadline_ms),
             Phase::Connected if self.keep_alive_grace_ms > 0 => Some(self.deadline_ms),
             _ => None,
         }
@@ -338,6 +302,14 @@ impl Session {
             }
             // [MQTT-3.1.0-1]; the decoder already refuses anything else first.
             (Phase::AwaitingConnect, _) => self.close(),
+            (Phase::Authenticating, Packet::Auth(packet)) => {
+                self.on_connect_auth(packet, broker, auth, now_ms)
+            }
+            (Phase::Authenticating, Packet::Disconnect(_)) => self.close(),
+            (Phase::Authenticating, _) => self.refuse_because(
+                ReasonCode::ProtocolError,
+                "only AUTH may come while enhanced authentication runs",
+            ),
             (_, Packet::Connect(_)) => self.fail_because(
                 ReasonCode::ProtocolError,
                 "[MQTT-3.1.0-2] a second CONNECT",
@@ -360,17 +332,14 @@ impl Session {
             (_, Packet::Unsubscribe(unsubscribe)) => self.on_unsubscribe(unsubscribe, broker),
             (_, Packet::PingReq) => self.out.push(Packet::PingResp),
             (_, Packet::Disconnect(disconnect)) => self.on_disconnect(disconnect, broker, now_ms),
-            // Packets only a server sends, and AUTH without an authentication method.
+            (_, Packet::Auth(packet)) => self.on_reauth(packet, broker, auth, now_ms),
+            // Packets only a server sends.
             (
                 _,
-                Packet::ConnAck(_)
-                | Packet::SubAck(_)
-                | Packet::UnsubAck(_)
-                | Packet::PingResp
-                | Packet::Auth(_),
+                Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp,
             ) => self.fail_because(
                 ReasonCode::ProtocolError,
-                "a packet only a server sends, or AUTH without an authentication method",
+                "a packet only a server sends",
                 broker,
                 now_ms,
             ),
@@ -408,6 +377,9 @@ impl Session {
     /// action): tell the client why (MQTT 5) and close. After a takeover the broker has
     /// already moved the session, so the close that follows changes nothing there.
     pub fn kick(&mut self, reason: ReasonCode) {
+        if self.phase == Phase::Authenticating {
+            return self.refuse(ReasonCode::ServerUnavailable);
+        }
         if self.phase == Phase::Connected && !self.connack_sent {
             // The session never opened: refuse the CONNECT instead, with a code CONNACK
             // allows (MQTT 5 §3.2.2.2). `0x8E Session taken over` exists only in DISCONNECT
@@ -558,9 +530,6 @@ impl Session {
         if too_long {
             return self.refuse(ReasonCode::ClientIdentifierNotValid);
         }
-        if connect.properties.authentication_method.is_some() {
-            return self.refuse(ReasonCode::BadAuthenticationMethod);
-        }
         if let Some(will) = &connect.will {
             if will.qos > self.config.maximum_qos {
                 return self.refuse(ReasonCode::QoSNotSupported);
@@ -569,10 +538,213 @@ impl Session {
                 return self.refuse(ReasonCode::RetainNotSupported);
             }
         }
+        if let Some(method) = connect.properties.authentication_method.clone() {
+            let Some(exchange) = auth.start_exchange(method.as_str()) else {
+                broker.auth_failed();
+                return self.refuse(ReasonCode::BadAuthenticationMethod);
+            };
+            let data = connect
+                .properties
+                .authentication_data
+                .clone()
+                .unwrap_or_default();
+            self.exchange = Some(exchange);
+            self.auth_method = Some(method);
+            self.pending_connect = Some(Box::new(PendingConnect {
+                connect,
+                client_id,
+                assigned_client_id,
+            }));
+            self.phase = Phase::Authenticating;
+            return self.step_connect_auth(&data, broker, auth, now_ms);
+        }
         if let Err(reason) = auth.authenticate(&connect) {
             broker.auth_failed();
             return self.refuse(reason);
         }
+        self.open(
+            connect,
+            client_id,
+            assigned_client_id,
+            None,
+            broker,
+            auth,
+            now_ms,
+        );
+    }
+
+    /// An AUTH while the CONNECT's enhanced authentication runs: it must continue the
+    /// exchange by the same method (§4.12).
+    fn on_connect_auth(
+        &mut self,
+        packet: Auth,
+        broker: &mut Broker,
+        auth: &dyn Authenticator,
+        now_ms: u64,
+    ) {
+        if packet.reason_code != ReasonCode::ContinueAuthentication
+            || packet.properties.authentication_method != self.auth_method
+        {
+            broker.auth_failed();
+            return self.refuse_because(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.12.0-4] AUTH must continue the authentication by the CONNECT's method",
+            );
+        }
+        let data = packet.properties.authentication_data.unwrap_or_default();
+        self.step_connect_auth(&data, broker, auth, now_ms);
+    }
+
+    /// Runs the CONNECT's enhanced authentication one step on the client's `data`.
+    fn step_connect_auth(
+        &mut self,
+        data: &[u8],
+        broker: &mut Broker,
+        auth: &dyn Authenticator,
+        now_ms: u64,
+    ) {
+        let Some(exchange) = self.exchange.as_mut() else {
+            return self.refuse(ReasonCode::ProtocolError);
+        };
+        match exchange.step(data) {
+            AuthStep::Continue(data) => {
+                let packet = self.auth_packet(ReasonCode::ContinueAuthentication, data);
+                self.out.push(packet);
+            }
+            AuthStep::Success { username, data } => {
+                self.exchange = None;
+                let Some(pending) = self.pending_connect.take() else {
+                    return self.refuse(ReasonCode::ProtocolError);
+                };
+                let PendingConnect {
+                    mut connect,
+                    client_id,
+                    assigned_client_id,
+                } = *pending;
+                // The proven user, not whatever the CONNECT named, is who the ACL judges.
+                connect.username = MqttString::new(&username).ok();
+                self.auth_username = Some(username);
+                self.open(
+                    connect,
+                    client_id,
+                    assigned_client_id,
+                    data,
+                    broker,
+                    auth,
+                    now_ms,
+                );
+            }
+            AuthStep::Failure(reason) => {
+                self.exchange = None;
+                self.pending_connect = None;
+                broker.auth_failed();
+                self.refuse(reason);
+            }
+        }
+    }
+
+    /// An AUTH once connected: a re-authentication (§4.12.1), by the CONNECT's method. While
+    /// it runs the client goes on as before; if it fails the connection ends.
+    fn on_reauth(
+        &mut self,
+        packet: Auth,
+        broker: &mut Broker,
+        auth: &dyn Authenticator,
+        now_ms: u64,
+    ) {
+        let Some(method) = self.auth_method.clone() else {
+            return self.fail_because(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.12.0-7] AUTH from a client that connected without an authentication method",
+                broker,
+                now_ms,
+            );
+        };
+        if packet.properties.authentication_method.as_ref() != Some(&method) {
+            return self.fail_because(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.12.1-1] re-authentication must use the CONNECT's authentication method",
+                broker,
+                now_ms,
+            );
+        }
+        match (packet.reason_code, self.exchange.is_some()) {
+            (ReasonCode::ReAuthenticate, false) => {
+                let Some(exchange) = auth.start_exchange(method.as_str()) else {
+                    broker.auth_failed();
+                    return self.fail(ReasonCode::NotAuthorized, broker, now_ms);
+                };
+                self.exchange = Some(exchange);
+            }
+            (ReasonCode::ContinueAuthentication, true) => {}
+            _ => {
+                return self.fail_because(
+                    ReasonCode::ProtocolError,
+                    "AUTH 0x19 starts a re-authentication, AUTH 0x18 continues a running one",
+                    broker,
+                    now_ms,
+                )
+            }
+        }
+        let data = packet.properties.authentication_data.unwrap_or_default();
+        let Some(step) = self.exchange.as_mut().map(|exchange| exchange.step(&data)) else {
+            return;
+        };
+        match step {
+            AuthStep::Continue(data) => {
+                let packet = self.auth_packet(ReasonCode::ContinueAuthentication, data);
+                self.out.push(packet);
+            }
+            AuthStep::Success { username, data } => {
+                self.exchange = None;
+                if self.auth_username.as_deref() != Some(username.as_str()) {
+                    broker.auth_failed();
+                    return self.fail_because(
+                        ReasonCode::NotAuthorized,
+                        "re-authenticated as another user",
+                        broker,
+                        now_ms,
+                    );
+                }
+                let packet = self.auth_packet(ReasonCode::Success, data.unwrap_or_default());
+                self.out.push(packet);
+            }
+            AuthStep::Failure(reason) => {
+                self.exchange = None;
+                broker.auth_failed();
+                // DISCONNECT has no 0x86: Not authorized, and the reason in words.
+                self.fail_because(ReasonCode::NotAuthorized, explain(reason), broker, now_ms);
+            }
+        }
+    }
+
+    /// An AUTH packet of the running method carrying `data` (left out when empty).
+    fn auth_packet(&self, reason_code: ReasonCode, data: bytes::Bytes) -> Packet {
+        Packet::Auth(Auth {
+            reason_code,
+            properties: AuthProperties {
+                authentication_method: self.auth_method.clone(),
+                authentication_data: (!data.is_empty()).then_some(data),
+                ..AuthProperties::default()
+            },
+        })
+    }
+
+    /// Opens the session of an authenticated CONNECT: its permissions, limits, will, and the
+    /// CONNACK once the broker has the session (`auth_data`: the last Authentication Data of
+    /// enhanced authentication, for the CONNACK).
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        connect: Connect,
+        client_id: MqttString,
+        assigned_client_id: Option<MqttString>,
+        auth_data: Option<bytes::Bytes>,
+        broker: &mut Broker,
+        auth: &dyn Authenticator,
+        now_ms: u64,
+    ) {
+        let v5 = self.protocol.is_v5();
         self.permissions = auth.permissions(&connect, client_id.as_str());
         if let (Some(permissions), Some(will)) = (&self.permissions, &connect.will) {
             if !permissions.may_publish(will.topic.as_str()) {
@@ -662,6 +834,8 @@ impl Session {
             if self.config.maximum_qos < QoS::ExactlyOnce {
                 properties.maximum_qos = Some(self.config.maximum_qos);
             }
+            properties.authentication_method = self.auth_method.clone();
+            properties.authentication_data = auth_data;
         }
         let ticket = self.owe(PendingReply::ConnAck(ConnAck {
             session_present: false,

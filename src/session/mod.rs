@@ -5,11 +5,15 @@
 //! in between. No sockets, clocks or tasks.
 
 mod alias;
+mod auth;
 mod config;
 mod connection;
 
+pub use auth::{
+    AllowAll, AuthExchange, AuthFuture, AuthStep, Authenticator, Decided, PeerInfo, Permissions,
+};
 pub use config::SessionConfig;
-pub use connection::{AllowAll, AuthFuture, Authenticator, Decided, Permissions, Session};
+pub use connection::Session;
 
 #[cfg(test)]
 mod tests;

@@ -148,8 +148,10 @@ pub struct Applied {
     pub matched: usize,
     /// Publish: a QoS 2 resend whose packet id was already routed; nothing was done.
     pub duplicate: bool,
-    /// Messages dropped because a session's queue was full.
+    /// Messages dropped because a session's queue was full (by count or by bytes).
     pub dropped_queue_full: usize,
+    /// Of `dropped_queue_full`, the messages dropped for `queue_bytes_max` alone.
+    pub dropped_queue_bytes: usize,
     /// Unsubscribe: whether each filter had a subscription. Subscribe: whether each existed
     /// before (for Retain Handling 1). PubRelReceived: whether the id was known.
     pub existed: Vec<bool>,

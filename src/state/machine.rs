@@ -13,13 +13,15 @@ use super::message::{ClientId, Message};
 use super::placement::{Place, Placement};
 use super::session::{QueuedMessage, SessionState, SharedKey, Subscription, Will};
 
-/// What to do when a message arrives for a session whose queue is full.
+/// What to do when a message arrives for a session whose queue is full: it holds
+/// `queue_max` messages, or the message's bytes would take it past `queue_bytes_max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// Keep the queue, drop the new message (Mosquitto's behaviour).
     #[default]
     DropNew,
-    /// Make room by dropping the oldest message not yet half-way through QoS 2.
+    /// Make room by dropping the oldest messages not yet half-way through QoS 2, as many as
+    /// both bounds need; when they cannot make enough room, drop the new message.
     DropOldest,
 }
 
@@ -28,6 +30,10 @@ pub enum OverflowPolicy {
 pub struct StateConfig {
     /// Most QoS 1/2 messages one session may hold (queued plus in flight).
     pub queue_max: usize,
+    /// Most payload plus topic bytes ([`Message::size_bytes`]) the messages of one session
+    /// may add up to (queued plus in flight). A message larger than this on its own is never
+    /// queued. Each session counts a message it holds in full, shared or not.
+    pub queue_bytes_max: usize,
     pub overflow: OverflowPolicy,
     /// Most retained messages: a `SetRetained` for a topic without one is ignored beyond it
     /// (the broker refuses such publishes before they get here; this keeps the bound hard).
@@ -38,6 +44,10 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             queue_max: 1000,
+            // 64 times the default packet_size_max (1 MiB): room for 64 messages of the
+            // largest size or queue_max messages of up to 64 KiB, while one session's worst
+            // case stays 64 MiB instead of queue_max × packet_size_max (about 1 GiB).
+            queue_bytes_max: 64 * 1024 * 1024,
             overflow: OverflowPolicy::DropNew,
             retained_max: 1_000_000,
         }
@@ -96,6 +106,11 @@ pub struct State {
     timer_of: BTreeMap<ClientId, u64>,
     /// The cluster's local sessions and the batches applied (replicated state only).
     placement: Placement,
+    /// A queue was restored over `queue_max` or `queue_bytes_max` (the operator lowered
+    /// them): it keeps what it holds and takes nothing new until it drains, so the bound is
+    /// no longer an invariant of this state. Derived from the snapshot and the configuration,
+    /// so the same on every node.
+    queues_over_bound: bool,
 }
 
 impl State {
@@ -139,7 +154,16 @@ impl State {
         for client_id in &client_ids {
             state.reindex(client_id);
         }
+        state.queues_over_bound = state.sessions.values().any(|session| {
+            session.queue.len() > state.config.queue_max
+                || session.queue_bytes() > state.config.queue_bytes_max
+        });
         state
+    }
+
+    /// Whether a queue was restored over the configured bounds (see the field).
+    pub fn queues_over_bound(&self) -> bool {
+        self.queues_over_bound
     }
 
     pub fn config(&self) -> &StateConfig {
@@ -322,7 +346,7 @@ impl State {
             Command::Acked { client_id, seq } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     if let Some(i) = s.index_of(seq) {
-                        s.queue.remove(i);
+                        s.remove_queued(i);
                     }
                 }
             }
@@ -782,7 +806,7 @@ impl State {
         let mut plain: BTreeMap<ClientId, Target> = BTreeMap::new();
         let mut shared: Vec<(Target, usize)> = Vec::new();
         let sessions = &self.sessions;
-        let queue_max = self.config.queue_max;
+        let config = &self.config;
         self.router.matches(message.topic.as_str(), |m| match m {
             Match::Plain(client_id, subscription) => {
                 let options = &subscription.options;
@@ -815,7 +839,7 @@ impl State {
                 if members.is_empty() {
                     members = group.members.iter().collect();
                 }
-                let pick = pick_member(&members, cursor(&key), message.qos, sessions, queue_max);
+                let pick = pick_member(&members, cursor(&key), message, sessions, config);
                 let (client_id, subscription) = members[pick];
                 let target = Target {
                     client_id: client_id.clone(),
@@ -848,22 +872,15 @@ impl State {
             }
             return;
         }
-        if session.queue.len() >= self.config.queue_max {
-            let victim = match self.config.overflow {
-                OverflowPolicy::DropNew => None,
-                OverflowPolicy::DropOldest => session.queue.iter().position(|q| !q.pubrec_received),
-            };
-            applied.dropped_queue_full += 1;
-            match victim {
-                Some(i) => {
-                    session.queue.remove(i);
-                }
-                None => return,
-            }
+        let room = make_room(session, message.size_bytes(), &self.config);
+        applied.dropped_queue_full += room.dropped;
+        applied.dropped_queue_bytes += room.dropped_for_bytes;
+        if !room.fits {
+            return;
         }
         let seq = session.next_seq;
         session.next_seq += 1;
-        session.queue.push_back(QueuedMessage {
+        session.push_queued(QueuedMessage {
             seq,
             message: message.clone(),
             qos: target.qos,
@@ -897,7 +914,7 @@ impl State {
             }
             if let Some(s) = self.sessions.get_mut(client_id) {
                 if let Some(i) = s.index_of(seq) {
-                    s.queue.remove(i);
+                    s.remove_queued(i);
                 }
             }
         }
@@ -926,9 +943,7 @@ impl State {
             return false;
         }
         let cursor = self.shared_cursors.get(key).copied().unwrap_or(0);
-        let sessions = &self.sessions;
-        let queue_max = self.config.queue_max;
-        let pick = pick_member(&others, cursor, message.qos, sessions, queue_max);
+        let pick = pick_member(&others, cursor, message, &self.sessions, &self.config);
         let (other, subscription) = others[pick];
         if message.qos != QoS::AtMostOnce && subscription.options.qos == QoS::AtMostOnce {
             // Only members subscribed at QoS 0 are left: the message stays where it is
@@ -976,8 +991,12 @@ impl State {
             );
             session.validate();
             assert!(
-                session.queue.len() <= self.config.queue_max,
+                self.queues_over_bound || session.queue.len() <= self.config.queue_max,
                 "queue of {client_id} over its limit"
+            );
+            assert!(
+                self.queues_over_bound || session.queue_bytes() <= self.config.queue_bytes_max,
+                "queue of {client_id} over its byte limit"
             );
             for (filter, subscription) in &session.subscriptions {
                 assert_eq!(
@@ -1013,27 +1032,34 @@ impl State {
     }
 }
 
-/// Picks a shared-subscription member for a message of `qos`, round-robin from `cursor`.
-/// QoS 0 goes to a connected member with room in its queue. QoS 1 and 2 go to a member
-/// subscribed at QoS 1 or 2 when the group has one, connected if possible, else one that
-/// keeps the message until it reconnects: a member subscribed at QoS 0 would get it at most
-/// once (not at all while disconnected, or on a dead link), which is not what the publisher
-/// asked for while another member can take it at least once. Failing all that, the member at
-/// the cursor.
+/// Picks a shared-subscription member for `message`, round-robin from `cursor`. QoS 0 goes
+/// to a connected member with room in its queue (under both of its bounds). QoS 1 and 2 go
+/// to a member subscribed at QoS 1 or 2 when the group has one, connected if possible, else
+/// one that keeps the message until it reconnects: a member subscribed at QoS 0 would get it
+/// at most once (not at all while disconnected, or on a dead link), which is not what the
+/// publisher asked for while another member can take it at least once. Failing all that, the
+/// member at the cursor.
 fn pick_member(
     members: &[(&ClientId, &Subscription)],
     cursor: usize,
-    qos: QoS,
+    message: &Message,
     sessions: &BTreeMap<ClientId, SessionState>,
-    queue_max: usize,
+    config: &StateConfig,
 ) -> usize {
+    let qos = message.qos;
+    let size_bytes = message.size_bytes();
     let n = members.len();
     let first = |fit: &dyn Fn(&ClientId, &Subscription) -> bool| {
         (0..n)
             .map(|i| (cursor + i) % n)
             .find(|&i| fit(members[i].0, members[i].1))
     };
-    let room = |c: &ClientId| sessions.get(c).is_some_and(|s| s.queue.len() < queue_max);
+    let room = |c: &ClientId| {
+        sessions.get(c).is_some_and(|s| {
+            s.queue.len() < config.queue_max
+                && s.queue_bytes() + size_bytes <= config.queue_bytes_max
+        })
+    };
     let connected = |c: &ClientId| sessions.get(c).is_some_and(|s| s.connected) && room(c);
     let at_least_once = |s: &Subscription| s.options.qos != QoS::AtMostOnce;
     let pick = if qos == QoS::AtMostOnce {
@@ -1044,4 +1070,65 @@ fn pick_member(
             .or_else(|| first(&|c, _| connected(c)))
     };
     pick.unwrap_or(cursor % n)
+}
+
+/// What [`make_room`] did for one message.
+#[derive(Debug, PartialEq, Eq)]
+struct Room {
+    /// Whether the message may now be queued under both bounds.
+    fits: bool,
+    /// Messages dropped: queued ones evicted, or the new one when it does not fit.
+    dropped: usize,
+    /// Of those, the ones only `queue_bytes_max` called for (the rest `queue_max` did).
+    dropped_for_bytes: usize,
+}
+
+/// Makes room in `session`'s queue for a message of `size_bytes` under `queue_max` and
+/// `queue_bytes_max`, as the overflow policy says. Costs nothing while both bounds have room;
+/// `DropOldest` then looks at the oldest messages only until it has found enough to evict.
+fn make_room(session: &mut SessionState, size_bytes: usize, config: &StateConfig) -> Room {
+    let count_over = session.queue.len() >= config.queue_max;
+    let bytes_over = (session.queue_bytes() + size_bytes).saturating_sub(config.queue_bytes_max);
+    if !count_over && bytes_over == 0 {
+        return Room {
+            fits: true,
+            dropped: 0,
+            dropped_for_bytes: 0,
+        };
+    }
+    // The new message goes for the count when that bound is full, unless no room could ever
+    // be made for its bytes.
+    let refused = Room {
+        fits: false,
+        dropped: 1,
+        dropped_for_bytes: usize::from(!count_over || size_bytes > config.queue_bytes_max),
+    };
+    if config.overflow == OverflowPolicy::DropNew || size_bytes > config.queue_bytes_max {
+        return refused;
+    }
+    // The oldest messages first, skipping QoS 2 messages whose PUBREC arrived: those were
+    // delivered, and dropping them would break the flow the client is in.
+    let mut victims = Vec::new();
+    let mut freed = 0;
+    for (i, queued) in session.queue.iter().enumerate() {
+        if victims.len() >= usize::from(count_over) && freed >= bytes_over {
+            break;
+        }
+        if !queued.pubrec_received {
+            victims.push(i);
+            freed += queued.message.size_bytes();
+        }
+    }
+    if victims.len() < usize::from(count_over) || freed < bytes_over {
+        return refused;
+    }
+    // Highest index first, so the indexes still to remove stay valid.
+    for &i in victims.iter().rev() {
+        session.remove_queued(i);
+    }
+    Room {
+        fits: true,
+        dropped: victims.len(),
+        dropped_for_bytes: victims.len() - usize::from(count_over),
+    }
 }

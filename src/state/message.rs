@@ -31,6 +31,13 @@ pub struct Message {
 }
 
 impl Message {
+    /// What the message counts against a session's `queue_bytes_max`: its payload and topic
+    /// bytes. Properties are left out: they are small next to a payload, and a bound that an
+    /// operator can compute from what clients publish is easier to reason about.
+    pub fn size_bytes(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+
     /// The absolute expiry time (unix ms), if the message has an expiry interval.
     pub fn expires_at_ms(&self) -> Option<u64> {
         self.properties

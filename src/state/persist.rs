@@ -8,8 +8,8 @@
 //! the sessions, the retained messages and the shared-subscription cursors. A message behind
 //! an `Arc` (queued in any number of sessions, retained) is written once in the table and
 //! referred to by its index, and restoring shares one `Arc` again among all that refer to it.
-//! The indexes derived from the sessions (the router, the timers) are not written; restoring
-//! rebuilds them. The same state (values and which queue entries share a message) always gives
+//! The indexes derived from the sessions (the router, the timers, each queue's byte count)
+//! are not written; restoring rebuilds them. The same state (values and which queue entries share a message) always gives
 //! the same bytes: everything is written in the order of the `BTreeMap`s that hold it.
 //!
 //! Reading either back checks every rule the types and the state hold (a topic name has no
@@ -277,6 +277,8 @@ impl<'a> SessionRecord<'a> {
             disconnected_at_ms,
             subscriptions,
             queue,
+            // Derived from the queue: restoring counts it again.
+            queue_bytes: _,
             next_seq,
             incoming_qos2,
             will,
@@ -324,10 +326,11 @@ impl<'a> SessionRecord<'a> {
             })?
             .into_keys()
             .collect();
-        let queue = queue
+        let queue: std::collections::VecDeque<QueuedMessage> = queue
             .into_iter()
             .map(|q| q.into_queued(messages))
             .collect::<Result<_, _>>()?;
+        let queue_bytes = queue.iter().map(|q| q.message.size_bytes()).sum();
         let session = SessionState {
             client_id,
             expiry_secs,
@@ -335,6 +338,7 @@ impl<'a> SessionRecord<'a> {
             disconnected_at_ms,
             subscriptions,
             queue,
+            queue_bytes,
             next_seq,
             incoming_qos2,
             will: will.map(|w| Box::new(w.into_owned())),
@@ -441,8 +445,10 @@ impl State {
 
     /// Restores a state from a snapshot written by [`State::to_snapshot`], under `config`.
     /// Fails on bytes that are not a snapshot of this format version, that do not decode, or
-    /// that decode to a state breaking an invariant (including a queue longer than
-    /// `config.queue_max`).
+    /// that decode to a state breaking an invariant. A queue over `config.queue_max` or
+    /// `config.queue_bytes_max` (lowered since the snapshot was taken) is kept, not refused:
+    /// refusing would stop the node from starting, and trimming would lose acknowledged
+    /// messages; the queue takes nothing new until it drains below them.
     pub fn from_snapshot(config: StateConfig, bytes: &[u8]) -> Result<State, PersistError> {
         let body = snapshot_body(bytes)?;
         let SnapshotBody {
@@ -457,13 +463,18 @@ impl State {
         let mut sessions = Vec::with_capacity(session_records.len());
         for record in session_records {
             let session = record.into_session(&mut messages)?;
-            if session.queue.len() > config.queue_max {
-                return Err(invariant(format!(
-                    "queue of {} holds {} messages, over the queue_max of {}",
-                    session.client_id,
-                    session.queue.len(),
-                    config.queue_max
-                )));
+            if session.queue.len() > config.queue_max
+                || session.queue_bytes() > config.queue_bytes_max
+            {
+                tracing::warn!(
+                    client_id = session.client_id.as_str(),
+                    messages = session.queue.len(),
+                    bytes = session.queue_bytes(),
+                    queue_max = config.queue_max,
+                    queue_bytes_max = config.queue_bytes_max,
+                    "a restored queue is over the configured bounds (lowered?): it keeps its \
+                     messages and takes no new ones until it drains"
+                );
             }
             sessions.push((session.client_id.clone(), session));
         }

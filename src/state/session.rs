@@ -97,8 +97,14 @@ pub struct SessionState {
     /// When the last connection ended (unix ms), while disconnected.
     pub disconnected_at_ms: Option<u64>,
     pub subscriptions: BTreeMap<TopicFilter, Subscription>,
-    /// QoS 1/2 messages not yet acknowledged, oldest first.
+    /// QoS 1/2 messages not yet acknowledged, oldest first. Read it freely; change it only
+    /// through [`SessionState::push_queued`] and [`SessionState::remove_queued`], which keep
+    /// `queue_bytes` equal to its contents (`check` asserts it).
     pub queue: VecDeque<QueuedMessage>,
+    /// The [`Message::size_bytes`] of every message in `queue`, summed: kept up to date with
+    /// each push and removal so that `queue_bytes_max` is checked without a scan of the
+    /// queue. Derived, so snapshots do not hold it; restoring a session rebuilds it.
+    pub(super) queue_bytes: usize,
     pub next_seq: u64,
     /// Packet ids of QoS 2 publishes received and routed, awaiting the client's PUBREL.
     pub incoming_qos2: BTreeSet<PacketId>,
@@ -119,6 +125,7 @@ impl SessionState {
             disconnected_at_ms: None,
             subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
+            queue_bytes: 0,
             next_seq: 1,
             incoming_qos2: BTreeSet::new(),
             will: None,
@@ -135,6 +142,27 @@ impl SessionState {
         }
         self.disconnected_at_ms
             .map(|at| at.saturating_add(u64::from(self.expiry_secs) * 1000))
+    }
+
+    /// Payload and topic bytes of the messages the session holds (queued and in flight),
+    /// the quantity `queue_bytes_max` bounds.
+    pub fn queue_bytes(&self) -> usize {
+        self.queue_bytes
+    }
+
+    /// Appends a message to the queue, counting its bytes.
+    pub(super) fn push_queued(&mut self, queued: QueuedMessage) {
+        self.queue_bytes += queued.message.size_bytes();
+        self.queue.push_back(queued);
+    }
+
+    /// Removes the message at `index` of the queue, uncounting its bytes.
+    pub(super) fn remove_queued(&mut self, index: usize) -> Option<QueuedMessage> {
+        let removed = self.queue.remove(index)?;
+        // Never below zero: the bytes of every message in the queue were added when it was
+        // pushed.
+        self.queue_bytes -= removed.message.size_bytes();
+        Some(removed)
     }
 
     /// The queued message with this sequence number.
@@ -162,7 +190,9 @@ impl SessionState {
     pub(super) fn check(&self) -> Result<(), String> {
         let client_id = &self.client_id;
         let mut last = 0;
+        let mut bytes = 0;
         for queued in &self.queue {
+            bytes += queued.message.size_bytes();
             let seq = queued.seq;
             if seq <= last {
                 return Err(format!("queue of {client_id} out of order at seq {seq}"));
@@ -179,6 +209,12 @@ impl SessionState {
                 ));
             }
             last = seq;
+        }
+        if bytes != self.queue_bytes {
+            return Err(format!(
+                "queue of {client_id} holds {bytes} bytes but counts {}",
+                self.queue_bytes
+            ));
         }
         if !self.connected && self.disconnected_at_ms.is_none() {
             return Err(format!(

@@ -186,6 +186,30 @@ pub async fn accept_with_client_cert(
     Ok((Box::new(tls_stream), client_cert))
 }
 
+/// The name a client certificate gives its holder, for use as a user name: the subject's
+/// Common Name, else its first DNS name or e-mail address among the Subject Alternative Names
+/// (what Mosquitto's `use_identity_as_username` and EMQX's `peer_cert_as_username = cn` read).
+/// `None` when the certificate names nobody or does not parse (it was verified by then, so
+/// that is not expected). Control characters are refused, as in user names.
+pub fn cert_identity(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let common_name = parsed
+        .subject()
+        .iter_common_name()
+        .find_map(|cn| cn.as_str().ok().map(str::to_owned));
+    let alt_name = || {
+        let san = parsed.subject_alternative_name().ok().flatten()?;
+        san.value.general_names.iter().find_map(|name| match name {
+            GeneralName::DNSName(name) | GeneralName::RFC822Name(name) => Some((*name).to_owned()),
+            _ => None,
+        })
+    };
+    common_name
+        .or_else(alt_name)
+        .filter(|name| !name.is_empty() && !name.chars().any(char::is_control))
+}
+
 fn read_file(path: &Path, file: TlsFile) -> Result<Vec<u8>, TlsConfigError> {
     std::fs::read(path).map_err(|error| TlsConfigError::Read {
         file,

@@ -91,7 +91,10 @@ impl Moment {
 }
 
 pub struct TestBroker {
+    /// The first MQTT listener.
     pub addr: SocketAddr,
+    /// Every MQTT listener, in the order of the settings' listeners.
+    pub addrs: Vec<SocketAddr>,
     /// The admin HTTP API, when the settings asked for one.
     pub admin: Option<SocketAddr>,
     hub: Arc<Hub>,
@@ -103,18 +106,35 @@ impl TestBroker {
     /// Starts a node with `settings`, listening on one TCP port of 127.0.0.1, and the admin
     /// HTTP API on another when the settings have one (never on the configured port, which
     /// would collide between tests running in parallel).
+    /// The TCP listener keeps the connection cap the settings give theirs.
     pub async fn start(mut settings: ServerSettings) -> TestBroker {
+        let connections_max = settings
+            .listeners
+            .iter()
+            .find(|l| l.acceptor.transport() == keel::transport::Transport::Tcp)
+            .and_then(|l| l.connections_max);
         settings.listeners = vec![ListenerSpec {
             addr: "127.0.0.1:0".into(),
             acceptor: TransportAcceptor::tcp(),
+            connections_max,
         }];
+        TestBroker::start_listening(settings).await
+    }
+
+    /// Starts a node on the settings' own listeners (transports and caps), each moved to a
+    /// free port of 127.0.0.1: see [`TestBroker::addrs`].
+    pub async fn start_listening(mut settings: ServerSettings) -> TestBroker {
+        for listener in &mut settings.listeners {
+            listener.addr = "127.0.0.1:0".into();
+        }
         if settings.http_listen.is_some() {
             settings.http_listen = Some("127.0.0.1:0".into());
         }
         let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
             .await
             .expect("bind");
-        let addr = server.local_addrs().expect("local addr")[0];
+        let addrs = server.local_addrs().expect("local addr");
+        let addr = addrs[0];
         let admin = server.admin_addr();
         let hub = server.hub();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -123,6 +143,7 @@ impl TestBroker {
         }));
         TestBroker {
             addr,
+            addrs,
             admin,
             hub,
             stop: Some(stop),

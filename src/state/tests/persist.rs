@@ -657,7 +657,7 @@ fn every_truncation_of_a_snapshot_is_an_error() {
 }
 
 #[test]
-fn queue_over_the_configured_limit_is_refused() {
+fn a_queue_over_a_lowered_limit_is_kept_and_takes_nothing_new_until_it_drains() {
     let mut state = State::new(StateConfig::default());
     open(&mut state, "s", 600);
     subscribe(&mut state, "s", "t", QoS::AtLeastOnce);
@@ -668,11 +668,47 @@ fn queue_over_the_configured_limit_is_refused() {
         queue_max: 2,
         ..StateConfig::default()
     };
-    let error = State::from_snapshot(small, &state.to_snapshot()).unwrap_err();
+    let mut restored = State::from_snapshot(small, &state.to_snapshot()).unwrap();
+    restored.validate();
+    assert!(restored.queues_over_bound());
     assert_eq!(
-        error.to_string(),
-        "snapshot breaks an invariant: queue of s holds 3 messages, over the queue_max of 2"
+        restored.session("s").unwrap().queue.len(),
+        3,
+        "nothing acknowledged is lost"
     );
+    publish(&mut restored, message("t", QoS::AtLeastOnce, b"y"));
+    restored.validate();
+    assert_eq!(
+        restored.session("s").unwrap().queue.len(),
+        3,
+        "no room for more"
+    );
+    // Within the bounds, the bound is an invariant again.
+    let within = State::from_snapshot(StateConfig::default(), &state.to_snapshot()).unwrap();
+    assert!(!within.queues_over_bound());
+}
+
+#[test]
+fn queue_bytes_are_counted_again_on_restore_and_checked_against_the_bound() {
+    let mut state = State::new(StateConfig::default());
+    open(&mut state, "s", 600);
+    subscribe(&mut state, "s", "t", QoS::AtLeastOnce);
+    for payload in [&b"12345"[..], b"1234567890"] {
+        publish(&mut state, message("t", QoS::AtLeastOnce, payload));
+    }
+    assert_eq!(state.session("s").unwrap().queue_bytes(), 17);
+    let bytes = state.to_snapshot();
+    let restored = State::from_snapshot(StateConfig::default(), &bytes).unwrap();
+    restored.validate();
+    assert_eq!(restored.session("s").unwrap().queue_bytes(), 17);
+    let small = StateConfig {
+        queue_bytes_max: 16,
+        ..StateConfig::default()
+    };
+    let restored = State::from_snapshot(small, &bytes).unwrap();
+    restored.validate();
+    assert!(restored.queues_over_bound());
+    assert_eq!(restored.session("s").unwrap().queue_bytes(), 17);
 }
 
 /// `bytes` (a snapshot) with its body decoded, edited and encoded again.
@@ -963,13 +999,16 @@ fn op() -> impl Strategy<Value = Op> {
 fn config() -> impl Strategy<Value = StateConfig> {
     (
         prop_oneof![Just(3usize), Just(1000)],
+        // Small enough that a few queued messages hit it (payloads are a few bytes).
+        prop_oneof![Just(24usize), Just(64 * 1024 * 1024)],
         prop_oneof![
             Just(OverflowPolicy::DropNew),
             Just(OverflowPolicy::DropOldest)
         ],
     )
-        .prop_map(|(queue_max, overflow)| StateConfig {
+        .prop_map(|(queue_max, queue_bytes_max, overflow)| StateConfig {
             queue_max,
+            queue_bytes_max,
             overflow,
             ..StateConfig::default()
         })
