@@ -277,6 +277,8 @@ async fn the_http_hook_allows_denies_and_fails_closed() {
         slow.elapsed() < Duration::from_secs(4),
         "the hook's timeout applies"
     );
+    // Both failures (each asked twice: MQTT 5 and 3.1.1; failures are not cached) counted.
+    assert!(keel::server::HOOK_ERRORS.load(Ordering::Relaxed) >= 4);
     // The password file comes first in the default chain: alice never reaches the hook.
     let before = service.calls.load(Ordering::SeqCst);
     assert_eq!(

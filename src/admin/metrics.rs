@@ -177,6 +177,12 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "CONNECTs refused for their credentials or authorisation.",
         stats.auth_failures,
     );
+    out.one(
+        "auth_hook_errors_total",
+        "counter",
+        "Calls of the HTTP authentication hook that failed (counted as ignore).",
+        crate::server::HOOK_ERRORS.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let listeners = shell.listeners();
     // `listener` is the transport, `addr` tells two listeners of one transport apart.
     let listener_label = |l: &ListenerStats| {

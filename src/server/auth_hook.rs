@@ -38,6 +38,10 @@ use crate::config::HttpAuthConfig;
 use crate::net::{Net, TokioNet};
 use crate::session::PeerInfo;
 
+/// Calls of every HTTP hook of this process that failed (`keel_auth_hook_errors_total`). One
+/// process-wide counter: a reload replaces the hook, and the count must go on.
+pub static HOOK_ERRORS: AtomicU64 = AtomicU64::new(0);
+
 /// Largest answer body read.
 const ANSWER_LEN_MAX: usize = 64 * 1024;
 
@@ -50,8 +54,6 @@ pub struct HttpHook {
     timeout: Duration,
     cache_ttl: Duration,
     cache: Mutex<DecisionCache>,
-    /// Calls that failed (no answer, bad answer): treated as `ignore`.
-    pub errors: AtomicU64,
 }
 
 impl fmt::Debug for HttpHook {
@@ -112,7 +114,6 @@ impl HttpHook {
             timeout: Duration::from_millis(config.timeout_ms),
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
             cache: Mutex::new(DecisionCache::new(config.cache_max)),
-            errors: AtomicU64::new(0),
         })
     }
 
@@ -141,7 +142,7 @@ impl HttpHook {
     }
 
     fn failed(&self, why: &str) -> Decision {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        HOOK_ERRORS.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(url = %self.uri, why, "authentication hook failed: passing to the next method");
         Decision::Ignore
     }

@@ -35,7 +35,7 @@ use crate::storage::{KvStore, MemStore, WriteBatch};
 use crate::transport::TransportAcceptor;
 
 pub use admission::{Cap, ListenerStats};
-pub use auth_hook::{http_auth_method, HttpHook, HttpHookError};
+pub use auth_hook::{http_auth_method, HttpHook, HttpHookError, HOOK_ERRORS};
 pub use cluster::ClusterSettings;
 pub use connection::ConnectionContext;
 pub use hub::Hub;
