@@ -78,8 +78,17 @@ pub async fn serve_connection(
     ctx: Arc<ConnectionContext>,
     mut stream: BoxStream,
     id_seed: u64,
-    peer: PeerInfo,
+    mut peer: PeerInfo,
 ) {
+    // A certificate name that cannot be an MQTT user name names nobody: the client is then
+    // judged like one without a certificate.
+    let identity = peer
+        .cert_identity
+        .as_deref()
+        .and_then(|name| crate::codec::MqttString::new(name).ok());
+    if identity.is_none() {
+        peer.cert_identity = None;
+    }
     let (conn, outbox) = ctx.hub.register(ctx.qos0_queue_max);
     // What is in force when the connection starts serves it to the end (the ACL is the
     // exception: a reload reaches connected clients through it).
@@ -116,6 +125,13 @@ pub async fn serve_connection(
             let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
             break;
         }
+        if read_buf.is_empty() {
+            // Between bursts: give back the buffers the last one grew (a CONNACK alone grows
+            // them by 2 KB), so an idle connection holds little. The next burst allocates
+            // them again: one allocation per burst, beside its system calls.
+            session.release_idle_memory();
+            inbox = Vec::new();
+        }
         if read_buf.capacity() - read_buf.len() < READ_CHUNK_IDLE {
             read_buf.reserve(read_chunk);
         }
@@ -146,19 +162,21 @@ pub async fn serve_connection(
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
                 let (mut packets, mut connect) =
                     handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
-                if let Some(mut packet) = connect.take() {
+                if let Some(mut c) = connect.take() {
                     // Authentication may wait (a password hash, an HTTP call): outside the
                     // broker's lock, then the session gets the verdict with the CONNECT.
                     // Enhanced authentication (an authentication method) runs in the session.
-                    let verdict = match &mut packet {
-                        Packet::Connect(c) if c.properties.authentication_method.is_none() => {
-                            if let Some(identity) = &peer.cert_identity {
-                                c.username = crate::codec::MqttString::new(identity).ok();
-                            }
-                            auth.authenticate_async(c, &peer).await
+                    // Only the boxed CONNECT is held across the wait: every byte held there
+                    // is in every idle connection's task.
+                    let verdict = if c.properties.authentication_method.is_none() {
+                        if let Some(identity) = &identity {
+                            c.username = Some(identity.clone());
                         }
-                        _ => Ok(()),
+                        auth.authenticate_async(&c, &peer).await
+                    } else {
+                        Ok(())
                     };
+                    let packet = Packet::Connect(c);
                     let decided = Decided { verdict, by: &*auth };
                     {
                         let mut core = ctx.hub.lock();
@@ -239,7 +257,7 @@ fn handle_input(
     session: &mut Session,
     decoder: &mut Decoder,
     read_buf: &mut BytesMut,
-) -> (usize, Option<Packet>) {
+) -> (usize, Option<Box<crate::codec::Connect>>) {
     let mut core = ctx.hub.lock();
     let mut packets = 0;
     let now_ms = ctx.clock.unix_ms();
@@ -251,8 +269,8 @@ fn handle_input(
             tap.received(packet, buffered - read_buf.len());
         }
         match decoded {
-            Ok(Some(packet @ Packet::Connect(_))) if session.awaits_connect() => {
-                return (packets, Some(packet));
+            Ok(Some(Packet::Connect(connect))) if session.awaits_connect() => {
+                return (packets, Some(connect));
             }
             Ok(Some(packet)) => {
                 packets += 1;

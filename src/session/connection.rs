@@ -183,6 +183,17 @@ impl Session {
         self.out.drain(..)
     }
 
+    /// Frees the output and reply queues if they are empty (their capacity stays after a
+    /// burst otherwise: a few hundred bytes per packet they once held).
+    pub fn release_idle_memory(&mut self) {
+        if self.out.is_empty() {
+            self.out = Vec::new();
+        }
+        if self.replies.is_empty() {
+            self.replies = VecDeque::new();
+        }
+    }
+
     /// Requests whose reply is still owed to the client.
     pub fn pending_replies(&self) -> usize {
         self.replies.len()
