@@ -156,8 +156,10 @@ impl HttpHook {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
-        // Drives the connection; ends when the request is done and `sender` dropped.
-        tokio::spawn(connection);
+        // Drives the connection; ends when the request is done and `sender` dropped, and at
+        // the latest after the timeout, so a service that never answers leaves no task or
+        // socket behind.
+        tokio::spawn(tokio::time::timeout(self.timeout, connection));
         let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = Request::post(path)
             .header(HOST, self.authority.as_str())
