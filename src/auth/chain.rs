@@ -44,6 +44,17 @@ pub trait RemoteMethod: Send + Sync + fmt::Debug {
     fn decide<'a>(&'a self, connect: &'a Connect, peer: &'a PeerInfo) -> DecisionFuture<'a>;
 }
 
+impl Decision {
+    /// The chain's verdict if this decision ends it; `None` to ask the next method.
+    fn verdict(self) -> Option<Result<(), ReasonCode>> {
+        match self {
+            Decision::Allow => Some(Ok(())),
+            Decision::Deny(reason) => Some(Err(reason)),
+            Decision::Ignore => None,
+        }
+    }
+}
+
 /// One authentication method of the chain.
 #[derive(Debug)]
 pub enum Method {
@@ -112,14 +123,10 @@ impl AuthChain {
     /// The chain's verdict, asking only the methods that need no waiting (the HTTP hook
     /// passes): for callers without a runtime.
     pub fn authenticate_now(&self, connect: &Connect) -> Result<(), ReasonCode> {
-        for method in &self.methods {
-            match method.decide_now(connect) {
-                Some(Decision::Allow) => return Ok(()),
-                Some(Decision::Deny(reason)) => return Err(reason),
-                Some(Decision::Ignore) | None => {}
-            }
-        }
-        self.unclaimed(connect)
+        self.methods
+            .iter()
+            .find_map(|method| method.decide_now(connect)?.verdict())
+            .unwrap_or_else(|| self.unclaimed(connect))
     }
 
     /// The chain's verdict, every method asked in turn.
@@ -137,10 +144,8 @@ impl AuthChain {
                     Method::Http(remote) => remote.decide(connect, peer).await,
                     other => other.decide_now(connect).unwrap_or(Decision::Ignore),
                 };
-                match decision {
-                    Decision::Allow => return Ok(()),
-                    Decision::Deny(reason) => return Err(reason),
-                    Decision::Ignore => {}
+                if let Some(verdict) = decision.verdict() {
+                    return verdict;
                 }
             }
             self.unclaimed(connect)
@@ -274,7 +279,7 @@ mod tests {
         let auth = chain(vec![password_file()], false);
         let peer = PeerInfo {
             addr: None,
-            cert_identity: Some("device-7".into()),
+            cert_identity: Some(MqttString::new("device-7").unwrap()),
         };
         let named = connect(Some("device-7"), None);
         assert_eq!(auth.authenticate_with(&named, &peer).await, Ok(()));

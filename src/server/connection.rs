@@ -78,17 +78,8 @@ pub async fn serve_connection(
     ctx: Arc<ConnectionContext>,
     mut stream: BoxStream,
     id_seed: u64,
-    mut peer: PeerInfo,
+    peer: PeerInfo,
 ) {
-    // A certificate name that cannot be an MQTT user name names nobody: the client is then
-    // judged like one without a certificate.
-    let identity = peer
-        .cert_identity
-        .as_deref()
-        .and_then(|name| crate::codec::MqttString::new(name).ok());
-    if identity.is_none() {
-        peer.cert_identity = None;
-    }
     let (conn, outbox) = ctx.hub.register(ctx.qos0_queue_max);
     // What is in force when the connection starts serves it to the end (the ACL is the
     // exception: a reload reaches connected clients through it).
@@ -169,7 +160,7 @@ pub async fn serve_connection(
                     // Only the boxed CONNECT is held across the wait: every byte held there
                     // is in every idle connection's task.
                     let verdict = if c.properties.authentication_method.is_none() {
-                        if let Some(identity) = &identity {
+                        if let Some(identity) = &peer.cert_identity {
                             c.username = Some(identity.clone());
                         }
                         auth.authenticate_async(&c, &peer).await

@@ -416,9 +416,12 @@ async fn accept_loop<N: Net>(
             // own, and inline it would stay part of every idle connection's task.
             match Box::pin(acceptor.accept(stream)).await {
                 Ok(accepted) => {
+                    // A certificate name that cannot be an MQTT user name names nobody: the
+                    // client is then judged like one without a certificate.
                     let cert_identity = match (&accepted.client_cert, ctx.use_identity_as_username)
                     {
-                        (Some(cert), true) => crate::transport::tls::cert_identity(cert),
+                        (Some(cert), true) => crate::transport::tls::cert_identity(cert)
+                            .and_then(|name| crate::codec::MqttString::new(&name).ok()),
                         _ => None,
                     };
                     let peer = crate::session::PeerInfo {

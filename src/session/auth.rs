@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{Connect, ReasonCode};
+use crate::codec::{Connect, MqttString, ReasonCode};
 
 /// A future an [`Authenticator`] may return: no runtime, just `std`.
 pub type AuthFuture<'a> =
@@ -20,9 +20,9 @@ pub struct PeerInfo {
     /// Where the connection comes from.
     pub addr: Option<SocketAddr>,
     /// The name a verified TLS client certificate gives (its subject's CN, else its first
-    /// DNS or e-mail SAN), when the listener takes certificates as identities. The shell has
-    /// already made it the CONNECT's user name.
-    pub cert_identity: Option<String>,
+    /// DNS or e-mail SAN), when the listener takes certificates as identities and the name
+    /// can be an MQTT user name. The shell has already made it the CONNECT's user name.
+    pub cert_identity: Option<MqttString>,
 }
 
 /// Checks the credentials of a CONNECT, and says what an accepted client may do.

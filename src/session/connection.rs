@@ -83,7 +83,7 @@ pub struct Session {
     out: Vec<Packet>,
 }
 
-/// A CONNECT held while its enhanced authentication runs, with the client id it will get.
+/// An authenticated (or authenticating) CONNECT, with the client id it will get.
 #[derive(Debug)]
 struct PendingConnect {
     connect: Connect,
@@ -549,39 +549,29 @@ impl Session {
                 return self.refuse(ReasonCode::RetainNotSupported);
             }
         }
-        if let Some(method) = connect.properties.authentication_method.clone() {
+        let pending = PendingConnect {
+            connect,
+            client_id,
+            assigned_client_id,
+        };
+        let properties = &pending.connect.properties;
+        if let Some(method) = properties.authentication_method.clone() {
             let Some(exchange) = auth.start_exchange(method.as_str()) else {
                 broker.auth_failed();
                 return self.refuse(ReasonCode::BadAuthenticationMethod);
             };
-            let data = connect
-                .properties
-                .authentication_data
-                .clone()
-                .unwrap_or_default();
+            let data = properties.authentication_data.clone().unwrap_or_default();
             self.exchange = Some(exchange);
             self.auth_method = Some(method);
-            self.pending_connect = Some(Box::new(PendingConnect {
-                connect,
-                client_id,
-                assigned_client_id,
-            }));
+            self.pending_connect = Some(Box::new(pending));
             self.phase = Phase::Authenticating;
             return self.step_connect_auth(&data, broker, auth, now_ms);
         }
-        if let Err(reason) = auth.authenticate(&connect) {
+        if let Err(reason) = auth.authenticate(&pending.connect) {
             broker.auth_failed();
             return self.refuse(reason);
         }
-        self.open(
-            connect,
-            client_id,
-            assigned_client_id,
-            None,
-            broker,
-            auth,
-            now_ms,
-        );
+        self.open(pending, None, broker, auth, now_ms);
     }
 
     /// An AUTH while the CONNECT's enhanced authentication runs: it must continue the
@@ -624,26 +614,13 @@ impl Session {
             }
             AuthStep::Success { username, data } => {
                 self.exchange = None;
-                let Some(pending) = self.pending_connect.take() else {
+                let Some(mut pending) = self.pending_connect.take() else {
                     return self.refuse(ReasonCode::ProtocolError);
                 };
-                let PendingConnect {
-                    mut connect,
-                    client_id,
-                    assigned_client_id,
-                } = *pending;
                 // The proven user, not whatever the CONNECT named, is who the ACL judges.
-                connect.username = MqttString::new(&username).ok();
+                pending.connect.username = MqttString::new(&username).ok();
                 self.auth_username = Some(username);
-                self.open(
-                    connect,
-                    client_id,
-                    assigned_client_id,
-                    data,
-                    broker,
-                    auth,
-                    now_ms,
-                );
+                self.open(*pending, data, broker, auth, now_ms);
             }
             AuthStep::Failure(reason) => {
                 self.exchange = None;
@@ -744,17 +721,19 @@ impl Session {
     /// Opens the session of an authenticated CONNECT: its permissions, limits, will, and the
     /// CONNACK once the broker has the session (`auth_data`: the last Authentication Data of
     /// enhanced authentication, for the CONNACK).
-    #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
-        connect: Connect,
-        client_id: MqttString,
-        assigned_client_id: Option<MqttString>,
+        pending: PendingConnect,
         auth_data: Option<bytes::Bytes>,
         broker: &mut Broker,
         auth: &dyn Authenticator,
         now_ms: u64,
     ) {
+        let PendingConnect {
+            connect,
+            client_id,
+            assigned_client_id,
+        } = pending;
         let v5 = self.protocol.is_v5();
         self.permissions = auth.permissions(&connect, client_id.as_str());
         if let (Some(permissions), Some(will)) = (&self.permissions, &connect.will) {
