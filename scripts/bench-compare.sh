@@ -237,10 +237,10 @@ start_broker() {
             ;;
         keel)
             rm -rf "$dir/data"
-            # The broker and the generator share this machine's cores: give Keel one worker
-            # thread (tokio reads TOKIO_WORKER_THREADS), as Mosquitto has one. Override with
-            # KEEL_WORKER_THREADS.
-            TOKIO_WORKER_THREADS="${KEEL_WORKER_THREADS:-1}" "$KEEL" serve --listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$(free_port)" \
+            # Keel as shipped: one worker thread per core (tokio's default). KEEL_WORKER_THREADS
+            # sets another number (tokio reads TOKIO_WORKER_THREADS), e.g. 1 to leave the
+            # generator a core of its own, as single-threaded Mosquitto does.
+            TOKIO_WORKER_THREADS="${KEEL_WORKER_THREADS:-$(nproc)}" "$KEEL" serve --listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$(free_port)" \
                 --http-listen "127.0.0.1:$(free_port)" --data-dir "$dir/data" \
                 >>"$dir/broker.log" 2>&1 &
             BROKER_PID=$!

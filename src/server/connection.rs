@@ -26,6 +26,13 @@ const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 /// beyond which the connection stops reading: bounds what one client can queue for the log.
 const PENDING_REPLIES_MAX: usize = 1024;
 
+/// Up to this many items handed to other connections by one read, the reader lets them be
+/// written before its own replies (latency first). More means a busy publisher (a read of
+/// many publishes) or a wide fan-out, where holding back its acknowledgements stalls its
+/// in-flight window: measured, with no bound fan-out 1 → 1000 QoS 1 lost 7–18 % of its
+/// throughput, and with 32 pairs at full speed lost 3–10 %; with 4 neither lost anything.
+const LATENCY_FIRST_HANDOFF_MAX: usize = 4;
+
 /// What every connection task of a node shares.
 pub struct ConnectionContext {
     pub hub: Arc<Hub>,
@@ -151,9 +158,8 @@ pub async fn serve_connection(
                     .bytes_received
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
-                let (mut packets, mut connect) =
-                    handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
-                if let Some(mut c) = connect.take() {
+                let mut input = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
+                if let Some(mut c) = input.connect.take() {
                     // Authentication may wait (a password hash, an HTTP call): outside the
                     // broker's lock, then the session gets the verdict with the CONNECT.
                     // Enhanced authentication (an authentication method) runs in the session.
@@ -175,17 +181,24 @@ pub async fn serve_connection(
                         session.handle(packet, &mut core.broker, &decided, now_ms);
                         core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
                     }
-                    let (more, _) =
-                        handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
-                    packets += 1 + more;
+                    let more = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
+                    input.packets += 1 + more.packets;
+                    input.handed_off += more.handed_off;
                 }
                 // The clock of an unfinished packet starts when its first bytes are the
                 // first unfinished ones: a stream of packets that keeps completing is fine.
-                partial_deadline_ms = match (read_buf.is_empty(), packets, partial_deadline_ms) {
+                partial_deadline_ms = match (read_buf.is_empty(), input.packets, partial_deadline_ms) {
                     (true, _, _) => None,
                     (false, 0, Some(started)) => Some(started),
                     (false, _, _) => Some(ctx.clock.unix_ms().saturating_add(ctx.packet_timeout_ms)),
                 };
+                if (1..=LATENCY_FIRST_HANDOFF_MAX).contains(&input.handed_off) {
+                    // A few messages for other connections: let their tasks write them
+                    // before this task writes its own acknowledgements (as Mosquitto does in
+                    // its one thread), so a delivery does not wait for the publisher's
+                    // PUBACK system call. The PUBACK is late by those few writes.
+                    tokio::task::yield_now().await;
+                }
                 if read_buf.is_empty() {
                     // Nothing pending: drop the buffer so a quiet connection holds no memory
                     // (decoded packets keep their own slices of it alive as long as needed).
@@ -239,18 +252,28 @@ pub async fn serve_connection(
     ctx.hub.unregister(conn);
 }
 
+/// What one pass over the read buffer did.
+struct Input {
+    /// Packets handled.
+    packets: usize,
+    /// Items queued for other connections (deliveries, mostly).
+    handed_off: usize,
+    /// A CONNECT, not handled: its authentication may have to wait, which the lock must not.
+    connect: Option<Box<crate::codec::Connect>>,
+}
+
 /// Decodes every whole packet in `read_buf` and runs it through the session, under one lock;
-/// returns how many there were. A CONNECT is not handled but returned (with the packets
-/// before it counted): its authentication may have to wait, which the lock must not.
+/// stops at a CONNECT, which it returns (with the packets before it counted).
 fn handle_input(
     ctx: &ConnectionContext,
     auth: &dyn Authenticator,
     session: &mut Session,
     decoder: &mut Decoder,
     read_buf: &mut BytesMut,
-) -> (usize, Option<Box<crate::codec::Connect>>) {
+) -> Input {
     let mut core = ctx.hub.lock();
     let mut packets = 0;
+    let mut handed_off = 0;
     let now_ms = ctx.clock.unix_ms();
     let tap = ctx.hub.tracer.tap(session, || now_ms);
     while !session.is_closing() {
@@ -261,12 +284,16 @@ fn handle_input(
         }
         match decoded {
             Ok(Some(Packet::Connect(connect))) if session.awaits_connect() => {
-                return (packets, Some(connect));
+                return Input {
+                    packets,
+                    handed_off,
+                    connect: Some(connect),
+                };
             }
             Ok(Some(packet)) => {
                 packets += 1;
                 session.handle(packet, &mut core.broker, auth, now_ms);
-                core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+                handed_off += core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
             }
             Ok(None) => break,
             Err(error) => {
@@ -275,12 +302,16 @@ fn handle_input(
                     tap.malformed(&error);
                 }
                 session.on_decode_error(&error, decoder.protocol(), &mut core.broker, now_ms);
-                core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+                handed_off += core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
                 break;
             }
         }
     }
-    (packets, None)
+    Input {
+        packets,
+        handed_off,
+        connect: None,
+    }
 }
 
 /// Encodes and writes what the session produced; false when the connection is broken.

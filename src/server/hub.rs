@@ -138,13 +138,14 @@ impl Hub {
 impl Core {
     /// Carries out the broker's effects until there are none: deliveries for `own` go
     /// straight into its session (so they follow the packets it just produced), the rest
-    /// to the outboxes of their connections.
+    /// to the outboxes of their connections. Returns how many went to other connections.
     pub fn dispatch(
         &mut self,
         mut own: Option<&mut Session>,
         now_ms: u64,
         qos0_dropped: &AtomicU64,
-    ) {
+    ) -> usize {
+        let mut handed_off = 0;
         loop {
             self.proposals.push(self.broker.take_proposals());
             let effects = self.broker.take_effects();
@@ -152,7 +153,7 @@ impl Core {
                 if self.broker.wants_read() {
                     self.read_wake.notify_one();
                 }
-                return;
+                return handed_off;
             }
             for effect in effects {
                 let (conn, outgoing) = match effect {
@@ -194,7 +195,9 @@ impl Core {
                     }
                     _ => {
                         if let Some(outbox) = self.outboxes.get(&conn) {
-                            if !outbox.push(outgoing) {
+                            if outbox.push(outgoing) {
+                                handed_off += 1;
+                            } else {
                                 qos0_dropped.fetch_add(1, Ordering::Relaxed);
                             }
                         }
