@@ -30,7 +30,8 @@ const PENDING_REPLIES_MAX: usize = 1024;
 /// written before its own replies (latency first). More means a busy publisher (a read of
 /// many publishes) or a wide fan-out, where holding back its acknowledgements stalls its
 /// in-flight window: measured, with no bound fan-out 1 → 1000 QoS 1 lost 6–18 % of its
-/// throughput, and with 32 pairs at full speed lost 3–10 %; with 4 neither lost anything.
+/// throughput, and with 32 pairs at full speed lost 3–10 %; with 4 neither is slower beyond
+/// noise.
 const LATENCY_FIRST_HANDOFF_MAX: usize = 4;
 
 /// What every connection task of a node shares.
