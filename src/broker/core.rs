@@ -239,6 +239,9 @@ struct Connection {
     sent_through: u64,
     /// Entries up to this seq may have been sent on an earlier connection: resend with DUP.
     dup_through: u64,
+    /// When its CONNECT arrived (this node's clock): a QoS 0 message another node received
+    /// before then was not meant for this connection (see [`Broker::forwarded`]).
+    connected_at_ms: u64,
 }
 
 /// The broker core of one node.
@@ -615,6 +618,7 @@ impl Broker {
                 inflight: BTreeMap::new(),
                 sent_through: 0,
                 dup_through: 0,
+                connected_at_ms: now_ms,
             },
         );
         self.owners.insert(client_id.clone(), conn);
@@ -824,7 +828,7 @@ impl Broker {
         if qos == QoS::AtMostOnce {
             // QoS 0 is never queued: connected durable sessions get it straight from the
             // replica, with no log write.
-            self.deliver_direct_durable(&message, &skip_shared);
+            self.deliver_direct_durable(&message, &skip_shared, None);
             if !commands.is_empty() {
                 self.propose(commands, None);
             }
@@ -980,7 +984,12 @@ impl Broker {
         if message.qos == QoS::AtMostOnce {
             let mut served = local.shared_served;
             served.extend(skip);
-            self.deliver_direct_durable(&message, &served);
+            // A forward can arrive late (a peer that was down, a slow link): a durable session
+            // that connected here after the publish was received may have had it on the
+            // connection it had then, elsewhere. QoS 0 is never sent twice: such a connection
+            // does not get it (a loss QoS 0 allows).
+            let connected_before = Some(message.received_at_ms);
+            self.deliver_direct_durable(&message, &served, connected_before);
         }
     }
 
@@ -1262,7 +1271,7 @@ impl Broker {
                 skip_shared: Vec::new(),
             },
         );
-        self.deliver_direct_durable(&message, &local.shared_served);
+        self.deliver_direct_durable(&message, &local.shared_served, None);
     }
 
     /// The shared groups matching a message that only their durable members may take: a
@@ -1277,8 +1286,14 @@ impl Broker {
         self.durable.shared_groups_matching(&message.topic)
     }
 
-    /// QoS 0 to the connected durable sessions, from the replica, with no log write.
-    fn deliver_direct_durable(&mut self, message: &Arc<Message>, skip_shared: &[SharedKey]) {
+    /// QoS 0 to the connected durable sessions, from the replica, with no log write; with
+    /// `connected_before`, only to connections whose CONNECT arrived by then.
+    fn deliver_direct_durable(
+        &mut self,
+        message: &Arc<Message>,
+        skip_shared: &[SharedKey],
+        connected_before: Option<u64>,
+    ) {
         self.direct_cursor = self.direct_cursor.wrapping_add(1);
         let directs = self.durable.direct_deliveries(
             message,
@@ -1287,7 +1302,7 @@ impl Broker {
             self.place.node,
         );
         for direct in directs {
-            self.deliver_direct(Tier::Durable, direct);
+            self.deliver_direct(Tier::Durable, direct, connected_before);
         }
     }
 
@@ -1739,7 +1754,7 @@ impl Broker {
         self.stats.limits.queue += applied.dropped_queue_full as u64 - for_bytes;
         self.stats.limits.queue_bytes += for_bytes;
         for direct in applied.direct.iter().cloned() {
-            self.deliver_direct(tier, direct);
+            self.deliver_direct(tier, direct, None);
         }
         for client_id in &applied.queued_for {
             if let Some(&conn) = self.owners.get(client_id) {
@@ -1803,7 +1818,7 @@ impl Broker {
                 // The local tier gave shared groups with local members their copy.
                 let skip_shared = self.local.shared_groups_matching(&will.topic);
                 if will.qos == QoS::AtMostOnce {
-                    self.deliver_direct_durable(&will, &skip_shared);
+                    self.deliver_direct_durable(&will, &skip_shared, None);
                 } else if self.durable.matches_any(&will.topic) {
                     commands.push(Command::Publish {
                         message: will,
@@ -1818,16 +1833,22 @@ impl Broker {
         }
     }
 
-    /// Sends a QoS 0 delivery to the connection of its session, if it is served here.
-    fn deliver_direct(&mut self, tier: Tier, direct: crate::state::DirectDelivery) {
+    /// Sends a QoS 0 delivery to the connection of its session, if it is served here (and,
+    /// with `connected_before`, connected by then).
+    fn deliver_direct(
+        &mut self,
+        tier: Tier,
+        direct: crate::state::DirectDelivery,
+        connected_before: Option<u64>,
+    ) {
         let Some(&conn) = self.owners.get(&direct.client_id) else {
             return;
         };
-        if !self
-            .connections
-            .get(&conn)
-            .is_some_and(|c| c.tier == tier && c.opened)
-        {
+        if !self.connections.get(&conn).is_some_and(|c| {
+            c.tier == tier
+                && c.opened
+                && connected_before.is_none_or(|before| c.connected_at_ms <= before)
+        }) {
             return;
         }
         self.stats.deliveries += 1;

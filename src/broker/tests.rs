@@ -702,3 +702,30 @@ fn a_late_publish_from_a_connection_that_lost_its_session_is_void() {
     });
     assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
 }
+
+#[test]
+fn a_late_qos0_forward_skips_connections_made_after_the_publish() {
+    // A forward held up (its peer was down) reaches this node after a durable subscriber
+    // reconnected here; at publish time that subscriber was served elsewhere and may have
+    // had the message there already.
+    let mut b = Harness::new(BrokerConfig::default());
+    b.connect(1, request("sub", false, 3600, 10), 5_000);
+    b.subscribe(1, "t", QoS::AtLeastOnce);
+    b.deliveries();
+    let mut late = message("t", QoS::AtMostOnce, "pub");
+    late.received_at_ms = 4_000;
+    b.b.forwarded(std::sync::Arc::new(late), &[]);
+    assert_eq!(
+        b.deliveries(),
+        [],
+        "received before the connection was made"
+    );
+    let mut current = message("t", QoS::AtMostOnce, "pub");
+    current.received_at_ms = 6_000;
+    b.b.forwarded(std::sync::Arc::new(current), &[]);
+    assert_eq!(
+        b.deliveries(),
+        [(1, 0, false)],
+        "received while it was connected"
+    );
+}
