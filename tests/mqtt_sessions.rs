@@ -113,6 +113,52 @@ async fn v5_session_is_resumed_within_its_expiry_with_queued_messages() {
     );
 }
 
+/// [MQTT-3.1.2-4]: Clean Start 0 resumes an existing session whatever Session Expiry
+/// Interval the new CONNECT carries; that interval only says how long the session lives after
+/// this connection closes. (Keel once gave such a CONNECT a new session of its own and lost
+/// the stored one with its acknowledged messages.)
+#[tokio::test]
+async fn v5_clean_start_0_without_expiry_resumes_the_stored_session() {
+    let broker = TestBroker::start_quiet().await;
+    let mut first = v5::persistent(&broker, "c1", 99_999);
+    first.set_clean_start(true);
+    let (mut sub, connack) = v5::connect_with(first).await;
+    assert!(!connack.session_present);
+    sub.subscribe("+/+", Q5::ExactlyOnce).await;
+    sub.disconnect().await;
+
+    let mut publisher = v5::connect(&broker, "publisher").await;
+    publisher
+        .publish_acked("TopicA/C", Q5::AtLeastOnce, false, "one")
+        .await;
+    publisher
+        .publish_acked("TopicA/D", Q5::ExactlyOnce, false, "two")
+        .await;
+
+    // No Session Expiry Interval property: 0.
+    let mut resume = v5::options(&broker, "c1");
+    resume.set_clean_start(false);
+    let (mut sub, connack) = v5::connect_with(resume.clone()).await;
+    assert!(connack.session_present, "the stored session is resumed");
+    publisher
+        .publish("TopicA/barrier", Q5::AtMostOnce, false, "")
+        .await;
+    let got = sub.publishes_until("TopicA/barrier").await;
+    assert_eq!(
+        got.iter().map(v5::summary).collect::<Vec<_>>(),
+        vec![
+            ("TopicA/C".into(), b"one".to_vec(), Q5::AtLeastOnce, false),
+            ("TopicA/D".into(), b"two".to_vec(), Q5::ExactlyOnce, false),
+        ]
+    );
+
+    // Its expiry is now 0: the session ends with this connection.
+    sub.disconnect().await;
+    broker.wait_session_gone("c1").await;
+    let (_sub, connack) = v5::connect_with(resume).await;
+    assert!(!connack.session_present);
+}
+
 #[tokio::test]
 async fn v5_session_expiry_zero_ends_the_session_with_the_connection() {
     let broker = TestBroker::start_quiet().await;

@@ -572,3 +572,75 @@ async fn v5_shared_subscription_gets_no_retained_messages() {
     publisher.publish(BARRIER, Q5::AtMostOnce, false, "").await;
     assert!(member.publishes_until(BARRIER).await.is_empty());
 }
+
+// --- A publish read after a SUBSCRIBE --------------------------------------------------------
+
+/// A durable session subscribes; once the node has read the SUBSCRIBE (its PINGRESP, sent
+/// after it on the same connection, came back) and before the SUBACK, another client
+/// publishes. The node read the PUBLISH after the SUBSCRIBE, so the subscriber gets it, at
+/// QoS 1 and at QoS 0 (request/response over MQTT: a responder subscribes, a requester
+/// publishes at once). Keel once matched such a publish against the replica alone, which
+/// had not applied the subscription yet, and the subscriber missed it about half the time.
+///
+/// On RocksDB, as a node runs by default: its commit takes an fsync, the time a client has
+/// to publish in between (with the in-memory store the subscription commits first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_read_after_a_durable_subscribe_reaches_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = keel::storage::RocksStore::open(dir.path()).expect("open RocksDB");
+    let broker = TestBroker::start(keel::server::ServerSettings {
+        store: std::sync::Arc::new(store),
+        ..TestBroker::settings()
+    })
+    .await;
+    let mut requester = RawClient::connected(broker.addr, Protocol::V5, "requester").await;
+    for round in 1..=20u16 {
+        for qos in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+            let id = format!("responder-{round}-{}", qos as u8);
+            let mut connect = raw::connect(Protocol::V5, &id);
+            connect.properties.session_expiry_interval = Some(60);
+            let (mut responder, _) = RawClient::connect(broker.addr, connect).await;
+            let topic = format!("rr/{id}");
+            responder
+                .send(Packet::Subscribe(raw::subscribe(
+                    1,
+                    &topic,
+                    QoS::AtLeastOnce,
+                )))
+                .await;
+            responder.send(Packet::PingReq).await;
+            let mut packets = Vec::new();
+            loop {
+                let packet = responder.expect_packet().await;
+                let read = matches!(packet, Packet::PingResp);
+                packets.push(packet);
+                if read {
+                    break;
+                }
+            }
+            requester
+                .send(Packet::Publish(raw::publish(
+                    &topic, qos, round, b"request",
+                )))
+                .await;
+            if qos == QoS::AtLeastOnce {
+                match requester.expect_packet().await {
+                    Packet::PubAck(ack) => assert_eq!(ack.packet_id, raw::pid(round)),
+                    other => panic!("expected PUBACK, got {other:?}"),
+                }
+            }
+            while !packets.iter().any(|p| matches!(p, Packet::Publish(_))) {
+                packets.push(responder.expect_packet().await);
+            }
+            let publish = packets.iter().find_map(|p| match p {
+                Packet::Publish(publish) => Some(publish),
+                _ => None,
+            });
+            assert_eq!(
+                publish.map(|p| (p.topic.as_str(), p.qos(), p.payload.as_ref())),
+                Some((topic.as_str(), qos, &b"request"[..])),
+                "round {round}: {packets:?}"
+            );
+        }
+    }
+}

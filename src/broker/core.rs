@@ -20,6 +20,7 @@ use crate::state::{
     StateConfig, Subscription, Will,
 };
 
+use super::pending::PendingSubscriptions;
 use super::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
 
 /// Limits of the broker core.
@@ -199,9 +200,15 @@ pub enum Tier {
 }
 
 impl Tier {
-    /// Sessions that outlive their connection are durable (DESIGN §1).
-    pub fn of(expiry_secs: u32) -> Tier {
-        if expiry_secs > 0 {
+    /// The tier of a connection's session, from its CONNECT. Sessions that outlive their
+    /// connection are durable (DESIGN §1); so is one that may resume an existing session
+    /// (Clean Start 0 with expiry 0, MQTT 5): whether a session exists is known only in log
+    /// order, and a resumed session keeps its queue and QoS state ([MQTT-3.1.2-4]; the
+    /// expiry of the new CONNECT only says how long it lives after this connection). Such a
+    /// session still ends when its connection closes. Only a clean start with expiry 0 (and
+    /// MQTT 3.1.1's clean session) is a session of this node alone.
+    pub fn of(clean_start: bool, expiry_secs: u32) -> Tier {
+        if expiry_secs > 0 || !clean_start {
             Tier::Durable
         } else {
             Tier::Local
@@ -285,6 +292,9 @@ pub struct Broker {
     proposed_qos2: BTreeSet<(ClientId, PacketId)>,
     /// Durable sessions whose due will or expiry is proposed and not yet applied.
     proposed_due: BTreeSet<ClientId>,
+    /// Subscriptions of durable sessions proposed here and not yet applied: a publish read
+    /// after the SUBSCRIBE sees them (see [`PendingSubscriptions`]).
+    pending_subscriptions: PendingSubscriptions,
     /// Round robin over shared groups for QoS 0 fast-path deliveries to durable sessions.
     direct_cursor: usize,
     /// Set when the log stopped taking proposals: no connection is served any more.
@@ -320,6 +330,7 @@ impl Broker {
             sent_before: BTreeMap::new(),
             proposed_qos2: BTreeSet::new(),
             proposed_due: BTreeSet::new(),
+            pending_subscriptions: PendingSubscriptions::default(),
             direct_cursor: 0,
             unavailable: None,
             effects: Vec::new(),
@@ -370,6 +381,8 @@ impl Broker {
         self.durable = state;
         self.proposed_qos2.clear();
         self.proposed_due.clear();
+        // Their connections are gone with the old state.
+        self.pending_subscriptions.clear();
         // Local sessions whose registration the installed state does not have here were
         // taken over meanwhile.
         let gone: Vec<ClientId> = self
@@ -526,6 +539,7 @@ impl Broker {
             self.effects.push(Effect::Disconnect { conn, reason });
         }
         self.proposals.clear();
+        self.pending_subscriptions.clear();
     }
 
     /// Whether the node reaches a quorum of its cluster. Without one nothing it is asked can
@@ -605,7 +619,7 @@ impl Broker {
                 reason: ReasonCode::SessionTakenOver,
             });
         }
-        let tier = Tier::of(request.expiry_secs);
+        let tier = Tier::of(request.clean_start, request.expiry_secs);
         let window = usize::from(request.receive_maximum.min(self.config.inflight_max).max(1));
         self.connections.insert(
             conn,
@@ -633,26 +647,29 @@ impl Broker {
         };
         match tier {
             Tier::Local => {
-                let mut commands = Vec::new();
-                // A durable session of the same client id ends: this one starts clean
-                // (a session with expiry 0 cannot resume one, [MQTT-3.1.2-4]).
-                if self.durable.session(&client_id).is_some() {
-                    commands.push(Command::OpenSession {
+                // A clean start: a durable session of the same client id ends
+                // ([MQTT-3.1.2-4]). Always proposed, whatever the replica shows: a replica
+                // that has not applied that session yet (a lagging node, or a CONNECT of the
+                // same client id still committing here) would leave it behind for a later
+                // CONNECT to resume. In log order the pair ends whatever session there is,
+                // and leaves nothing behind when there is none.
+                let mut commands = vec![
+                    Command::OpenSession {
                         client_id: client_id.clone(),
                         clean_start: true,
                         expiry_secs: 0,
                         will: None,
                         now_ms,
                         place,
-                    });
-                    commands.push(Command::CloseSession {
+                    },
+                    Command::CloseSession {
                         client_id: client_id.clone(),
                         expiry_secs: 0,
                         publish_will: false,
                         now_ms,
                         place,
-                    });
-                }
+                    },
+                ];
                 let applied = self.apply_in(Tier::Local, open);
                 if let Some(connection) = self.connections.get_mut(&conn) {
                     connection.local_present = applied.session_present;
@@ -827,8 +844,10 @@ impl Broker {
             (fast.matched, fast.dropped_queue_full, fast.skip_shared);
         if qos == QoS::AtMostOnce {
             // QoS 0 is never queued: connected durable sessions get it straight from the
-            // replica, with no log write.
-            self.deliver_direct_durable(&message, &skip_shared, None);
+            // replica, with no log write, and so do those whose subscription is on its way
+            // to the log.
+            let reached = self.deliver_direct_durable(&message, &skip_shared, None);
+            self.deliver_to_pending(&message, &reached);
             if !commands.is_empty() {
                 self.propose(commands, None);
             }
@@ -836,8 +855,13 @@ impl Broker {
         }
         // A retained update is logged with its publish: a durable subscription committed
         // between receipt and the update is matched at apply, in log order, so it gets the
-        // message live rather than missing both the live copy and the retained one.
-        if retained_update || self.durable.matches_any(&message.topic) {
+        // message live rather than missing both the live copy and the retained one. So is a
+        // publish matching a subscription this node proposed and has not applied yet: it is
+        // matched after that subscription, as it was read after it.
+        if retained_update
+            || self.durable.matches_any(&message.topic)
+            || self.pending_subscriptions.matches(&message.topic)
+        {
             commands.push(Command::Publish {
                 message,
                 origin: None,
@@ -1149,6 +1173,8 @@ impl Broker {
             self.propose_as(&client_id, vec![register], Some((conn, ticket, 0)));
             return;
         }
+        self.pending_subscriptions
+            .proposed(&client_id, &subscriptions);
         let command = Command::Subscribe {
             client_id: client_id.clone(),
             subscriptions,
@@ -1288,12 +1314,13 @@ impl Broker {
 
     /// QoS 0 to the connected durable sessions, from the replica, with no log write; with
     /// `connected_before`, only to connections whose CONNECT arrived by then.
+    /// Returns the sessions it was meant for.
     fn deliver_direct_durable(
         &mut self,
         message: &Arc<Message>,
         skip_shared: &[SharedKey],
         connected_before: Option<u64>,
-    ) {
+    ) -> Vec<ClientId> {
         self.direct_cursor = self.direct_cursor.wrapping_add(1);
         let directs = self.durable.direct_deliveries(
             message,
@@ -1301,8 +1328,32 @@ impl Broker {
             skip_shared,
             self.place.node,
         );
+        let mut reached = Vec::with_capacity(directs.len());
         for direct in directs {
+            reached.push(direct.client_id.clone());
             self.deliver_direct(Tier::Durable, direct, connected_before);
+        }
+        reached
+    }
+
+    /// A QoS 0 message to the sessions connected here whose subscriptions are proposed and
+    /// not yet applied, except those the replica already `reached` (overlapping
+    /// subscriptions get one copy).
+    fn deliver_to_pending(&mut self, message: &Arc<Message>, reached: &[ClientId]) {
+        if self.pending_subscriptions.len() == 0 {
+            return;
+        }
+        for pending in self.pending_subscriptions.qos0_deliveries(message) {
+            if reached.contains(&pending.client_id) {
+                continue;
+            }
+            let direct = crate::state::DirectDelivery {
+                client_id: pending.client_id,
+                message: message.clone(),
+                retain: pending.retain,
+                subscription_ids: pending.subscription_ids,
+            };
+            self.deliver_direct(Tier::Durable, direct, None);
         }
     }
 
@@ -1361,6 +1412,20 @@ impl Broker {
                     });
                 }
                 _ => {}
+            }
+            if let Command::Subscribe {
+                client_id,
+                subscriptions,
+                ..
+            } = &command
+            {
+                if proposal
+                    .from
+                    .as_ref()
+                    .is_some_and(|(_, p)| *p == self.place)
+                {
+                    self.pending_subscriptions.settled(client_id, subscriptions);
+                }
             }
             let pubrec = match &command {
                 Command::PubRecReceived { client_id, seq } => Some((client_id.clone(), *seq)),
@@ -1476,13 +1541,24 @@ impl Broker {
     /// Forgets a proposal that came from a connection which no longer holds its session: it
     /// takes no effect, and what this node kept for its reply goes.
     fn void(&mut self, proposal: &Proposal, reply_to: Option<Origin>) {
+        let mine = proposal
+            .from
+            .as_ref()
+            .is_some_and(|(_, p)| *p == self.place);
         for command in &proposal.commands {
-            if let Command::Publish {
-                origin: Some((client_id, packet_id, _)),
-                ..
-            } = command
-            {
-                self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+            match command {
+                Command::Publish {
+                    origin: Some((client_id, packet_id, _)),
+                    ..
+                } => {
+                    self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+                }
+                Command::Subscribe {
+                    client_id,
+                    subscriptions,
+                    ..
+                } if mine => self.pending_subscriptions.settled(client_id, subscriptions),
+                _ => {}
             }
         }
         if let Some(origin) = reply_to {

@@ -7,6 +7,7 @@
 //! out and feeds committed proposals back through [`Broker::apply_committed`].
 
 mod core;
+mod pending;
 mod proposal;
 
 pub use self::core::{
