@@ -251,6 +251,25 @@ struct Connection {
     connected_at_ms: u64,
 }
 
+impl Connection {
+    /// The highest queue seq that may have reached the client, on this connection or (for a
+    /// resumed durable session) on one before it; `None` when that is unknown.
+    ///
+    /// Unknown for a durable connection that never opened: this node's replica has not
+    /// applied its `OpenSession` (that is what opening waits for), so every message it shows
+    /// queued was routed before that point of the log, and an earlier connection, on any
+    /// node, may have sent it. A node whose replica was stale (paused, or cut off from its
+    /// peers) once released such messages to another member of their shared group when a
+    /// CONNECT it took timed out, and the group got them twice (jepsen, seeds 1796514293 and
+    /// 1796515831).
+    fn sent_bound(&self) -> Option<u64> {
+        match (self.tier, self.opened) {
+            (Tier::Durable, false) => None,
+            _ => Some(self.sent_through.max(self.dup_through)),
+        }
+    }
+}
+
 /// The broker core of one node.
 #[derive(Debug)]
 pub struct Broker {
@@ -609,10 +628,7 @@ impl Broker {
         let client_id = request.client_id.clone();
         if let Some(old) = self.owners.remove(&client_id) {
             if let Some(old_connection) = self.connections.remove(&old) {
-                if old_connection.tier == Tier::Durable {
-                    self.sent_before
-                        .insert(client_id.clone(), old_connection.sent_through);
-                }
+                self.remember_sent(&old_connection);
             }
             self.effects.push(Effect::Disconnect {
                 conn: old,
@@ -689,6 +705,22 @@ impl Broker {
         }
     }
 
+    /// A connection of a durable session ends here: what it (or a connection before it) may
+    /// have sent, for DUP and for shared messages when the session is next served here. Only
+    /// ever grows for a session: a connection that ends before it has resent what an earlier
+    /// one sent must not make those messages look unsent.
+    fn remember_sent(&mut self, connection: &Connection) {
+        if connection.tier != Tier::Durable {
+            return;
+        }
+        let sent = connection.sent_through.max(connection.dup_through);
+        let before = self
+            .sent_before
+            .entry(connection.client_id.clone())
+            .or_default();
+        *before = (*before).max(sent);
+    }
+
     /// Ends the local session of `client_id` here and its registration in the cluster.
     fn end_local(&mut self, client_id: &ClientId, publish_will: bool, now_ms: u64) {
         self.apply_in(
@@ -717,7 +749,7 @@ impl Broker {
         let Some(connection) = self.connections.remove(&conn) else {
             return;
         };
-        let client_id = connection.client_id;
+        let client_id = connection.client_id.clone();
         self.owners.remove(&client_id);
         // Shared-subscription messages go to another member, except QoS 2 messages already
         // sent: those must be completed with this client ([MQTT-4.8.2-4]).
@@ -727,7 +759,7 @@ impl Broker {
             .map(|s| {
                 s.queue
                     .iter()
-                    .filter(|q| q.shared.is_some() && may_go_elsewhere(q, connection.sent_through))
+                    .filter(|q| q.shared.is_some() && may_go_elsewhere(q, connection.sent_bound()))
                     .map(|q| q.seq)
                     .collect()
             })
@@ -739,10 +771,7 @@ impl Broker {
                 seqs: release,
             });
         }
-        if connection.tier == Tier::Durable {
-            self.sent_before
-                .insert(client_id.clone(), connection.sent_through);
-        }
+        self.remember_sent(&connection);
         commands.push(Command::CloseSession {
             client_id: client_id.clone(),
             expiry_secs,
@@ -1203,7 +1232,7 @@ impl Broker {
                         .as_ref()
                         .is_some_and(|key| leaving.contains(&(&*key.group, &*key.filter)))
                 })
-                .filter(|q| may_go_elsewhere(q, connection.sent_through))
+                .filter(|q| may_go_elsewhere(q, connection.sent_bound()))
                 .map(|q| q.seq)
                 .collect(),
             _ => Vec::new(),
@@ -1509,11 +1538,9 @@ impl Broker {
             return;
         };
         self.effects.push(Effect::Disconnect { conn, reason });
+        self.remember_sent(&connection);
         match connection.tier {
-            Tier::Durable => {
-                self.sent_before
-                    .insert(client_id.clone(), connection.sent_through);
-            }
+            Tier::Durable => {}
             Tier::Local => {
                 self.apply_in(
                     Tier::Local,
@@ -2091,8 +2118,10 @@ fn unknown() -> Completion {
 }
 
 /// Whether a shared-subscription message may go to another member when this one leaves:
-/// QoS 1 always; QoS 2 only if it was never sent here, since a QoS 2 message once sent must
-/// be completed with the same client ([MQTT-4.8.2-4]).
-fn may_go_elsewhere(queued: &crate::state::QueuedMessage, sent_through: u64) -> bool {
-    !queued.pubrec_received && (queued.qos == QoS::AtLeastOnce || queued.seq > sent_through)
+/// QoS 1 always; QoS 2 only if it was certainly never sent to the client (seq above
+/// `sent_bound`, see [`Connection::sent_bound`]), since a QoS 2 message once sent must be
+/// completed with the same client ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
+fn may_go_elsewhere(queued: &crate::state::QueuedMessage, sent_bound: Option<u64>) -> bool {
+    !queued.pubrec_received
+        && (queued.qos == QoS::AtLeastOnce || sent_bound.is_some_and(|bound| queued.seq > bound))
 }

@@ -17,4 +17,6 @@ pub use self::core::{
 pub use self::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
 
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod tests;

@@ -904,6 +904,12 @@ impl State {
             let Some(queued) = session.queued(seq) else {
                 continue;
             };
+            // A QoS 2 message whose PUBREC is committed certainly reached this client: it is
+            // completed with it, never given to another member ([MQTT-4.8.2-4]), whatever a
+            // node with an older view of the queue asked.
+            if queued.pubrec_received {
+                continue;
+            }
             let Some(key) = queued.shared.clone() else {
                 continue;
             };
