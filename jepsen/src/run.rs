@@ -143,6 +143,7 @@ fn spawn_clients(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let nodes: Vec<String> = hosts.nodes.iter().map(|h| h.ip.to_string()).collect();
     let workload = Workload::new();
+    let nudge = workload::Nudge::default();
     let mut n = 0u64;
     let mut ctx = || {
         n += 1;
@@ -154,6 +155,7 @@ fn spawn_clients(
                 phase: phase.clone(),
                 nodes: nodes.clone(),
                 seed: options.seed.wrapping_mul(31).wrapping_add(n),
+                nudge: nudge.clone(),
             },
             Arc::new(Mutex::new(Disk::default())),
         )

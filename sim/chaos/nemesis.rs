@@ -21,6 +21,8 @@ enum Heal {
     RepairSets(Vec<String>, Vec<String>),
     /// Have the operator put the node back into the membership.
     Readd(u64),
+    /// Release every link of a paused node.
+    Unpause(String),
 }
 
 pub struct Nemesis {
@@ -198,6 +200,15 @@ impl Nemesis {
                 sim.hold(a.as_str(), b.as_str());
                 self.later(now_ms + ms, Heal::Release(a, b));
             }
+            Fault::PauseNode { node, ms } => {
+                if down(sim, &node) {
+                    return;
+                }
+                for other in self.hosts.iter().filter(|h| **h != node) {
+                    sim.hold(node.as_str(), other.as_str());
+                }
+                self.later(now_ms + ms, Heal::Unpause(node));
+            }
             Fault::Latency {
                 a,
                 b,
@@ -248,6 +259,13 @@ impl Nemesis {
                     sim.partition_oneway(a.as_str(), b.as_str())
                 }
                 Heal::Release(a, b) if a == host || b == host => sim.hold(a.as_str(), b.as_str()),
+                Heal::Unpause(node) => {
+                    for other in self.hosts.iter().filter(|h| *h != node) {
+                        if node == host || other == host {
+                            sim.hold(node.as_str(), other.as_str());
+                        }
+                    }
+                }
                 Heal::RepairSets(a, b) => {
                     for x in a {
                         for y in b {
@@ -281,6 +299,11 @@ impl Nemesis {
                 }
             }
             Heal::Readd(node) => self.orders.push(Order::Add { node: *node }),
+            Heal::Unpause(node) => {
+                for other in self.hosts.iter().filter(|h| *h != node) {
+                    sim.release(node.as_str(), other.as_str());
+                }
+            }
         }
         history.record(
             now_ms,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use keel::cluster::SyncPolicy;
 use keel::codec::{Protocol, QoS};
 use keel::net::Rng;
-pub use keel::oracle::workload::{PublisherSpec, ReaderSpec, SubscriberSpec};
+pub use keel::oracle::workload::{PublisherSpec, ReaderSpec, SessionStyle, SubscriberSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -53,6 +53,12 @@ pub enum Fault {
     /// A client's machine crashes (its connections die without a FIN) and restarts after
     /// `down_ms`, keeping what its application wrote down.
     CrashClient { client: String, down_ms: u64 },
+    /// The node stops, as a process does on SIGSTOP, for `ms`: nothing it sends or is sent
+    /// moves (every link of it is held), then everything held arrives at once. Clients that
+    /// gave up on it meanwhile have CONNECTs and closes queued there, which the node reads
+    /// on waking with a replica that has fallen behind (jepsen's pause nemesis found QoS 2
+    /// messages of a shared group handed out twice that way).
+    PauseNode { node: String, ms: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +93,17 @@ pub const CRASH_WAIT_MS: u64 = 2_000;
 /// The liveness bound (G6): with faults healed, a client needs at most one keep-alive
 /// timeout plus a reconnect backoff to be back, and a node restarts in well under a second.
 pub const LIVENESS_MS: u64 = 20_000;
+
+/// Chance that a publisher or a (non-shared) subscriber churns its sessions.
+const CHURN_CHANCE: f64 = 0.35;
+
+fn durable_or_clean(durable: bool) -> SessionStyle {
+    if durable {
+        SessionStyle::Durable
+    } else {
+        SessionStyle::Clean
+    }
+}
 
 fn protocol(rng: &mut Rng) -> Protocol {
     if rng.chance(0.5) {
@@ -140,7 +157,7 @@ impl Plan {
                 id,
                 protocol: protocol(&mut rng),
                 qos: qos(&mut rng, 0.15),
-                durable: rng.chance(0.6),
+                session: durable_or_clean(rng.chance(0.6)),
                 topic: format!("t/{}", id % topics),
                 retain: false,
                 pause_ms: (20, rng.range(100..400)),
@@ -155,7 +172,7 @@ impl Plan {
                 id,
                 protocol: protocol(&mut rng),
                 qos: QoS::AtLeastOnce,
-                durable: rng.chance(0.5),
+                session: durable_or_clean(rng.chance(0.5)),
                 topic: format!("r/{k}"),
                 retain: true,
                 pause_ms: (100, 800),
@@ -175,7 +192,7 @@ impl Plan {
             subscribers.push(SubscriberSpec {
                 name: format!("s{i}"),
                 protocol: protocol(&mut rng),
-                durable: rng.chance(0.75),
+                session: durable_or_clean(rng.chance(0.75)),
                 filter,
                 qos: qos(&mut rng, 0.1),
                 client_faults,
@@ -222,6 +239,44 @@ impl Plan {
         }
         .with_crashes_during_sync(&mut rng)
         .with_cluster_faults(&mut rng)
+        .with_session_churn(&mut rng)
+        .with_pauses(&mut rng)
+    }
+
+    /// A node pause every four to ten seconds of the safety phase, of one to six seconds
+    /// (drawn after everything else, for the same reason as the sync latency).
+    fn with_pauses(mut self, rng: &mut Rng) -> Plan {
+        let mut at_ms = rng.range(2_000..6_000u64);
+        while at_ms + 1_000 < self.safety_ms {
+            let room = self.safety_ms - at_ms;
+            let node = self.nodes[rng.range(0..self.nodes.len())].clone();
+            let ms = rng.range(1_000..6_000u64).min(room);
+            self.faults.push(ScheduledFault {
+                at_ms,
+                fault: Fault::PauseNode { node, ms },
+            });
+            at_ms += rng.range(4_000..10_000u64);
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self
+    }
+
+    /// Some publishers and subscribers (not members of shared groups) churn their sessions:
+    /// each connection draws its protocol, Clean Start and Session Expiry Interval, as real
+    /// clients do across reconnects (see [`SessionStyle::Churn`]). Drawn after everything
+    /// else, for the same reason as the sync latency.
+    fn with_session_churn(mut self, rng: &mut Rng) -> Plan {
+        for publisher in self.publishers.iter_mut().filter(|p| !p.retain) {
+            if rng.chance(CHURN_CHANCE) {
+                publisher.session = SessionStyle::Churn;
+            }
+        }
+        for subscriber in &mut self.subscribers {
+            if !subscriber.filter.starts_with("$share/") && rng.chance(CHURN_CHANCE) {
+                subscriber.session = SessionStyle::Churn;
+            }
+        }
+        self
     }
 
     /// Faults between the nodes of a cluster, every two to five seconds of the safety phase

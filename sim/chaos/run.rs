@@ -149,6 +149,7 @@ fn run_plan(plan: Plan) -> Outcome {
         stores.insert(node.clone(), store);
         slots.push((node.clone(), slot));
     }
+    let nudge = workload::Nudge::default();
     let ctx = |n: u64| ClientCtx {
         net: SimNet,
         clock: RunClock::new(super::now_ms),
@@ -156,6 +157,7 @@ fn run_plan(plan: Plan) -> Outcome {
         phase: phase.clone(),
         nodes: plan.nodes.clone(),
         seed: seed.wrapping_mul(31).wrapping_add(n),
+        nudge: nudge.clone(),
     };
     let mut n = 0;
     for spec in &plan.publishers {

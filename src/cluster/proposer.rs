@@ -243,6 +243,21 @@ impl Pipeline {
     }
 }
 
+/// Returns once `leader` is no longer the leader this node knows of (another one was
+/// elected, or none is known); never while it is.
+pub(super) async fn leader_moved(raft: &Raft<TypeConfig>, leader: u64) {
+    let mut metrics = raft.metrics();
+    loop {
+        if metrics.borrow_and_update().current_leader != Some(leader) {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            // Raft has shut down: whatever waits on this ends with the node.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Carries the queue's proposals into the log, in order, until the Raft node shuts down.
 ///
 /// Each batch is numbered (from 1 in each run of the node). On the leader, batches are handed
@@ -319,8 +334,16 @@ pub async fn run_proposer(
             continue;
         };
         if !leading {
-            // Another node leads: one batch at a time.
-            if let Err(error) = link.propose(leader, batch.clone()).await {
+            // Another node leads: one batch at a time. A call to a leader that has been
+            // replaced meanwhile is given up at once (it would wait out its deadline if the
+            // old leader is paused, holding up every client of this node; jepsen saw 2 s),
+            // and the batch goes to the new one.
+            let call = link.propose(leader, batch.clone());
+            let result = tokio::select! {
+                result = call => result,
+                _ = leader_moved(&raft, leader) => Err(LeaderError::NotLeader(leader)),
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, seq = batch.id.seq, "batch not committed; sending it again");
                 pipe.retry.push_front(batch);
                 tokio::time::sleep(RETRY_PAUSE).await;

@@ -9,7 +9,7 @@ use openraft::{Raft, ServerState};
 use tokio::sync::{watch, Notify};
 
 use super::node::ELECTION_TIMEOUT_MAX_MS;
-use super::proposer::LeaderLink;
+use super::proposer::{leader_moved, LeaderLink};
 use super::types::TypeConfig;
 
 /// What the cluster tasks tell the node (the broker behind its lock).
@@ -134,7 +134,15 @@ async fn read_index(raft: &Raft<TypeConfig>, link: &dyn LeaderLink) -> Result<()
             let _ = read;
             return Ok(());
         }
-        Some(leader) => link.read_index(leader).await.map_err(|e| e.to_string())?,
+        Some(leader) => {
+            // A leader replaced meanwhile would only answer at the deadline, if at all.
+            tokio::select! {
+                read = link.read_index(leader) => read.map_err(|e| e.to_string())?,
+                _ = leader_moved(raft, leader) => {
+                    return Err(format!("node {leader} no longer leads"));
+                }
+            }
+        }
     };
     raft.wait(Some(READ_TIMEOUT))
         .applied_index_at_least(Some(index), "read index")

@@ -51,11 +51,26 @@ pub struct ConnectSpec {
     pub client_id: String,
     pub protocol: Protocol,
     pub clean_start: bool,
-    pub durable: bool,
+    /// MQTT 5: the Session Expiry Interval property (`None`: absent). MQTT 3.1.1 has none:
+    /// its session lasts when `clean_start` (clean session) is 0.
+    pub expiry_secs: Option<u32>,
+}
+
+impl ConnectSpec {
+    /// Whether the session outlives the connection.
+    pub fn durable(&self) -> bool {
+        if self.protocol.is_v5() {
+            self.expiry_secs.unwrap_or(0) > 0
+        } else {
+            !self.clean_start
+        }
+    }
 }
 
 pub struct Conn {
     pub at: ConnRef,
+    /// The Session Expiry Interval its CONNECT carried (MQTT 5).
+    expiry_secs: Option<u32>,
     stream: BoxStream,
     protocol: Protocol,
     decoder: Decoder,
@@ -100,6 +115,7 @@ impl Conn {
             .map_err(|e| format!("connect failed: {e}"))?;
         let mut conn = Conn {
             at,
+            expiry_secs: spec.expiry_secs.filter(|_| spec.protocol.is_v5()),
             stream,
             protocol: spec.protocol,
             decoder: Decoder::with_protocol(spec.protocol, PACKET_SIZE_LIMIT),
@@ -110,16 +126,18 @@ impl Conn {
             last_sent_ms: clock.now_ms(),
         };
         let mut properties = ConnectProperties::default();
-        if spec.durable && spec.protocol.is_v5() {
-            properties.session_expiry_interval = Some(SESSION_EXPIRY_SECS);
-        }
+        let v5 = spec.protocol.is_v5();
+        let expiry_secs = spec.expiry_secs.filter(|_| v5);
+        properties.session_expiry_interval = expiry_secs;
         history.record(
             clock.now_ms(),
             Event::ConnectSent {
                 at: conn.at.clone(),
                 clean_start: spec.clean_start,
-                durable: spec.durable,
+                durable: spec.durable(),
                 node: spec.host.clone(),
+                v5,
+                expiry_secs,
             },
         );
         let client_id = MqttString::new(&spec.client_id).map_err(|e| e.to_string())?;
@@ -157,6 +175,11 @@ impl Conn {
             Ok(other) => Err(self.lost(format!("refused: {other:?}"))),
             Err(why) => Err(self.lost(why)),
         }
+    }
+
+    /// The Session Expiry Interval its CONNECT carried (MQTT 5; `None`: absent).
+    pub fn expiry_secs(&self) -> Option<u32> {
+        self.expiry_secs
     }
 
     /// Records the end of this connection and returns why, for `?`.
@@ -259,13 +282,31 @@ impl Conn {
         }
     }
 
-    /// Ends the connection with a DISCONNECT (a clean close; a durable session stays).
-    pub async fn disconnect(mut self) {
-        let _ = self
-            .send(Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
-            .await;
+    /// Ends the connection with a DISCONNECT (a clean close; a durable session stays). MQTT 5
+    /// may set the Session Expiry Interval there (`expiry_secs`; ignored for 3.1.1).
+    pub async fn disconnect(mut self, expiry_secs: Option<u32>) {
+        let expiry_secs = expiry_secs.filter(|_| self.protocol.is_v5());
+        let mut disconnect = Disconnect::new(ReasonCode::Success);
+        disconnect.properties.session_expiry_interval = expiry_secs;
+        self.history.record(
+            self.clock.now_ms(),
+            Event::DisconnectSent {
+                at: self.at.clone(),
+                expiry_secs,
+            },
+        );
+        let _ = self.send(Packet::Disconnect(disconnect)).await;
         self.lost("client disconnected".into());
     }
+}
+
+/// Whether a connection ended as `why` says was a CONNECT refused with a CONNACK. Keel
+/// refuses a CONNECT that way only once it can take no effect any more: before the broker
+/// took it, or after it took effect and another connection superseded it. A connection
+/// closed without a CONNACK (or lost) leaves its CONNECT's outcome open, possibly for long:
+/// the node may have proposed its session and commit it later.
+pub fn connect_refused(why: &str) -> bool {
+    why.starts_with("refused: ")
 }
 
 /// The QoS a SUBACK reason code grants, if it is a success.

@@ -69,6 +69,19 @@ pub enum Event {
         durable: bool,
         /// The node connected to.
         node: String,
+        /// MQTT 5 (else 3.1.1).
+        #[serde(default)]
+        v5: bool,
+        /// MQTT 5: the Session Expiry Interval property as sent; `None` when absent (which
+        /// means 0). Always `None` for 3.1.1.
+        #[serde(default)]
+        expiry_secs: Option<u32>,
+    },
+    /// A DISCONNECT sent by the client (a normal close), with the Session Expiry Interval it
+    /// carried (MQTT 5 may change the expiry there; `None`: absent, the CONNECT's holds).
+    DisconnectSent {
+        at: ConnRef,
+        expiry_secs: Option<u32>,
     },
     /// A successful CONNACK.
     Connected { at: ConnRef, session_present: bool },

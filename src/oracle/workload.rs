@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::client::{granted_qos, Conn, ConnectSpec, Lost, RunClock};
+use super::client::{granted_qos, Conn, ConnectSpec, Lost, RunClock, SESSION_EXPIRY_SECS};
 use super::history::{ConnRef, Event, History, MsgId};
 use crate::codec::*;
 use crate::net::{Net, Rng};
@@ -66,7 +66,7 @@ pub struct Disk {
     inflight: Option<InFlight>,
     /// QoS 2 packet ids delivered to the application and awaiting PUBREL.
     qos2_pending: BTreeSet<PacketId>,
-    /// The subscription of a durable session was acknowledged.
+    /// The current session's subscription was acknowledged (SUBACK).
     subscribed: bool,
 }
 
@@ -84,6 +84,46 @@ fn lock(disk: &SharedDisk) -> MutexGuard<'_, Disk> {
     disk.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How a client's connections ask for their sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStyle {
+    /// Every connection resumes one lasting session (MQTT 3.1.1 clean session 0; MQTT 5
+    /// Clean Start 0 with a Session Expiry Interval longer than any run).
+    Durable,
+    /// Every connection starts a session that ends with it (clean session 1; Clean Start 1
+    /// with no expiry).
+    Clean,
+    /// Each connection draws its own, as real clients do across reconnects (a library that
+    /// sets the expiry on its first connect only, an application upgraded from 3.1.1 to 5):
+    /// MQTT 3.1.1 or 5, Clean Start 0 or 1, the Session Expiry Interval absent, 0, brief (a
+    /// few seconds) or lasting; a DISCONNECT may set another expiry.
+    Churn,
+}
+
+/// Brief session expiries a churning client asks for: short enough to pass within a run.
+const BRIEF_EXPIRY_SECS: std::ops::RangeInclusive<u32> = 1..=3;
+
+/// Wakes publishers that are pausing between messages: a subscriber sends it right after a
+/// SUBSCRIBE, so that publishes from others follow subscriptions at once (a responder
+/// subscribes, a requester publishes).
+#[derive(Clone, Default)]
+pub struct Nudge(Arc<tokio::sync::Notify>);
+
+impl Nudge {
+    fn send(&self) {
+        self.0.notify_waiters();
+    }
+
+    /// Sleeps `pause`, or less if a subscriber nudges meanwhile.
+    async fn pause(&self, pause: Duration) {
+        tokio::select! {
+            biased;
+            _ = self.0.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
 /// What every client program gets.
 #[derive(Clone)]
 pub struct ClientCtx<N> {
@@ -96,6 +136,8 @@ pub struct ClientCtx<N> {
     pub nodes: Vec<String>,
     /// Seed of this client; each run of its program mixes in the run number.
     pub seed: u64,
+    /// Shared by every client of a run (see [`Nudge`]).
+    pub nudge: Nudge,
 }
 
 impl<N: Net> ClientCtx<N> {
@@ -109,7 +151,7 @@ impl<N: Net> ClientCtx<N> {
 struct Identity<'a> {
     name: &'a str,
     protocol: Protocol,
-    durable: bool,
+    session: SessionStyle,
 }
 
 /// Chance, per connection a client opens while faults are on, that it first sends a CONNECT
@@ -132,7 +174,7 @@ async fn open<N: Net>(
     me: Identity<'_>,
 ) -> Result<(Conn, bool), Lost> {
     if ctx.phase.is_safety() && rng.chance(RACING_CONNECT_CHANCE) {
-        let spec = connect_spec(ctx, rng, me);
+        let spec = racing_connect_spec(ctx, rng, me);
         let at = next_conn(disk, me);
         if let Ok(abandoned) = Conn::start(&ctx.net, &spec, at, &ctx.history, &ctx.clock).await {
             watch_abandoned(abandoned);
@@ -155,13 +197,67 @@ fn next_conn(disk: &SharedDisk, me: Identity<'_>) -> ConnRef {
 
 /// A CONNECT of this client to a node chosen at random.
 fn connect_spec<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng, me: Identity<'_>) -> ConnectSpec {
-    ConnectSpec {
-        host: ctx.nodes[rng.range(0..ctx.nodes.len())].clone(),
-        client_id: me.name.to_string(),
-        protocol: me.protocol,
+    let host = ctx.nodes[rng.range(0..ctx.nodes.len())].clone();
+    let (protocol, clean_start, expiry_secs) = match me.session {
         // A durable client always resumes; its first connection finds no session.
-        clean_start: !me.durable,
-        durable: me.durable,
+        SessionStyle::Durable => (me.protocol, false, Some(SESSION_EXPIRY_SECS)),
+        SessionStyle::Clean => (me.protocol, true, None),
+        SessionStyle::Churn => {
+            let protocol = if rng.chance(0.5) {
+                Protocol::V5
+            } else {
+                Protocol::V3_1_1
+            };
+            let expiry_secs = match rng.range(0..4u32) {
+                0 => None,
+                1 => Some(0),
+                2 => Some(rng.range(BRIEF_EXPIRY_SECS)),
+                _ => Some(SESSION_EXPIRY_SECS),
+            };
+            (protocol, rng.chance(0.3), expiry_secs)
+        }
+    };
+    ConnectSpec {
+        host,
+        client_id: me.name.to_string(),
+        protocol,
+        clean_start,
+        expiry_secs,
+    }
+}
+
+/// The CONNECT an impatient client gives up on: for a churning client, one that can resume
+/// or create its session but never end it (Clean Start 0, a lasting expiry), since a CONNECT
+/// without an answer may take effect at any later time, and one that could end the session
+/// would leave nothing certain about it (see `checkers::sessions`).
+fn racing_connect_spec<N: Net>(
+    ctx: &ClientCtx<N>,
+    rng: &mut Rng,
+    me: Identity<'_>,
+) -> ConnectSpec {
+    let spec = connect_spec(ctx, rng, me);
+    match me.session {
+        SessionStyle::Churn => ConnectSpec {
+            clean_start: false,
+            expiry_secs: Some(SESSION_EXPIRY_SECS),
+            ..spec
+        },
+        _ => spec,
+    }
+}
+
+/// The Session Expiry Interval a DISCONNECT carries: for a churning client's MQTT 5
+/// connection with a non-zero expiry, sometimes another (0, brief or lasting); never on one
+/// whose CONNECT asked for 0, which the spec forbids ([MQTT-3.14.2-2]).
+fn disconnect_expiry(rng: &mut Rng, me: Identity<'_>, conn: &Conn) -> Option<u32> {
+    if me.session != SessionStyle::Churn || conn.expiry_secs().unwrap_or(0) == 0 {
+        return None;
+    }
+    match rng.range(0..4u32) {
+        0 => Some(0),
+        1 => Some(rng.range(BRIEF_EXPIRY_SECS)),
+        2 => Some(SESSION_EXPIRY_SECS),
+        _ => None,
     }
 }
 
@@ -223,7 +319,8 @@ async fn misbehave<N: Net>(
     match fault {
         ClientFault::Drop => Err(conn.lost("client dropped the connection".into())),
         ClientFault::Disconnect => {
-            conn.disconnect().await;
+            let expiry_secs = disconnect_expiry(rng, me, &conn);
+            conn.disconnect(expiry_secs).await;
             Ok(None)
         }
         ClientFault::Takeover => {
@@ -261,7 +358,7 @@ pub async fn publisher<N: Net>(spec: PublisherSpec, ctx: ClientCtx<N>, disk: Sha
     loop {
         match open(&ctx, &disk, &mut rng, spec.identity()).await {
             Ok((conn, present)) => {
-                if !(spec.durable && present) {
+                if !present {
                     // The broker has no state of that exchange: its outcome stays unknown.
                     lock(&disk).inflight = None;
                 }
@@ -301,7 +398,7 @@ async fn publish_on<N: Net>(
         if let Some(fault) = client_fault(ctx, rng, spec.client_faults) {
             match misbehave(fault, conn, ctx, disk, rng, spec.identity()).await? {
                 Some((next, present)) => {
-                    if !(spec.durable && present) {
+                    if !present {
                         lock(disk).inflight = None;
                     }
                     conn = next;
@@ -330,7 +427,7 @@ async fn publish_on<N: Net>(
             return Err(conn.lost(why));
         }
         let pause = rng.range(spec.pause_ms.0..=spec.pause_ms.1);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        ctx.nudge.pause(Duration::from_millis(pause)).await;
     }
 }
 
@@ -423,7 +520,6 @@ pub async fn subscriber<N: Net>(spec: SubscriberSpec, ctx: ClientCtx<N>, disk: S
 /// Subscribes on a connection whose session does not have the subscription.
 async fn subscribe<N: Net>(
     conn: &mut Conn,
-    spec: &SubscriberSpec,
     ctx: &ClientCtx<N>,
     disk: &SharedDisk,
     filter: &str,
@@ -444,6 +540,7 @@ async fn subscribe<N: Net>(
         )],
     }))
     .await?;
+    ctx.nudge.send();
     // Messages may come before the SUBACK (retained ones, or a durable session's queue).
     loop {
         match conn.expect(ACK_TIMEOUT, "SUBACK").await? {
@@ -456,9 +553,7 @@ async fn subscribe<N: Net>(
                     filter: filter.to_string(),
                     granted,
                 });
-                if spec.durable {
-                    lock(disk).subscribed = true;
-                }
+                lock(disk).subscribed = true;
                 return Ok(());
             }
             other => handle_incoming(conn, ctx, disk, other).await?,
@@ -475,13 +570,15 @@ async fn receive_on<N: Net>(
     rng: &mut Rng,
 ) -> Result<(), Lost> {
     loop {
-        if !spec.durable {
-            // A new session: nothing of the old one is owed.
-            lock(disk).qos2_pending.clear();
+        if !present {
+            // A new session: nothing of the old one is owed, and it has no subscription.
+            let mut d = lock(disk);
+            d.qos2_pending.clear();
+            d.subscribed = false;
         }
         let subscribed = lock(disk).subscribed;
-        if !(spec.durable && present && subscribed) {
-            if let Err(why) = subscribe(&mut conn, spec, ctx, disk, &spec.filter, spec.qos).await {
+        if !(present && subscribed) {
+            if let Err(why) = subscribe(&mut conn, ctx, disk, &spec.filter, spec.qos).await {
                 return Err(conn.lost(why));
             }
         }
@@ -555,7 +652,7 @@ pub async fn reader<N: Net>(spec: ReaderSpec, ctx: ClientCtx<N>, disk: SharedDis
     let as_subscriber = SubscriberSpec {
         name: spec.name.clone(),
         protocol: spec.protocol,
-        durable: false,
+        session: SessionStyle::Clean,
         filter: spec.filter.clone(),
         qos: QoS::AtLeastOnce,
         client_faults: 0.0,
@@ -568,7 +665,7 @@ pub async fn reader<N: Net>(spec: ReaderSpec, ctx: ClientCtx<N>, disk: SharedDis
                     ctx.record(Event::RetainedReadDone {
                         at: conn.at.clone(),
                     });
-                    conn.disconnect().await;
+                    conn.disconnect(None).await;
                 }
                 Err(why) => {
                     conn.lost(why);
@@ -585,7 +682,7 @@ async fn read_retained<N: Net>(
     ctx: &ClientCtx<N>,
     disk: &SharedDisk,
 ) -> Result<(), Lost> {
-    subscribe(conn, spec, ctx, disk, &spec.filter, QoS::AtLeastOnce).await?;
+    subscribe(conn, ctx, disk, &spec.filter, QoS::AtLeastOnce).await?;
     let until = ctx.clock.now_ms() + READ_WINDOW.as_millis() as u64;
     loop {
         let left = until.saturating_sub(ctx.clock.now_ms());
@@ -606,7 +703,7 @@ pub struct PublisherSpec {
     pub id: u32,
     pub protocol: Protocol,
     pub qos: QoS,
-    pub durable: bool,
+    pub session: SessionStyle,
     pub topic: String,
     /// Retained writes (the G4 workload) rather than data messages.
     pub retain: bool,
@@ -621,7 +718,7 @@ pub struct PublisherSpec {
 pub struct SubscriberSpec {
     pub name: String,
     pub protocol: Protocol,
-    pub durable: bool,
+    pub session: SessionStyle,
     pub filter: String,
     pub qos: QoS,
     pub client_faults: f64,
@@ -640,7 +737,7 @@ impl PublisherSpec {
         Identity {
             name: &self.name,
             protocol: self.protocol,
-            durable: self.durable,
+            session: self.session,
         }
     }
 }
@@ -650,7 +747,7 @@ impl SubscriberSpec {
         Identity {
             name: &self.name,
             protocol: self.protocol,
-            durable: self.durable,
+            session: self.session,
         }
     }
 }

@@ -392,17 +392,20 @@ impl Session {
             return self.refuse(ReasonCode::ServerUnavailable);
         }
         if self.phase == Phase::Connected && !self.connack_sent {
-            // The session never opened: refuse the CONNECT instead, with a code CONNACK
-            // allows (MQTT 5 §3.2.2.2). `0x8E Session taken over` exists only in DISCONNECT
-            // (a CONNACK carrying it is malformed: found by `jepsen/`), so a CONNECT that
-            // another connection overtook gets `0x80` and says why in the reason string.
+            // The session never opened. A CONNECT that another connection overtook took
+            // effect and was superseded: it is refused, with a code CONNACK allows (MQTT 5
+            // §3.2.2.2). `0x8E Session taken over` exists only in DISCONNECT (a CONNACK
+            // carrying it is malformed: found by `jepsen/`), so it gets `0x80` and says why
+            // in the reason string. Any other end (the node lost its quorum) leaves the
+            // CONNECT's outcome unknown: its registration may still commit later, so no
+            // CONNACK claims it was refused; the connection just closes, as a timeout would.
             self.out.clear();
             self.replies.clear();
             return match reason {
                 ReasonCode::SessionTakenOver => {
                     self.refuse_because(ReasonCode::UnspecifiedError, explain(reason))
                 }
-                _ => self.refuse(ReasonCode::ServerUnavailable),
+                _ => self.close(),
             };
         }
         if self.phase == Phase::Connected && self.protocol.is_v5() {
@@ -802,6 +805,11 @@ impl Session {
             will,
             receive_maximum,
         };
+        if !broker.is_available() {
+            // Refused before the broker sees it: a CONNACK refusal means the CONNECT changed
+            // nothing (see `kick` for one the broker has taken).
+            return self.refuse(ReasonCode::ServerUnavailable);
+        }
         self.client_id = Some(client_id);
         self.phase = Phase::Connected;
         if self.config.publish_rate_max > 0 {

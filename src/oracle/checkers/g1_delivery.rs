@@ -7,22 +7,31 @@
 //! client that ever subscribed with a `$share/<group>/<filter>` filter receives for its group
 //! (see [`Receiver`]).
 //!
-//! - `G1 delivery` (lost): take a durable client S (one of its CONNECTs had `durable`) and
-//!   its first SUBACK of filter F, granting QoS ≥ 1, at entry i. Every message M whose first
-//!   PUBLISH is at an entry j > i, whose PUBLISH had QoS ≥ 1 and RETAIN = 0, whose topic F
-//!   matches, and which was acknowledged (PUBACK / PUBREC), must have been delivered to S by
-//!   the end of the history (the history ends after the liveness phase, so "eventually" has
-//!   had its bound). For a share filter the group must have it: once any durable member's
-//!   SUBACK precedes j, at least one delivery to any client that subscribed with that share
-//!   filter. An unacknowledged publish is unknown, possibly never received by the broker: it
-//!   is never required. A publish sent before the SUBACK may have been routed before the
-//!   subscription existed: not required either.
+//! Sessions are the model's (see [`super::sessions`]): a client's session is a *life* from
+//! the CONNACK that started it (Session Present 0) to its end.
+//!
+//! - `G1 delivery` (lost): take a session of client S that was durable throughout and
+//!   certainly never ended (every connection of it had a lasting expiry, and nothing that
+//!   could end it happened), and its first SUBACK of filter F in that session, granting
+//!   QoS ≥ 1, at entry i. Every message M whose first PUBLISH is at an entry j > i, whose
+//!   PUBLISH had QoS ≥ 1 and RETAIN = 0, whose topic F matches, and which was acknowledged
+//!   (PUBACK / PUBREC), must have been delivered to S by the end of the history (the history
+//!   ends after the liveness phase, so "eventually" has had its bound). For a share filter
+//!   the group must have it: once such a member's SUBACK precedes j, at least one delivery
+//!   to any client that subscribed with that share filter. An unacknowledged publish is
+//!   unknown, possibly never received by the broker: it is never required. A publish sent
+//!   before the SUBACK may have been routed before the subscription existed: not required
+//!   either. A session that may have ended (a clean start, an expiry of 0 or a brief one, an
+//!   unanswered CONNECT that could have ended it) is owed nothing: its queue may be gone.
 //! - `G1 exactly-once`: a message published at QoS 2 is delivered at QoS 2 at most once to one
-//!   receiver session (a durable client, or a whole shared group of durable members,
+//!   receiver session (a session of a client, or a whole shared group with a durable member,
 //!   [MQTT-4.3.3], [MQTT-4.8.2]; a session that ends with its connection is a receiver of its
 //!   own, in a group too when the group has no durable member: exactly once holds within a
-//!   session, and a new one has none of the old one's state). Whether it was
-//!   acknowledged does not matter: an unknown publish may arrive, but only once. (The
+//!   session, and a new one has none of the old one's state). Two deliveries count as one
+//!   session's only when the model is sure they are: the same life. A message its publisher
+//!   sent in two sessions (resent after a reconnect that resumed a session, but maybe not the
+//!   one it was first sent in) may have been published twice, and is not judged. Whether it
+//!   was acknowledged does not matter: an unknown publish may arrive, but only once. (The
 //!   workload's client drops a QoS 2 resend whose packet id awaits PUBREL, as the spec's
 //!   receiver does, so a duplicate here got past the protocol's own dedup: the broker sent the
 //!   message as a new one.) Deliveries at QoS 1 of a QoS 2 publish (a QoS 1 subscription) are
@@ -39,9 +48,9 @@ use crate::codec::QoS;
 use super::{matches, split_shared, Facts, Granted, Receiver, Sent};
 use crate::oracle::history::{ConnRef, Entry, MsgId, Violation};
 
-/// A receiving session: a receiver, and for a client whose sessions end with their
-/// connections, the connection (0 otherwise).
-type Session<'h> = (Receiver<'h>, u32);
+/// A receiving session: a receiver, and for a client the life of its session (see
+/// [`super::sessions`]; 0 for a whole shared group).
+type Session<'h> = (Receiver<'h>, usize);
 
 /// The non-retained deliveries of one message to one receiver.
 #[derive(Default)]
@@ -83,7 +92,7 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
         let receiver = facts.receiver(&d.at.client);
         let copies = to_receiver.entry((receiver, d.msg)).or_default();
         copies.all.push((d.index, d.at));
-        if sent.qos == QoS::ExactlyOnce && d.qos == QoS::ExactlyOnce {
+        if sent.qos == QoS::ExactlyOnce && d.qos == QoS::ExactlyOnce && sent.sent_in_sessions <= 1 {
             // A client whose sessions end with their connections has a new session, and a
             // receiver of its own, on each connection; but a shared group with a durable
             // member is one receiver, whichever member it gave the message to.
@@ -91,10 +100,12 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
                 Receiver::Group(filter) => durable_groups.contains(filter),
                 Receiver::Client(_) => false,
             };
-            let session = if whole_group || facts.durable.contains(d.at.client.as_str()) {
+            let session = if whole_group {
                 (receiver, 0)
             } else {
-                (Receiver::Client(&d.at.client), d.at.conn)
+                // Every delivery is on an accepted connection, which served one life.
+                let life = facts.sessions.life(d.at).map_or(usize::MAX, |(life, _)| life);
+                (Receiver::Client(&d.at.client), life)
             };
             let qos2 = to_session.entry((session, d.msg)).or_default();
             qos2.push((d.index, d.at));
@@ -127,7 +138,10 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     // Lost messages. A share filter is judged once, from its earliest durable member.
     let mut groups: BTreeMap<&str, &Granted> = BTreeMap::new();
     for sub in &facts.subscriptions {
-        if !facts.durable.contains(sub.client) || sub.qos == QoS::AtMostOnce {
+        let durable = sub
+            .life
+            .is_some_and(|life| facts.sessions.lives[life].owed_messages());
+        if !durable || sub.qos == QoS::AtMostOnce {
             continue;
         }
         if split_shared(sub.filter).0.is_some() {
@@ -308,11 +322,13 @@ mod tests {
         // one's QoS 2 state: the same message on it is not a second copy to that session.
         let new_session = H::new()
             .connect_clean("s/1")
+            .connected("s/1", false)
             .sub("s/1", "t/a", ExactlyOnce)
             .publish("p/1", m(0, 1), "t/a", ExactlyOnce)
             .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
             .lost("s/1")
             .connect_clean("s/2")
+            .connected("s/2", false)
             .sub("s/2", "t/a", ExactlyOnce)
             .deliver("s/2", m(0, 1), "t/a", ExactlyOnce);
         assert_eq!(judge(&new_session.build()), OK);
@@ -344,7 +360,9 @@ mod tests {
     fn a_shared_group_gets_each_message_once() {
         let group = H::new()
             .connect_durable("a/1")
+            .connected("a/1", false)
             .connect_clean("b/1")
+            .connected("b/1", false)
             .sub("a/1", "$share/g/t/+", ExactlyOnce)
             .sub("b/1", "$share/g/t/+", ExactlyOnce)
             .publish_acked("p/1", m(0, 1), "t/x", ExactlyOnce);
@@ -363,6 +381,7 @@ mod tests {
             .sub("b/1", "$share/g/t/+", AtLeastOnce)
             .publish_acked("p/1", m(0, 1), "t/x", AtLeastOnce)
             .connect_durable("a/1")
+            .connected("a/1", false)
             .sub("a/1", "$share/g/t/+", AtLeastOnce);
         assert_eq!(judge(&h.build()), OK);
         // A QoS 1 copy may go to a second member (its first one left).
@@ -388,5 +407,107 @@ mod tests {
         assert_eq!(judge(&h.build()), ["G1 never sent"]);
         let h = setup(AtLeastOnce).deliver_retained("s/1", m(0, 1), "t/a");
         assert_eq!(judge(&h.build()), ["G1 never sent"]);
+    }
+
+    #[test]
+    fn a_churning_session_is_owed_only_while_it_certainly_lives() {
+        // Resumed with a lasting expiry throughout: owed.
+        let lasting = H::new()
+            .connect_v5("s/1", false, Some(7_200))
+            .connected("s/1", false)
+            .sub("s/1", "t/+", AtLeastOnce)
+            .lost("s/1")
+            .connect_v5("s/2", false, Some(7_200))
+            .connected("s/2", true)
+            .publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&lasting.build()), ["G1 delivery"]);
+        // A connection of the session with expiry 0 (resumed): it is not durable then.
+        let brief = H::new()
+            .connect_v5("s/1", false, Some(7_200))
+            .connected("s/1", false)
+            .sub("s/1", "t/+", AtLeastOnce)
+            .lost("s/1")
+            .connect_v5("s/2", false, None)
+            .connected("s/2", true)
+            .publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce);
+        assert_eq!(judge(&brief.build()), OK);
+        // Ended by a clean start: its queue is gone, and the new session never subscribed.
+        let ended = H::new()
+            .connect_v5("s/1", false, Some(7_200))
+            .connected("s/1", false)
+            .sub("s/1", "t/+", AtLeastOnce)
+            .publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce)
+            .lost("s/1")
+            .connect_v5("s/2", true, Some(7_200))
+            .connected("s/2", false);
+        assert_eq!(judge(&ended.build()), OK);
+    }
+
+    #[test]
+    fn exactly_once_holds_within_one_session_of_a_churning_client() {
+        let resumed = |present: bool| {
+            H::new()
+                .connect_v5("s/1", false, Some(7_200))
+                .connected("s/1", false)
+                .sub("s/1", "t/a", ExactlyOnce)
+                .publish("p/1", m(0, 1), "t/a", ExactlyOnce)
+                .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+                .lost("s/1")
+                .connect_v5("s/2", !present, Some(7_200))
+                .connected("s/2", present)
+                .sub("s/2", "t/a", ExactlyOnce)
+                .deliver("s/2", m(0, 1), "t/a", ExactlyOnce)
+                .build()
+        };
+        // The same session: twice. A new one (clean start): a receiver of its own.
+        assert_eq!(judge(&resumed(true)), ["G1 exactly-once"]);
+        assert_eq!(judge(&resumed(false)), OK);
+    }
+
+    #[test]
+    fn a_qos2_message_resent_in_another_session_of_its_publisher_is_a_new_publish() {
+        // The publisher's session with m in flight ended (expiry 0); an unanswered CONNECT
+        // may have created another, which the next one resumes: the resend of m there is a
+        // publish of its own, which the subscriber may get again.
+        let h = |unanswered_between: bool| {
+            let h = H::new()
+                .connect_durable("s/1")
+                .connected("s/1", false)
+                .sub("s/1", "t/a", ExactlyOnce)
+                .connect_v5("p/1", false, Some(0))
+                .connected("p/1", false)
+                .publish("p/1", m(0, 1), "t/a", ExactlyOnce)
+                .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+                .lost("p/1");
+            let h = if unanswered_between {
+                h.connect_durable("p/2").lost("p/2")
+            } else {
+                h
+            };
+            h.connect_durable("p/3")
+                .connected("p/3", unanswered_between)
+                .publish("p/3", m(0, 1), "t/a", ExactlyOnce)
+                .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+                .build()
+        };
+        assert_eq!(judge(&h(true)), OK);
+        // Sent in two sessions too (the first one ended), so not judged either.
+        assert_eq!(judge(&h(false)), OK);
+        // Resent in the same session, it must not arrive twice.
+        let same = H::new()
+            .connect_durable("s/1")
+            .connected("s/1", false)
+            .sub("s/1", "t/a", ExactlyOnce)
+            .connect_durable("p/1")
+            .connected("p/1", false)
+            .publish("p/1", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+            .lost("p/1")
+            .connect_durable("p/2")
+            .connected("p/2", true)
+            .publish("p/2", m(0, 1), "t/a", ExactlyOnce)
+            .deliver("s/1", m(0, 1), "t/a", ExactlyOnce)
+            .build();
+        assert_eq!(judge(&same), ["G1 exactly-once"]);
     }
 }

@@ -17,19 +17,29 @@
 //! one is therefore a violation only when it was acknowledged before that higher one was
 //! first sent. (A publisher's sequence numbers follow its first sends, so the highest message
 //! delivered so far is the one sent last.)
+//!
+//! A session that ends with its connection (not durable) is reached off the log, each node
+//! forwarding what its own clients publish: order holds per publisher connection. When a
+//! publisher moves to another node, what it published on the old one may still be on its
+//! way (a link that died quietly takes seconds to be found dead) while the new node's
+//! messages arrive, so for such a subscriber the order is judged per publisher connection.
+//! A durable session gets QoS 1/2 messages in log order, where a publisher's connections
+//! follow one another: judged across them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::QoS;
 
 use super::Facts;
-use crate::oracle::history::{Entry, MsgId, Violation};
+use crate::oracle::history::{ConnRef, Entry, MsgId, Violation};
 
 pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut seen: BTreeSet<(&str, MsgId)> = BTreeSet::new();
-    // The highest message first delivered so far per (subscriber, publisher, topic), and where.
-    let mut highest: BTreeMap<(&str, u32, &str), (MsgId, usize)> = BTreeMap::new();
+    // The highest message first delivered so far per (subscriber, publisher, topic, and the
+    // publisher's connection for a subscriber off the log), and where.
+    type Key<'h> = (&'h str, u32, &'h str, Option<&'h ConnRef>);
+    let mut highest: BTreeMap<Key, (MsgId, usize)> = BTreeMap::new();
     for d in &facts.deliveries {
         let client = d.at.client.as_str();
         if d.retain || d.qos == QoS::AtMostOnce || facts.share_filter.contains_key(client) {
@@ -41,7 +51,12 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
         if sent.qos == QoS::AtMostOnce || !seen.insert((client, d.msg)) {
             continue;
         }
-        let key = (client, d.msg.publisher, d.topic);
+        let durable = facts
+            .sessions
+            .life(d.at)
+            .is_some_and(|(_, life)| life.durable_throughout);
+        let scope = (!durable).then_some(sent.first_sent_on);
+        let key = (client, d.msg.publisher, d.topic, scope);
         match highest.get(&key) {
             Some(&(later, j)) if later.seq > d.msg.seq => {
                 let later_sent = facts.sent[&later].first_sent;
@@ -145,5 +160,31 @@ mod tests {
         assert_eq!(judge(&h.build()), OK);
         let h = h.deliver("s/1", m(1, 1), "t/b", AtLeastOnce);
         assert_eq!(judge(&h.build()), ["G2 order"]);
+    }
+
+    #[test]
+    fn off_the_log_order_holds_per_publisher_connection() {
+        // The publisher moved from p/1 to p/2 (on another node); a clean subscriber got p/2's
+        // message before p/1's, which was still being forwarded.
+        let h = |durable: bool| {
+            let h = if durable {
+                H::new().connect_durable("s/1")
+            } else {
+                H::new().connect_clean("s/1")
+            };
+            h.connected("s/1", false)
+                .sub("s/1", "t/a", AtLeastOnce)
+                .connect_clean("p/1")
+                .connected("p/1", false)
+                .publish_acked("p/1", m(0, 1), "t/a", AtLeastOnce)
+                .connect_clean("p/2")
+                .connected("p/2", false)
+                .publish_acked("p/2", m(0, 2), "t/a", AtLeastOnce)
+                .deliver("s/1", m(0, 2), "t/a", AtLeastOnce)
+                .deliver("s/1", m(0, 1), "t/a", AtLeastOnce)
+                .build()
+        };
+        assert_eq!(judge(&h(false)), OK);
+        assert_eq!(judge(&h(true)), ["G2 order"]);
     }
 }

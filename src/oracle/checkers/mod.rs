@@ -28,6 +28,7 @@ mod g4_retained;
 mod g5_ownership;
 mod g6_liveness;
 mod g7_broker_output;
+pub mod sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,8 +58,15 @@ pub struct Sent<'h> {
     pub retain: bool,
     /// Index of its first PUBLISH.
     pub first_sent: usize,
+    /// The connection of its first PUBLISH.
+    pub first_sent_on: &'h ConnRef,
     /// Index of its first acknowledgement (PUBACK, or PUBREC for QoS 2), if one came.
     pub acked: Option<usize>,
+    /// Its publisher sent it in more than one session (see [`sessions`]): resent after a
+    /// reconnect whose session may not be the one it was first sent in. The broker may then
+    /// route it as a new message; each copy is a publish of its own ([MQTT-4.3.3]: exactly
+    /// once holds within a session).
+    pub sent_in_sessions: usize,
 }
 
 /// A subscription as its first SUBACK granted it.
@@ -70,6 +78,8 @@ pub struct Granted<'h> {
     pub qos: QoS,
     /// Index of the SUBACK.
     pub at: usize,
+    /// The session (life, see [`sessions`]) it was made in.
+    pub life: Option<usize>,
 }
 
 /// A message handed to a subscribing application.
@@ -115,7 +125,8 @@ pub struct Facts<'h> {
     /// Clients whose sessions outlive their connections: some `ConnectSent` of theirs had
     /// `durable` set.
     pub durable: BTreeSet<&'h str>,
-    /// The first SUBACK of each (client, filter), in history order.
+    /// The first SUBACK of each (client, filter) in each of the client's sessions, in
+    /// history order.
     pub subscriptions: Vec<Granted<'h>>,
     /// The share filter of each client that ever subscribed (SUBSCRIBE sent) with one.
     pub share_filter: BTreeMap<&'h str, &'h str>,
@@ -129,12 +140,19 @@ pub struct Facts<'h> {
     pub liveness_started: Option<usize>,
     /// Index of `Finished`.
     pub finished: Option<usize>,
+    /// The session each accepted connection served (see [`sessions`]).
+    pub sessions: sessions::Sessions<'h>,
 }
 
 impl<'h> Facts<'h> {
     pub fn of(history: &'h [Entry]) -> Facts<'h> {
-        let mut facts = Facts::default();
+        let mut facts = Facts {
+            sessions: sessions::Sessions::of(history),
+            ..Facts::default()
+        };
         let mut seen_subscriptions = BTreeSet::new();
+        // The sessions each message was sent in.
+        let mut sent_in: BTreeSet<(MsgId, Option<usize>)> = BTreeSet::new();
         // Per client: its connections still open, its current (newest) one, and the
         // connection a takeover announced.
         let mut open: BTreeMap<&str, BTreeSet<&ConnRef>> = BTreeMap::new();
@@ -177,12 +195,14 @@ impl<'h> Facts<'h> {
                     filter,
                     granted,
                 } => {
-                    if seen_subscriptions.insert((at.client.as_str(), filter.as_str())) {
+                    let life = facts.sessions.life(at).map(|(life, _)| life);
+                    if seen_subscriptions.insert((at.client.as_str(), filter.as_str(), life)) {
                         facts.subscriptions.push(Granted {
                             client: &at.client,
                             filter,
                             qos: *granted,
                             at: i,
+                            life,
                         });
                     }
                     if split_shared(filter).0.is_some() {
@@ -190,12 +210,14 @@ impl<'h> Facts<'h> {
                     }
                 }
                 Event::PublishSent {
+                    at,
                     msg,
                     topic,
                     qos,
                     retain,
                     ..
                 } => {
+                    let life = facts.sessions.life(at).map(|(life, _)| life);
                     if !facts.sent.contains_key(msg) {
                         facts.sent.insert(
                             *msg,
@@ -204,10 +226,17 @@ impl<'h> Facts<'h> {
                                 qos: *qos,
                                 retain: *retain,
                                 first_sent: i,
+                                first_sent_on: at,
                                 acked: None,
+                                sent_in_sessions: 0,
                             },
                         );
                         facts.by_topic.entry(topic).or_default().push(*msg);
+                    }
+                    if sent_in.insert((*msg, life)) {
+                        if let Some(sent) = facts.sent.get_mut(msg) {
+                            sent.sent_in_sessions += 1;
+                        }
                     }
                 }
                 Event::PublishAcked { msg, .. } => {
@@ -237,6 +266,7 @@ impl<'h> Facts<'h> {
                     facts.finished.get_or_insert(i);
                 }
                 Event::Connected { .. }
+                | Event::DisconnectSent { .. }
                 | Event::PublishCompleted { .. }
                 | Event::RetainedReadDone { .. }
                 | Event::MalformedFromBroker { .. }
@@ -333,23 +363,47 @@ pub mod build {
             self
         }
 
-        /// CONNECT of a durable client: always resuming (clean_start=0).
+        /// MQTT 3.1.1 CONNECT of a durable client: always resuming (clean_start=0).
         pub fn connect_durable(self, at: &str) -> H {
             self.event(Event::ConnectSent {
                 at: conn(at),
                 clean_start: false,
                 durable: true,
                 node: "node1".into(),
+                v5: false,
+                expiry_secs: None,
             })
         }
 
-        /// CONNECT of a clean session.
+        /// MQTT 3.1.1 CONNECT of a clean session.
         pub fn connect_clean(self, at: &str) -> H {
             self.event(Event::ConnectSent {
                 at: conn(at),
                 clean_start: true,
                 durable: false,
                 node: "node1".into(),
+                v5: false,
+                expiry_secs: None,
+            })
+        }
+
+        /// MQTT 5 CONNECT with its Clean Start and Session Expiry Interval (`None`: absent).
+        pub fn connect_v5(self, at: &str, clean_start: bool, expiry_secs: Option<u32>) -> H {
+            self.event(Event::ConnectSent {
+                at: conn(at),
+                clean_start,
+                durable: expiry_secs.unwrap_or(0) > 0,
+                node: "node1".into(),
+                v5: true,
+                expiry_secs,
+            })
+        }
+
+        /// A DISCONNECT from the client, with the Session Expiry Interval it carried.
+        pub fn disconnect(self, at: &str, expiry_secs: Option<u32>) -> H {
+            self.event(Event::DisconnectSent {
+                at: conn(at),
+                expiry_secs,
             })
         }
 
