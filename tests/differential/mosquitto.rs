@@ -1,0 +1,170 @@
+//! The reference broker: Debian's Mosquitto started as a child process with a generated,
+//! as-spec-default-as-possible configuration in a temporary directory, on a free loopback
+//! port, and killed when dropped.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Where Debian installs the broker; `PATH` is tried too.
+const DEBIAN_PATH: &str = "/usr/sbin/mosquitto";
+
+/// Names another Mosquitto binary (another version, or a missing one to see the message).
+const BINARY_VARIABLE: &str = "KEEL_DIFF_MOSQUITTO";
+
+const LOG_FILE: &str = "mosquitto.log";
+
+/// How long Mosquitto may take to accept connections after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running Mosquitto.
+pub struct Mosquitto {
+    pub addr: SocketAddr,
+    child: Child,
+    /// Holds the configuration and the log; removed on drop unless kept for a report.
+    dir: Option<TempDir>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto, or says in one line why it cannot.
+    pub async fn start() -> Result<Mosquitto, String> {
+        let binary = find_binary().ok_or_else(|| {
+            format!(
+                "Mosquitto, the reference broker of this test, is not installed (no \
+                 {DEBIAN_PATH}, none on PATH, or not at ${BINARY_VARIABLE}): apt-get install \
+                 mosquitto"
+            )
+        })?;
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let port = free_port()?;
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(&config, configuration(port, &dir.path().join(LOG_FILE)))
+            .map_err(|e| format!("writing {}: {e}", config.display()))?;
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        let mut mosquitto = Mosquitto {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            dir: Some(dir),
+        };
+        mosquitto.wait_listening().await?;
+        Ok(mosquitto)
+    }
+
+    /// Stops Mosquitto and keeps its directory (configuration and log) after the test, for a
+    /// failure report; returns the log's path.
+    pub fn keep_log(mut self) -> PathBuf {
+        self.stop();
+        match self.dir.take() {
+            Some(dir) => dir.keep().join(LOG_FILE),
+            None => unreachable!("the directory is only taken here, which consumes self"),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|dir| std::fs::read_to_string(dir.path().join(LOG_FILE)).ok())
+            .unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        // Already gone is fine: nothing else to clean up but the directory.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "Mosquitto exited at start ({status}): {}",
+                    self.log()
+                ));
+            }
+            if TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!("Mosquitto did not listen on {} in time", self.addr))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(chosen) = std::env::var_os(BINARY_VARIABLE) {
+        let chosen = PathBuf::from(chosen);
+        return chosen.is_file().then_some(chosen);
+    }
+    if Path::new(DEBIAN_PATH).exists() {
+        return Some(PathBuf::from(DEBIAN_PATH));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("mosquitto"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A port nobody listens on now. Another process could take it before Mosquitto binds it;
+/// Mosquitto then exits at start and the test says so.
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("free port: {e}"))?
+        .port();
+    Ok(port)
+}
+
+/// The configuration: everything the spec leaves to the server set to its least surprising
+/// value, so that a difference is about MQTT and not about limits.
+fn configuration(port: u16, log: &Path) -> String {
+    format!(
+        "\
+# Generated by Keel's differential test.
+listener {port} 127.0.0.1
+protocol mqtt
+allow_anonymous true
+persistence false
+# Far more than a scenario sends, so queued and in-flight messages are never dropped or held
+# back. Not 0, which means no limit: Mosquitto 2.0.x then mishandles QoS 0 messages (its issues #1956,
+# #2123).
+max_queued_messages 1000000
+max_inflight_messages 65535
+# An offline session keeps QoS 1 and 2 messages only, as Keel does.
+queue_qos0_messages false
+max_keepalive 65535
+allow_duplicate_messages true
+# No $SYS traffic.
+sys_interval 0
+log_dest file {log}
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+# Run as the user who started it: CI is root, and Mosquitto would otherwise switch to the
+# 'mosquitto' user, who cannot write the log in our temporary directory.
+user root
+",
+        log = log.display()
+    )
+}
