@@ -26,17 +26,18 @@ pub struct Workload {
 
 impl Workload {
     pub fn new() -> Workload {
-        let publisher = |id: u32, qos: QoS, session: SessionStyle, protocol: Protocol| PublisherSpec {
-            name: format!("pub{id}"),
-            id,
-            protocol,
-            qos,
-            session,
-            topic: format!("jq/{id}"),
-            retain: false,
-            pause_ms: (10, 60),
-            client_faults: CLIENT_FAULTS,
-        };
+        let publisher =
+            |id: u32, qos: QoS, session: SessionStyle, protocol: Protocol| PublisherSpec {
+                name: format!("pub{id}"),
+                id,
+                protocol,
+                qos,
+                session,
+                topic: format!("jq/{id}"),
+                retain: false,
+                pause_ms: (10, 60),
+                client_faults: CLIENT_FAULTS,
+            };
         let subscriber = |name: &str, filter: &str, qos: QoS, protocol: Protocol| SubscriberSpec {
             name: name.to_string(),
             protocol,

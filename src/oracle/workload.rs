@@ -230,11 +230,7 @@ fn connect_spec<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng, me: Identity<'_>) -> 
 /// or create its session but never end it (Clean Start 0, a lasting expiry), since a CONNECT
 /// without an answer may take effect at any later time, and one that could end the session
 /// would leave nothing certain about it (see `checkers::sessions`).
-fn racing_connect_spec<N: Net>(
-    ctx: &ClientCtx<N>,
-    rng: &mut Rng,
-    me: Identity<'_>,
-) -> ConnectSpec {
+fn racing_connect_spec<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng, me: Identity<'_>) -> ConnectSpec {
     let spec = connect_spec(ctx, rng, me);
     match me.session {
         SessionStyle::Churn => ConnectSpec {

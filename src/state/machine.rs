@@ -285,13 +285,22 @@ impl State {
                 }
             }
             Command::EndSession { client_id, now_ms } => {
-                if self.sessions.get(&client_id).is_some_and(|s| !s.connected) {
+                // Only a session still expired at the command's time ends: the leader
+                // proposes from its replica, which may be behind the log (the session may
+                // have been resumed and closed again since, with another expiry: the
+                // widened simulator found a session of expiry "never" ended by an expiry
+                // proposed for its earlier connection of expiry 1 s).
+                let expired = self.sessions.get(&client_id).is_some_and(|s| {
+                    !s.connected && s.expires_at_ms().is_some_and(|at| at <= now_ms)
+                });
+                if expired {
                     self.end_session(&client_id, now_ms, &mut applied);
                 }
             }
             Command::PublishWill { client_id, now_ms } => {
                 let will = match self.sessions.get_mut(&client_id) {
-                    Some(s) if !s.connected => {
+                    // Likewise only a will whose delay has passed at the command's time.
+                    Some(s) if !s.connected && s.will_due_ms.is_some_and(|at| at <= now_ms) => {
                         s.will_due_ms = None;
                         s.will.take()
                     }

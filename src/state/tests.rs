@@ -123,6 +123,60 @@ impl Harness {
     }
 }
 
+/// The leader proposes an expiry from its replica, which may be behind the log: by the time
+/// the command applies, the session may have been resumed and closed again with another
+/// expiry. It ends only if it is expired at the command's time (found by the simulator: a
+/// session of expiry "never" ended by an expiry due under its earlier expiry of 1 s).
+#[test]
+fn a_stale_expiry_does_not_end_a_session_resumed_since() {
+    let mut h = Harness::new();
+    h.open("c", false, 1);
+    h.close("c", 1, true, 1_000);
+    let stale = Command::EndSession {
+        client_id: id("c"),
+        now_ms: 2_500,
+    };
+    h.open("c", false, 3_600);
+    h.close("c", 3_600, true, 2_000);
+    h.apply(stale);
+    assert!(
+        h.state.session("c").is_some(),
+        "kept: it expires at 3_602_000"
+    );
+    h.apply(Command::EndSession {
+        client_id: id("c"),
+        now_ms: 3_602_000,
+    });
+    assert!(h.state.session("c").is_none());
+}
+
+/// Likewise a will: published only once its delay has passed at the command's time.
+#[test]
+fn a_stale_will_is_not_published_early() {
+    let mut h = Harness::new();
+    let will = |delay_secs| Will {
+        delay_secs,
+        message: message("will/t", QoS::AtLeastOnce, false, Some("c")),
+    };
+    h.open("w", false, 3_600);
+    h.subscribe("w", "will/t", sub(QoS::AtLeastOnce));
+    h.open_with_will("c", false, 3_600, Some(will(1)));
+    h.close("c", 3_600, true, 1_000);
+    let stale = Command::PublishWill {
+        client_id: id("c"),
+        now_ms: 2_000,
+    };
+    h.open_with_will("c", false, 3_600, Some(will(60)));
+    h.close("c", 3_600, true, 1_500);
+    h.apply(stale);
+    assert!(h.queue("w").is_empty(), "its delay now runs to 61_500");
+    h.apply(Command::PublishWill {
+        client_id: id("c"),
+        now_ms: 61_500,
+    });
+    assert_eq!(h.queue("w").len(), 1);
+}
+
 #[test]
 fn resumed_session_is_present_and_clean_start_is_not() {
     let mut h = Harness::new();

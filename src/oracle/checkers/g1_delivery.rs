@@ -104,7 +104,10 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
                 (receiver, 0)
             } else {
                 // Every delivery is on an accepted connection, which served one life.
-                let life = facts.sessions.life(d.at).map_or(usize::MAX, |(life, _)| life);
+                let life = facts
+                    .sessions
+                    .life(d.at)
+                    .map_or(usize::MAX, |(life, _)| life);
                 (Receiver::Client(&d.at.client), life)
             };
             let qos2 = to_session.entry((session, d.msg)).or_default();

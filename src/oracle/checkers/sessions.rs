@@ -268,7 +268,10 @@ impl<'h> Model<'h> {
     /// create one (`false`); `None` when none is pending.
     fn pending_could_end(&self, client: &str) -> Option<bool> {
         let state = self.clients.get(client)?;
-        let mut pending = state.pending.iter().map(|at| self.conns[at].could_end_a_session());
+        let mut pending = state
+            .pending
+            .iter()
+            .map(|at| self.conns[at].could_end_a_session());
         let first = pending.next()?;
         Some(first || pending.any(|could| could))
     }
@@ -315,11 +318,8 @@ impl<'h> Model<'h> {
         }
         for at in unanswered {
             let conn = &self.conns[at];
-            let (could_end, sent_at, ended) = (
-                conn.could_end_a_session(),
-                conn.sent_at,
-                conn.refused,
-            );
+            let (could_end, sent_at, ended) =
+                (conn.could_end_a_session(), conn.sent_at, conn.refused);
             if !ended {
                 self.client(client).pending.push(at);
             }
@@ -389,8 +389,7 @@ impl<'h> Model<'h> {
 /// What is wrong with a CONNACK's Session Present, if anything.
 fn judge(conn: &Conn, exists: Tri, present: bool) -> Option<&'static str> {
     if conn.clean_start {
-        return present
-            .then_some("Session Present 1 on a Clean Start 1 CONNECT ([MQTT-3.2.2-2])");
+        return present.then_some("Session Present 1 on a Clean Start 1 CONNECT ([MQTT-3.2.2-2])");
     }
     match (exists, present) {
         (Tri::Yes, false) => Some(
