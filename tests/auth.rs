@@ -109,3 +109,48 @@ async fn anonymous_clients_get_in_when_allowed_but_named_users_must_still_prove_
     let right = Some(("alice", "s3cret"));
     assert_eq!(connect_v5(&broker, right).await, Code5::Success);
 }
+
+/// §3.1.4: the server authenticates a CONNECT before it takes over a connected client or
+/// touches its session. A CONNECT with alice's client id and a wrong password, even with
+/// Clean Start 1, is refused and changes nothing: alice's connection stays, with its session.
+#[tokio::test]
+async fn a_refused_connect_neither_takes_over_nor_discards_the_session() {
+    use bytes::Bytes;
+    use common::raw::{self, RawClient};
+    use keel::codec::{MqttString, Packet, Protocol, QoS, ReasonCode};
+
+    let (broker, _dir) = broker(true).await;
+    let connect = |clean_start: bool, password: &str| {
+        let mut connect = raw::connect(Protocol::V5, "alice-device");
+        connect.clean_start = clean_start;
+        connect.properties.session_expiry_interval = Some(600);
+        connect.username = Some(MqttString::new("alice").unwrap());
+        connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
+        connect
+    };
+    let (mut alice, connack) = RawClient::connect(broker.addr, connect(false, "s3cret")).await;
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    alice.subscribe(1, "alice/t", QoS::AtLeastOnce).await;
+
+    let (mut impostor, refused) = RawClient::connect(broker.addr, connect(true, "guess")).await;
+    assert_eq!(refused.reason_code, ReasonCode::BadUserNameOrPassword);
+    assert!(!refused.session_present);
+    impostor.expect_closed().await;
+
+    let mut publisher = RawClient::connected(broker.addr, Protocol::V5, "publisher").await;
+    publisher
+        .send(Packet::Publish(raw::publish(
+            "alice/t",
+            QoS::AtLeastOnce,
+            1,
+            b"still here",
+        )))
+        .await;
+    assert_eq!(alice.expect_publish().await.payload.as_ref(), b"still here");
+    alice.ping().await;
+
+    // The session is alice's as before: a takeover by her resumes it.
+    let (_again, resumed) = RawClient::connect(broker.addr, connect(false, "s3cret")).await;
+    assert_eq!(resumed.reason_code, ReasonCode::Success);
+    assert!(resumed.session_present);
+}

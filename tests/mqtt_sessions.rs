@@ -113,7 +113,7 @@ async fn v5_session_is_resumed_within_its_expiry_with_queued_messages() {
     );
 }
 
-/// [MQTT-3.1.2-4]: Clean Start 0 resumes an existing session whatever Session Expiry
+/// [MQTT-3.1.2-5]: Clean Start 0 resumes an existing session whatever Session Expiry
 /// Interval the new CONNECT carries; that interval only says how long the session lives after
 /// this connection closes. (Keel once gave such a CONNECT a new session of its own and lost
 /// the stored one with its acknowledged messages.)

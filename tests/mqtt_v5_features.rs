@@ -742,7 +742,7 @@ async fn disconnect_can_lengthen_the_session_expiry() {
 async fn disconnect_setting_an_expiry_after_connect_with_zero_is_a_protocol_error_0x82() {
     let broker = TestBroker::start_quiet().await;
     let mut client = raw_with_expiry(&broker, "sneaky", 0).await;
-    // [MQTT-3.14.2-2]
+    // MQTT 5 §3.14.2.2.2 (a Protocol Error)
     client.send(disconnect_with_expiry(60)).await;
     client.expect_disconnect(ReasonCode::ProtocolError).await;
     broker.wait_session_gone("sneaky").await;

@@ -203,7 +203,7 @@ impl Tier {
     /// The tier of a connection's session, from its CONNECT. Sessions that outlive their
     /// connection are durable (DESIGN §1); so is one that may resume an existing session
     /// (Clean Start 0 with expiry 0, MQTT 5): whether a session exists is known only in log
-    /// order, and a resumed session keeps its queue and QoS state ([MQTT-3.1.2-4]; the
+    /// order, and a resumed session keeps its queue and QoS state ([MQTT-3.1.2-5]; the
     /// expiry of the new CONNECT only says how long it lives after this connection). Such a
     /// session still ends when its connection closes. Only a clean start with expiry 0 (and
     /// MQTT 3.1.1's clean session) is a session of this node alone.

@@ -244,7 +244,7 @@ fn racing_connect_spec<N: Net>(ctx: &ClientCtx<N>, rng: &mut Rng, me: Identity<'
 
 /// The Session Expiry Interval a DISCONNECT carries: for a churning client's MQTT 5
 /// connection with a non-zero expiry, sometimes another (0, brief or lasting); never on one
-/// whose CONNECT asked for 0, which the spec forbids ([MQTT-3.14.2-2]).
+/// whose CONNECT asked for 0, which the spec makes a Protocol Error (§3.14.2.2.2).
 fn disconnect_expiry(rng: &mut Rng, me: Identity<'_>, conn: &Conn) -> Option<u32> {
     if me.session != SessionStyle::Churn || conn.expiry_secs().unwrap_or(0) == 0 {
         return None;

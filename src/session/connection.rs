@@ -49,7 +49,7 @@ pub struct Session {
     /// 1.5 × the keep-alive ([MQTT-3.1.2-22]); 0 when keep-alive is off.
     keep_alive_grace_ms: u64,
     expiry_secs: u32,
-    /// CONNECT asked for expiry 0, so DISCONNECT may not set another ([MQTT-3.14.2-2]).
+    /// CONNECT asked for expiry 0, so DISCONNECT may not set another (MQTT 5 §3.14.2.2.2).
     connected_with_zero_expiry: bool,
     inbound_aliases: InboundAliases,
     outbound_aliases: OutboundAliases,
@@ -1050,14 +1050,16 @@ impl Session {
             if self.connected_with_zero_expiry && expiry != 0 {
                 return self.fail_because(
                     ReasonCode::ProtocolError,
-                    "[MQTT-3.14.2-2] DISCONNECT sets a session expiry after CONNECT set none",
+                    "DISCONNECT sets a session expiry after CONNECT set none (MQTT 5 §3.14.2.2.2)",
                     broker,
                     now_ms,
                 );
             }
             self.expiry_secs = expiry.min(self.config.session_expiry_max_secs);
         }
-        let publish_will = disconnect.reason_code == ReasonCode::DisconnectWithWillMessage;
+        // Only a normal disconnection (0x00) discards the will ([MQTT-3.14.4-3], §3.1.2.5);
+        // 0x04 asks for it, and a client that ends with an error code has not ended normally.
+        let publish_will = disconnect.reason_code != ReasonCode::Success;
         broker.disconnect(self.conn, self.expiry_secs, publish_will, now_ms);
         self.ended = true;
         self.close();
@@ -1091,7 +1093,9 @@ impl Session {
 
     /// [`Session::fail`] with a reason string that says more than the reason code.
     fn fail_because(&mut self, reason: ReasonCode, why: &str, broker: &mut Broker, now_ms: u64) {
-        if self.protocol.is_v5() {
+        // No DISCONNECT before a CONNACK ([MQTT-3.14.0-1]): a client that errs while its
+        // CONNACK waits for a commit just sees the connection close.
+        if self.protocol.is_v5() && self.connack_sent {
             let disconnect = self.disconnect_packet(reason, why);
             self.out.push(Packet::Disconnect(disconnect));
         }

@@ -303,6 +303,68 @@ fn a_connect_overtaken_before_its_connack_is_refused_with_a_code_connack_allows(
     assert!(hub.closing(1));
 }
 
+/// A client that errs while its CONNACK waits for a commit (here a second CONNECT on the
+/// same connection) sees the connection close: no DISCONNECT may come before a CONNACK
+/// ([MQTT-3.14.0-1]).
+#[test]
+fn a_protocol_error_before_the_connack_sends_no_disconnect_first() {
+    let mut hub = Hub::new();
+    let mut first = connect(Protocol::V5, "c");
+    first.clean_start = false;
+    first.properties.session_expiry_interval = Some(60);
+    let session = hub
+        .sessions
+        .entry(1)
+        .or_insert_with(|| Session::new(1, hub.config.clone(), hub.now_ms, 10_000, 42));
+    for packet in [first, connect(Protocol::V5, "c")] {
+        session.handle(
+            Packet::Connect(Box::new(packet)),
+            &mut hub.broker,
+            &AllowAll,
+            hub.now_ms,
+        );
+    }
+    let out = hub.take(1);
+    assert!(
+        !out.iter().any(|p| matches!(p, Packet::Disconnect(_))),
+        "{out:?}"
+    );
+    assert!(hub.closing(1));
+}
+
+/// A client that ends with a DISCONNECT carrying an error code has not ended normally: only
+/// 0x00 discards the will ([MQTT-3.14.4-3], §3.1.2.5).
+#[test]
+fn a_disconnect_with_an_error_code_publishes_the_will() {
+    for (reason, published) in [
+        (ReasonCode::Success, false),
+        (ReasonCode::DisconnectWithWillMessage, true),
+        (ReasonCode::UnspecifiedError, true),
+    ] {
+        let mut hub = Hub::new();
+        hub.connect(2, connect(Protocol::V5, "watcher"));
+        hub.send(2, subscribe("will/t", QoS::AtMostOnce));
+        let mut with_will = connect(Protocol::V5, "c");
+        with_will.will = Some(LastWill {
+            topic: TopicName::new("will/t").unwrap(),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: WillProperties::default(),
+        });
+        hub.connect(1, with_will);
+        hub.take(2);
+        hub.send(1, Packet::Disconnect(Disconnect::new(reason)));
+        hub.settle();
+        let got = hub.take(2);
+        assert_eq!(
+            got.iter().any(|p| matches!(p, Packet::Publish(_))),
+            published,
+            "DISCONNECT {reason:?}: {got:?}"
+        );
+    }
+}
+
 #[test]
 fn a_reason_string_that_would_exceed_the_clients_maximum_packet_size_is_left_out() {
     let mut hub = Hub::new();

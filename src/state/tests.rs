@@ -795,6 +795,75 @@ fn takeover_keeps_the_session_and_publishes_an_undelayed_will() {
     assert!(h.state.session("c").unwrap().subscriptions.is_empty());
 }
 
+/// [MQTT-3.1.3-9] at takeover: a delayed will is cancelled when the session goes on with
+/// the new connection; it goes out at once when the takeover ends the session (a clean
+/// start, or an old connection with expiry 0).
+#[test]
+fn a_takeover_cancels_a_delayed_will_unless_it_ends_the_session() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("c", false, 60, will("will/delayed", 10));
+    let applied = h.open("c", false, 60);
+    assert!(applied.taken_over && applied.session_present);
+    assert!(h.state.session("c").unwrap().will.is_none());
+    assert!(h.state.due(u64::MAX - 1).is_empty());
+    assert!(h.queue("watcher").is_empty());
+
+    for (clean_start, old_expiry_secs) in [(true, 60), (false, 0)] {
+        let mut h = Harness::new();
+        watcher(&mut h);
+        h.open_with_will("c", false, old_expiry_secs, will("will/delayed", 10));
+        h.open("c", clean_start, 60);
+        assert_eq!(h.queue("watcher").len(), 1, "clean start {clean_start}");
+    }
+}
+
+/// [MQTT-3.1.2-10]: a will is published once, then gone: not again when its session expires.
+#[test]
+fn a_will_is_published_only_once() {
+    let mut h = Harness::new();
+    watcher(&mut h);
+    h.open_with_will("dying", false, 5, will("will/once", 0));
+    h.close("dying", 5, true, 0);
+    assert_eq!(h.queue("watcher").len(), 1);
+    for command in h.state.due(u64::MAX) {
+        h.apply(command);
+    }
+    assert!(h.state.session("dying").is_none());
+    assert_eq!(h.queue("watcher").len(), 1);
+}
+
+/// A Session Expiry Interval of 0xFFFFFFFF never runs out (§3.1.2.11.2).
+#[test]
+fn a_session_of_expiry_0xffffffff_never_expires() {
+    let mut h = Harness::new();
+    h.open("c", false, u32::MAX);
+    h.close("c", u32::MAX, false, 0);
+    assert_eq!(h.state.next_deadline_ms(), None);
+    assert!(h.state.due(u64::MAX).is_empty());
+    h.apply(Command::EndSession {
+        client_id: id("c"),
+        now_ms: u64::MAX,
+    });
+    assert!(h.state.session("c").is_some());
+}
+
+/// [MQTT-4.1.0-1]: a session connected again is not discarded by an expiry proposed while
+/// it was disconnected.
+#[test]
+fn an_expiry_never_ends_a_connected_session() {
+    let mut h = Harness::new();
+    h.open("c", false, 1);
+    h.close("c", 1, true, 0);
+    h.open("c", false, 1);
+    h.apply(Command::EndSession {
+        client_id: id("c"),
+        now_ms: 10_000,
+    });
+    let session = h.state.session("c").expect("kept");
+    assert!(session.connected);
+}
+
 #[test]
 fn queued_messages_survive_a_disconnect_of_a_persistent_session() {
     let mut h = Harness::new();

@@ -116,7 +116,13 @@ impl RawClient {
     pub async fn expect_disconnect(&mut self, reason: ReasonCode) {
         match self.recv().await {
             Some(Packet::Disconnect(disconnect)) => {
-                assert_eq!(disconnect.reason_code, reason, "{disconnect:?}")
+                assert_eq!(disconnect.reason_code, reason, "{disconnect:?}");
+                // The server never sends a Session Expiry Interval in DISCONNECT
+                // ([MQTT-3.14.2-2]).
+                assert_eq!(
+                    disconnect.properties.session_expiry_interval, None,
+                    "{disconnect:?}"
+                );
             }
             other => panic!("expected DISCONNECT {reason:?}, got {other:?}"),
         }

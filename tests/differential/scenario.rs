@@ -317,7 +317,7 @@ fn subscribe(rng: &mut Prng, client: usize, version: Version) -> Step {
 }
 
 /// The Session Expiry Interval of a DISCONNECT. A non-zero one after a CONNECT whose expiry
-/// was 0 is a Protocol Error [MQTT-3.14.2-2]: drawn rarely, as a deliberate case.
+/// was 0 is a Protocol Error (§3.14.2.2.2): drawn rarely, as a deliberate case.
 fn disconnect_expiry(rng: &mut Prng, live: Live) -> Expiry {
     if live.version == Version::V3 {
         return Expiry::Absent;

@@ -9,14 +9,14 @@
 //!
 //! - A CONNECT with Clean Start 1 discards any session ([MQTT-3.1.2-4]); its CONNACK must say
 //!   Session Present 0 ([MQTT-3.2.2-2]).
-//! - A CONNECT with Clean Start 0 resumes the session if there is one and must say so
-//!   ([MQTT-3.2.2-3]), whatever Session Expiry Interval it carries: that interval only says
-//!   how long the session lives after this connection ([MQTT-3.1.2-23]).
+//! - A CONNECT with Clean Start 0 resumes the session if there is one ([MQTT-3.1.2-5]) and
+//!   must say so ([MQTT-3.2.2-3]), whatever Session Expiry Interval it carries: that interval
+//!   only says how long the session lives after this connection (§3.1.2.11.2).
 //! - When a connection ends (the client closed it, lost it, or took it over with a new
-//!   CONNECT), the session ends with it if the expiry in force is 0 ([MQTT-3.1.2-23]), lives
+//!   CONNECT), the session ends with it if the expiry in force is 0 (§3.1.2.11.2), lives
 //!   on for a lasting expiry, and may or may not be gone later for a brief one (the broker's
 //!   clock decides). The expiry in force is the CONNECT's, or the DISCONNECT's when it set one
-//!   ([MQTT-3.14.2-2]: never from 0 to more); a DISCONNECT may not arrive, so both count.
+//!   (§3.14.2.2.2: never from 0 to more); a DISCONNECT may not arrive, so both count.
 //!   MQTT 3.1.1: clean session 1 is Clean Start 1 with expiry 0, clean session 0 lasts.
 //!
 //! Unknown outcomes: a CONNECT that got no successful CONNACK may still take effect, at any
@@ -230,7 +230,7 @@ impl<'h> Model<'h> {
             }
             Event::DisconnectSent { at, expiry_secs } => {
                 if let (Some(conn), Some(secs)) = (self.conns.get_mut(at), expiry_secs) {
-                    // Never from 0 to more ([MQTT-3.14.2-2]): the broker keeps 0.
+                    // Never from 0 to more (§3.14.2.2.2, a Protocol Error): the broker keeps 0.
                     if conn.expiry != Expiry::Zero {
                         conn.disconnect = Some(Expiry::of_secs(*secs));
                     }
@@ -395,7 +395,7 @@ fn judge(conn: &Conn, exists: Tri, present: bool) -> Option<&'static str> {
         (Tri::Yes, false) => Some(
             "Clean Start 0 found no session, but one certainly existed: it was never ended \
              (no clean start, no connection ended with expiry 0, none of a brief expiry) \
-             ([MQTT-3.1.2-4], [MQTT-3.2.2-3])",
+             ([MQTT-3.1.2-5], [MQTT-3.2.2-3])",
         ),
         (Tri::No, true) => Some(
             "Session Present 1, but no session could exist: the last one ended (a clean \
