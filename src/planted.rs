@@ -18,6 +18,13 @@ pub struct Bugs {
     pub resend_publish_after_pubrec: bool,
     /// After a restart, drop every queued message of every durable session.
     pub drop_queue_on_restart: bool,
+    /// An MQTT 5 CONNECT with Clean Start 0 and no Session Expiry Interval starts a session
+    /// of its own instead of resuming the stored one (the bug of issue 15).
+    pub resume_needs_expiry: bool,
+    /// A durable connection that never opened releases the QoS 2 messages of its shared
+    /// groups that its node's replica shows unacknowledged, and the log moves them even with
+    /// their PUBREC committed (jepsen's shared-group duplicates).
+    pub release_sent_shared: bool,
 }
 
 impl Bugs {
@@ -25,10 +32,13 @@ impl Bugs {
         ack_before_commit: false,
         resend_publish_after_pubrec: false,
         drop_queue_on_restart: false,
+        resume_needs_expiry: false,
+        release_sent_shared: false,
     };
 
     /// The bugs a comma-separated list names (`ack_before_commit`,
-    /// `resend_publish_after_pubrec`, `drop_queue_on_restart`); `Err` names an unknown one.
+    /// `resend_publish_after_pubrec`, `drop_queue_on_restart`, `resume_needs_expiry`,
+    /// `release_sent_shared`); `Err` names an unknown one.
     pub fn parse(list: &str) -> Result<Bugs, String> {
         let mut bugs = Bugs::NONE;
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -36,6 +46,8 @@ impl Bugs {
                 "ack_before_commit" => bugs.ack_before_commit = true,
                 "resend_publish_after_pubrec" => bugs.resend_publish_after_pubrec = true,
                 "drop_queue_on_restart" => bugs.drop_queue_on_restart = true,
+                "resume_needs_expiry" => bugs.resume_needs_expiry = true,
+                "release_sent_shared" => bugs.release_sent_shared = true,
                 other => return Err(format!("unknown planted bug {other:?}")),
             }
         }
@@ -49,6 +61,8 @@ impl Bugs {
             resend_publish_after_pubrec: self.resend_publish_after_pubrec
                 || other.resend_publish_after_pubrec,
             drop_queue_on_restart: self.drop_queue_on_restart || other.drop_queue_on_restart,
+            resume_needs_expiry: self.resume_needs_expiry || other.resume_needs_expiry,
+            release_sent_shared: self.release_sent_shared || other.release_sent_shared,
         }
     }
 }

@@ -292,7 +292,24 @@ const CLUSTER_DEFAULT_SEEDS: u64 = 20;
 ///   membership change (the operator's) finished that change, so the leader removed itself
 ///   (fix: a leader that the pending configuration leaves out makes no membership change).
 /// - 100: the CONNACK 0x8E of seed 14 of the one-node list, across nodes.
-const CLUSTER_REGRESSION_SEEDS: &[u64] = &[24, 37, 38, 46, 50, 100, 298];
+/// - 238, 334 (issue 15, jepsen seeds 1796514293 and 1796515831): a member of a shared group
+///   CONNECTed to a node that was paused or cut off from its peers and gave up before its
+///   CONNACK; the node, its replica behind the log, released the member's QoS 2 messages as
+///   if never sent, though a connection on another node had sent them: another member got
+///   them too. Reached once the workload had node pauses (`Fault::PauseNode`); fix: a
+///   connection that never opened releases no QoS 2 message, and the log never moves one
+///   whose PUBREC is committed. `planted_release_of_sent_shared_messages_is_caught` keeps
+///   checking that these seeds reach it.
+/// - 82 (issue 15, found by the widened workload): a session resumed with expiry "never"
+///   was ended by an expiry the leader proposed, from a replica behind the log, under its
+///   earlier connection's expiry of 1 s (fix: an expiry applies only if due at its time).
+const CLUSTER_REGRESSION_SEEDS: &[u64] = &[24, 37, 38, 46, 50, 82, 100, 238, 298, 334];
+
+/// Cluster seeds that reach the shared-group duplicate of jepsen's seeds when its fix is
+/// planted away. A change to the workload or the faults may move the interleaving off them;
+/// then find new ones with the bug planted:
+/// `KEEL_SIM_SEEDS=600 cargo test --release --features sim --test sim planted_release -- --nocapture`.
+const SHARED_DUPLICATE_SEEDS: &[u64] = &[238, 334];
 
 #[test]
 fn cluster_chaos_seeds_keep_every_guarantee() {
@@ -405,6 +422,45 @@ fn planted_publish_resent_after_pubrec_is_caught() {
             ..Bugs::default()
         },
         "planted_publish_resent_after_pubrec_is_caught",
+    );
+}
+
+/// Issue 15's first bug: MQTT 5 Clean Start 0 without a Session Expiry Interval started a
+/// new session instead of resuming the stored one. The session model (G3) catches it.
+#[test]
+fn planted_resume_needing_an_expiry_is_caught() {
+    planted_bug_is_caught(
+        Bugs {
+            resume_needs_expiry: true,
+            ..Bugs::default()
+        },
+        "planted_resume_needing_an_expiry_is_caught",
+    );
+}
+
+/// Issue 15's third bug (jepsen's shared-group duplicates), on the cluster seeds that reach
+/// it (`KEEL_SIM_SEEDS=N` searches cluster seeds 1..=N instead and tells how many caught it).
+#[test]
+fn planted_release_of_sent_shared_messages_is_caught() {
+    let bugs = Bugs {
+        release_sent_shared: true,
+        ..Bugs::default()
+    };
+    let test = "planted_release_of_sent_shared_messages_is_caught";
+    let seeds: Vec<u64> = match env_u64("KEEL_SIM_SEEDS") {
+        Some(n) => (1..=n).collect(),
+        None => SHARED_DUPLICATE_SEEDS.to_vec(),
+    };
+    let (ran, failures) = run_seeds_on(Topology::Cluster, &seeds, bugs, false, test);
+    assert!(
+        failures.iter().any(|f| f.contains("G1 exactly-once")),
+        "{bugs:?} planted, yet {ran} cluster seeds found no QoS 2 duplicate: the simulator \
+         is blind to it"
+    );
+    println!(
+        "sim: {bugs:?} caught by {} of {ran} cluster seeds; the first:\n{}",
+        failures.len(),
+        failures[0]
     );
 }
 

@@ -208,7 +208,8 @@ impl Tier {
     /// session still ends when its connection closes. Only a clean start with expiry 0 (and
     /// MQTT 3.1.1's clean session) is a session of this node alone.
     pub fn of(clean_start: bool, expiry_secs: u32) -> Tier {
-        if expiry_secs > 0 || !clean_start {
+        let resumes = !clean_start && !crate::planted::planted().resume_needs_expiry;
+        if expiry_secs > 0 || resumes {
             Tier::Durable
         } else {
             Tier::Local
@@ -264,6 +265,9 @@ impl Connection {
     /// 1796515831).
     fn sent_bound(&self) -> Option<u64> {
         match (self.tier, self.opened) {
+            (Tier::Durable, false) if crate::planted::planted().release_sent_shared => {
+                Some(self.sent_through)
+            }
             (Tier::Durable, false) => None,
             _ => Some(self.sent_through.max(self.dup_through)),
         }
