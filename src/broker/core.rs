@@ -1373,7 +1373,7 @@ impl Broker {
     /// not yet applied, except those the replica already `reached` (overlapping
     /// subscriptions get one copy).
     fn deliver_to_pending(&mut self, message: &Arc<Message>, reached: &[ClientId]) {
-        if self.pending_subscriptions.len() == 0 {
+        if self.pending_subscriptions.is_empty() {
             return;
         }
         for pending in self.pending_subscriptions.qos0_deliveries(message) {
@@ -1543,20 +1543,17 @@ impl Broker {
         };
         self.effects.push(Effect::Disconnect { conn, reason });
         self.remember_sent(&connection);
-        match connection.tier {
-            Tier::Durable => {}
-            Tier::Local => {
-                self.apply_in(
-                    Tier::Local,
-                    Command::CloseSession {
-                        client_id: client_id.clone(),
-                        expiry_secs: 0,
-                        publish_will: true,
-                        now_ms,
-                        place: self.place,
-                    },
-                );
-            }
+        if connection.tier == Tier::Local {
+            self.apply_in(
+                Tier::Local,
+                Command::CloseSession {
+                    client_id: client_id.clone(),
+                    expiry_secs: 0,
+                    publish_will: true,
+                    now_ms,
+                    place: self.place,
+                },
+            );
         }
     }
 

@@ -74,8 +74,8 @@ impl PendingSubscriptions {
         self.entries.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Whether a pending subscription, shared or not, matches `topic`.
@@ -167,10 +167,10 @@ mod tests {
         );
         pending.settled(&id("b"), &subs);
         assert!(!pending.matches(&topic));
-        assert_eq!(pending.len(), 0);
+        assert!(pending.is_empty());
         // Settling what is not pending changes nothing.
         pending.settled(&id("b"), &subs);
-        assert_eq!(pending.len(), 0);
+        assert!(pending.is_empty());
     }
 
     #[test]
