@@ -126,7 +126,13 @@ pub enum Event {
         /// The RETAIN flag as received: set only on retained copies sent on subscribe
         /// (the workload never asks for Retain As Published).
         retain: bool,
+        /// The PUBLISH's packet id (QoS 1/2), for reading a trace.
+        #[serde(default)]
+        packet_id: Option<u16>,
     },
+    /// A PUBREL from the broker reached a subscriber (QoS 2: the packet id is released), for
+    /// reading a trace.
+    ReleaseReceived { at: ConnRef, packet_id: u16 },
     /// A retained-reader connection saw everything the broker sends after its SUBACK (it waited
     /// for a while after the SUBACK): a topic without a retained delivery had none.
     RetainedReadDone { at: ConnRef },

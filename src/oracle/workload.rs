@@ -625,6 +625,7 @@ async fn handle_incoming<N: Net>(
                     qos: publish.qos(),
                     dup: publish.dup,
                     retain: publish.retain,
+                    packet_id: publish.packet_id().map(|id| id.get()),
                 });
             }
             match publish.qos_pid {
@@ -634,6 +635,10 @@ async fn handle_incoming<N: Net>(
             }
         }
         Packet::PubRel(rel) => {
+            ctx.record(Event::ReleaseReceived {
+                at: conn.at.clone(),
+                packet_id: rel.packet_id.get(),
+            });
             lock(disk).qos2_pending.remove(&rel.packet_id);
             conn.send(Packet::PubComp(PubReply::new(rel.packet_id)))
                 .await

@@ -268,6 +268,7 @@ impl<'h> Facts<'h> {
                 Event::Connected { .. }
                 | Event::DisconnectSent { .. }
                 | Event::PublishCompleted { .. }
+                | Event::ReleaseReceived { .. }
                 | Event::RetainedReadDone { .. }
                 | Event::MalformedFromBroker { .. }
                 | Event::Fault { .. } => {}
@@ -488,6 +489,7 @@ pub mod build {
                 qos,
                 dup: false,
                 retain: false,
+                packet_id: None,
             })
         }
 
@@ -499,6 +501,7 @@ pub mod build {
                 qos: QoS::AtLeastOnce,
                 dup: false,
                 retain: true,
+                packet_id: None,
             })
         }
 
