@@ -1,8 +1,8 @@
 //! The chaos runs of `cargo test --features sim`: many seeds, the determinism test, and the
 //! seeds that once found a bug.
 //!
-//! `KEEL_SIM_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]); `KEEL_SIM_SEED=S` runs
-//! just seed S. Every failure prints its seed and the command that replays it.
+//! `KEEL_SIM_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]), or N seeds from
+//! `KEEL_SIM_FROM`; `KEEL_SIM_SEED=S` runs just seed S. Every failure prints its seed and the command that replays it.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -248,16 +248,24 @@ fn summary(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// The seeds a run covers: `KEEL_SIM_SEED` alone, else `KEEL_SIM_SEEDS` (or `default`) seeds
+/// from `KEEL_SIM_FROM` (or 1), so a sweep can go past the seeds already swept.
+fn seeds_to_run(default: u64) -> Vec<u64> {
+    if let Some(seed) = env_u64("KEEL_SIM_SEED") {
+        return vec![seed];
+    }
+    let from = env_u64("KEEL_SIM_FROM").unwrap_or(1);
+    let count = env_u64("KEEL_SIM_SEEDS").unwrap_or(default);
+    (from..from.saturating_add(count)).collect()
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 #[test]
 fn chaos_seeds_keep_every_guarantee() {
-    let seeds: Vec<u64> = match env_u64("KEEL_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => (1..=env_u64("KEEL_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
-    };
+    let seeds = seeds_to_run(DEFAULT_SEEDS);
     let (ran, failures) = run_seeds(
         &seeds,
         Bugs::default(),
@@ -313,10 +321,7 @@ const SHARED_DUPLICATE_SEEDS: &[u64] = &[238, 334];
 
 #[test]
 fn cluster_chaos_seeds_keep_every_guarantee() {
-    let seeds: Vec<u64> = match env_u64("KEEL_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => (1..=env_u64("KEEL_SIM_SEEDS").unwrap_or(CLUSTER_DEFAULT_SEEDS)).collect(),
-    };
+    let seeds = seeds_to_run(CLUSTER_DEFAULT_SEEDS);
     let test = "cluster_chaos_seeds_keep_every_guarantee";
     let (ran, failures) = run_seeds_on(Topology::Cluster, &seeds, Bugs::default(), false, test);
     summary(&format!(

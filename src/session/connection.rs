@@ -304,6 +304,18 @@ impl Session {
         if self.phase == Phase::Closing {
             return;
         }
+        if self.phase == Phase::Connected && !broker.serves(self.conn) {
+            // The broker has let this connection go (its session was taken over) and the
+            // DISCONNECT saying so is on its way. Whatever the client sent meanwhile gets no
+            // answer: the broker would answer for a connection it no longer knows, and a
+            // PUBREL 0x92 for a PUBREC (or a PUBCOMP 0x92 for a PUBREL) tells the client to
+            // forget a QoS 2 exchange its session still holds. The subscriber that then got
+            // the message again under the same packet id took it for a new one (Jepsen seed
+            // 1796532029: QoS 2 delivered twice); a publisher would reuse the packet id and
+            // its next message would be taken for a resend and dropped. Not even the
+            // keep-alive is renewed, so such a connection cannot linger.
+            return;
+        }
         if self.keep_alive_grace_ms > 0 {
             self.deadline_ms = now_ms.saturating_add(self.keep_alive_grace_ms);
         }

@@ -16,4 +16,6 @@ pub use config::SessionConfig;
 pub use connection::Session;
 
 #[cfg(test)]
+mod takeover_tests;
+#[cfg(test)]
 mod tests;

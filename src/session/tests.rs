@@ -10,15 +10,15 @@ use crate::broker::{Broker, BrokerConfig, ConnId, Effect};
 use crate::codec::*;
 
 /// A broker with sessions attached, routing effects the way the shell does.
-struct Hub {
-    broker: Broker,
-    sessions: BTreeMap<ConnId, Session>,
-    config: SessionConfig,
-    now_ms: u64,
+pub(super) struct Hub {
+    pub(super) broker: Broker,
+    pub(super) sessions: BTreeMap<ConnId, Session>,
+    pub(super) config: SessionConfig,
+    pub(super) now_ms: u64,
 }
 
 impl Hub {
-    fn new() -> Hub {
+    pub(super) fn new() -> Hub {
         Hub::with_config(SessionConfig::default())
     }
 
@@ -32,7 +32,7 @@ impl Hub {
     }
 
     /// Sends a packet from connection `conn` (opened on first use); returns what `conn` got.
-    fn send(&mut self, conn: ConnId, packet: Packet) -> Vec<Packet> {
+    pub(super) fn send(&mut self, conn: ConnId, packet: Packet) -> Vec<Packet> {
         self.send_with(conn, packet, &AllowAll)
     }
 
@@ -50,7 +50,7 @@ impl Hub {
     }
 
     /// Carries out broker effects until none are left.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         loop {
             self.broker.commit_pending();
             let effects = self.broker.take_effects();
@@ -85,7 +85,7 @@ impl Hub {
         self.broker.validate();
     }
 
-    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
+    pub(super) fn take(&mut self, conn: ConnId) -> Vec<Packet> {
         self.sessions
             .get_mut(&conn)
             .map(|s| s.output().collect())
@@ -96,7 +96,7 @@ impl Hub {
         self.sessions[&conn].is_closing()
     }
 
-    fn connect(&mut self, conn: ConnId, connect: Connect) -> ConnAck {
+    pub(super) fn connect(&mut self, conn: ConnId, connect: Connect) -> ConnAck {
         match self.send(conn, Packet::Connect(Box::new(connect))).first() {
             Some(Packet::ConnAck(ack)) => ack.clone(),
             other => panic!("expected CONNACK first, got {other:?}"),
@@ -104,7 +104,7 @@ impl Hub {
     }
 }
 
-fn connect(protocol: Protocol, client_id: &str) -> Connect {
+pub(super) fn connect(protocol: Protocol, client_id: &str) -> Connect {
     Connect {
         protocol,
         clean_start: true,
@@ -117,11 +117,11 @@ fn connect(protocol: Protocol, client_id: &str) -> Connect {
     }
 }
 
-fn pid(n: u16) -> PacketId {
+pub(super) fn pid(n: u16) -> PacketId {
     PacketId::new(n).unwrap()
 }
 
-fn publish(topic: &str, qos_pid: QosPid, payload: &'static [u8]) -> Packet {
+pub(super) fn publish(topic: &str, qos_pid: QosPid, payload: &'static [u8]) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos_pid,
@@ -132,7 +132,7 @@ fn publish(topic: &str, qos_pid: QosPid, payload: &'static [u8]) -> Packet {
     })
 }
 
-fn subscribe(filter: &str, qos: QoS) -> Packet {
+pub(super) fn subscribe(filter: &str, qos: QoS) -> Packet {
     Packet::Subscribe(Subscribe {
         packet_id: pid(1),
         properties: SubscribeProperties::default(),
