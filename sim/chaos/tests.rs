@@ -2,7 +2,8 @@
 //! seeds that once found a bug.
 //!
 //! `KEEL_SIM_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]), or N seeds from
-//! `KEEL_SIM_FROM`; `KEEL_SIM_SEED=S` runs just seed S. Every failure prints its seed and the command that replays it.
+//! `KEEL_SIM_FROM`; `KEEL_SIM_SEED=S` runs just seed S. Every failure prints its seed and the
+//! command that replays it.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
