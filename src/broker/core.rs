@@ -614,15 +614,9 @@ impl Broker {
         true
     }
 
-    /// Whether the broker still serves `conn`. A connection it has let go of (taken over,
-    /// or dropped with the state it served) has a DISCONNECT on its way ([`Effect::Disconnect`]
-    /// is pushed whenever a connection is let go), and until that arrives it must answer
-    /// the client nothing.
-    pub fn serves(&self, conn: ConnId) -> bool {
-        self.connections.contains_key(&conn)
-    }
-
-    /// The client id a connection serves.
+    /// The client id a connection serves; `None` once the broker has let the connection go
+    /// (taken over, or dropped with the state it served): a DISCONNECT is then on its way
+    /// ([`Effect::Disconnect`] is pushed whenever a connection is let go).
     pub fn client_of(&self, conn: ConnId) -> Option<&ClientId> {
         self.connections.get(&conn).map(|c| &c.client_id)
     }

@@ -304,7 +304,7 @@ impl Session {
         if self.phase == Phase::Closing {
             return;
         }
-        if self.phase == Phase::Connected && !broker.serves(self.conn) {
+        if self.phase == Phase::Connected && broker.client_of(self.conn).is_none() {
             // The broker has let this connection go (its session was taken over) and the
             // DISCONNECT saying so is on its way. Whatever the client sent meanwhile gets no
             // answer: the broker would answer for a connection it no longer knows, and a

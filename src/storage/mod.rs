@@ -4,8 +4,8 @@
 //! [`RocksStore`] (feature `rocksdb`, on by default) is the real one: one RocksDB database in
 //! the node's data directory. [`MemStore`] keeps everything in memory and models a disk that
 //! loses unsynced writes when the machine crashes; the simulator uses it, owned outside the
-//! simulated host so that it outlives a crash (`../shared/DESIGN.md` §4). Both run the same
-//! conformance suite (`tests.rs`).
+//! simulated host so that it outlives a crash (the node's disk survives its process). Both run
+//! the same conformance suite (`tests.rs`).
 //!
 //! Keys and values are opaque bytes, ordered byte-wise (as unsigned bytes, shorter first on a
 //! common prefix: the order of `[u8]`). What they mean belongs to the callers.
