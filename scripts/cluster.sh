@@ -10,7 +10,9 @@
 #
 # Node I (from 1) listens on MQTT 127.0.0.1:(1882+I), WebSocket :(8082+I)/mqtt, admin HTTP
 # :(18082+I) and for its peers on :(7000+I); its data, log and pid file are in
-# ${KEEL_CLUSTER_DIR:-./keel-cluster}/nodeI. Set KEEL_BIN to use another binary.
+# ${KEEL_CLUSTER_DIR:-./keel-cluster}/nodeI. The nodes talk over mutual TLS: `up` makes a
+# cluster CA and a certificate per node (keel cert) in ${KEEL_CLUSTER_DIR}/certs.
+# Set KEEL_BIN to use another binary.
 set -euo pipefail
 
 DIR="${KEEL_CLUSTER_DIR:-./keel-cluster}"
@@ -29,16 +31,27 @@ peers() {
     echo "$list"
 }
 
+# The cluster CA (once) and node I's certificate and configuration (once per node).
+node_tls() {
+    local i="$1" dir="$DIR/node$1" certs="$DIR/certs"
+    [ -f "$certs/ca.pem" ] || "$BIN" cert create-ca --dir "$certs" 2>/dev/null
+    [ -f "$certs/node-$i.pem" ] || "$BIN" cert create-node --node-id "$i" --host 127.0.0.1 --dir "$certs" 2>/dev/null
+    [ -f "$dir/keel.toml" ] || printf '[cluster.tls]\nca = "%s"\ncert = "%s"\nkey = "%s"\n' \
+        "$certs/ca.pem" "$certs/node-$i.pem" "$certs/node-$i.key" >"$dir/keel.toml"
+}
+
 start_node() {
     local i="$1" n dir
     n="$(nodes)"
     dir="$DIR/node$i"
     mkdir -p "$dir"
+    node_tls "$i"
     if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
         echo "node $i already runs (pid $(cat "$dir/pid"))"
         return
     fi
     "$BIN" serve \
+        --config "$dir/keel.toml" \
         --node-id "$i" \
         --listen "127.0.0.1:$((1882 + i))" \
         --ws-listen "127.0.0.1:$((8082 + i))" \

@@ -47,6 +47,7 @@ fn node_host(id: u64, seed: u64) -> impl Fn() -> HostFuture {
                     peers: peers(),
                     join: None,
                     node_down_after: Duration::from_secs(10),
+                    tls: None,
                 }),
                 ..ServerSettings::default()
             };

@@ -24,6 +24,11 @@ use crate::session::SessionConfig;
 use crate::state::{OverflowPolicy, StateConfig};
 use crate::transport::{ClientAuth, TlsSettings, WsConfig};
 
+pub use crate::net::HostPort;
+
+/// What a printed configuration shows instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
 /// Smallest packet any MQTT version can send (PINGREQ, DISCONNECT: two bytes), so the least
 /// `packet_size_max` that lets a client talk at all.
 pub const PACKET_SIZE_MIN: u32 = 2;
@@ -60,7 +65,7 @@ pub struct Config {
 
 /// `[admin]`: credentials for the admin HTTP API (`listeners.http`), and what the client
 /// traces it starts may hold. Without credentials, the API is open to whoever reaches its
-/// address (the node warns at start-up).
+/// address, so it may only listen on loopback (the node warns at start-up).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
@@ -76,16 +81,46 @@ pub struct AdminConfig {
     /// Most events kept per traced client; older ones make room for newer. At least 1.
     /// Default 1000.
     pub trace_events_max: usize,
+    /// Most connections the admin listener holds at once. At the cap the connection idle
+    /// longest is closed to make room; only when every one has a request in flight is the
+    /// new one closed. At least 1. Default 256.
+    pub connections_max: usize,
+    /// Seconds a request's head may take to arrive; a connection idle that long between
+    /// requests is closed too. 1 to 300. Default 10.
+    pub header_timeout_secs: u32,
+    /// Seconds a request may take from its head to its answer (a membership change waits for
+    /// the new node to catch up). 1 to 3600. Default 60.
+    pub request_timeout_secs: u32,
 }
 
 impl Default for AdminConfig {
     fn default() -> AdminConfig {
         let trace = crate::server::trace::TraceLimits::default();
+        let limits = crate::admin::AdminLimits::default();
         AdminConfig {
             api_key: None,
             users: Vec::new(),
             trace_clients_max: trace.clients_max,
             trace_events_max: trace.events_max,
+            connections_max: limits.connections_max,
+            header_timeout_secs: limits.header_timeout.as_secs() as u32,
+            request_timeout_secs: limits.request_timeout.as_secs() as u32,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Whether anything guards the API (an API key or users).
+    pub fn has_credentials(&self) -> bool {
+        self.api_key.is_some() || !self.users.is_empty()
+    }
+
+    /// The admin listener's bounds.
+    pub fn limits(&self) -> crate::admin::AdminLimits {
+        crate::admin::AdminLimits {
+            connections_max: self.connections_max,
+            header_timeout: Duration::from_secs(self.header_timeout_secs.into()),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.into()),
         }
     }
 }
@@ -97,6 +132,9 @@ impl std::fmt::Debug for AdminConfig {
             .field("users", &self.users)
             .field("trace_clients_max", &self.trace_clients_max)
             .field("trace_events_max", &self.trace_events_max)
+            .field("connections_max", &self.connections_max)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .finish()
     }
 }
@@ -181,7 +219,8 @@ pub struct ListenersConfig {
     /// MQTT over WebSocket, upgraded on path `/mqtt` only. Default `0.0.0.0:8083`.
     #[serde(with = "listen_addr")]
     pub ws: Option<SocketAddr>,
-    /// The admin HTTP API and `/metrics`. Default `0.0.0.0:18083`.
+    /// The admin HTTP API and `/metrics`. Default `127.0.0.1:18083`: an address that other
+    /// hosts reach needs `[admin]` credentials (validation refuses it otherwise).
     #[serde(with = "listen_addr")]
     pub http: Option<SocketAddr>,
     /// MQTT over TLS; started only when `[tls]` is configured. Default `0.0.0.0:8883`.
@@ -215,7 +254,7 @@ impl Default for ListenersConfig {
         ListenersConfig {
             tcp: any(1883),
             ws: any(8083),
-            http: any(18083),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 18083))),
             tls: any(8883),
             wss: any(8084),
             tcp_connections_max: 0,
@@ -322,6 +361,13 @@ pub struct MqttConfig {
     /// Most subscriptions one session may hold; beyond it SUBSCRIBE gets 0x97 Quota exceeded
     /// (MQTT 3: 0x80). At least 1. Default 10000.
     pub subscriptions_max: usize,
+    /// Most bytes of topic filters one session may hold; beyond it SUBSCRIBE gets 0x97 for
+    /// the filters that do not fit. At least 65535 (one longest filter). Default 1048576.
+    pub subscription_bytes_max: usize,
+    /// Most bytes of topic filters this node holds over every session (it holds every
+    /// durable session of its cluster); beyond it the same refusal. At least
+    /// `subscription_bytes_max`. Default 268435456 (256 MiB).
+    pub node_subscription_bytes_max: usize,
     /// Most levels in a topic name or filter; beyond it a PUBLISH gets 0x90 Topic Name
     /// invalid (QoS 0 and MQTT 3: dropped), a filter 0x8F Topic Filter invalid. At least 1.
     /// Default 128.
@@ -363,6 +409,8 @@ impl Default for MqttConfig {
             connections_max: 100_000,
             sys_interval_secs: 10,
             subscriptions_max: session.subscriptions_max,
+            subscription_bytes_max: session.subscription_bytes_max,
+            node_subscription_bytes_max: session.node_subscription_bytes_max,
             topic_levels_max: session.topic_levels_max,
             publish_rate_max: session.publish_rate_max,
             connection_rate_max: 0,
@@ -600,6 +648,25 @@ pub struct ClusterConfig {
     /// it served are disconnected in the cluster's state (their wills published, their
     /// expiry started) so that they can resume elsewhere. Default 30.
     pub node_down_secs: u32,
+    /// Serve the cluster listener without TLS (any host that reaches it can join and call
+    /// its RPCs). Needed for a cluster listener without `tls`. Default `false`.
+    pub insecure: bool,
+    /// Mutual TLS between the nodes; needed with a cluster listener unless `insecure`.
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTlsConfig>,
+}
+
+/// `[cluster.tls]`: the cluster CA and this node's certificate (`keel cert`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// PEM file with the cluster CA's certificate. Required.
+    pub ca: PathBuf,
+    /// PEM file with this node's certificate, which names its node id. Required.
+    pub cert: PathBuf,
+    /// PEM file with that certificate's private key. Required.
+    pub key: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -610,6 +677,8 @@ impl Default for ClusterConfig {
             join: None,
             advertise: None,
             node_down_secs: 30,
+            insecure: false,
+            tls: None,
         }
     }
 }
@@ -631,66 +700,6 @@ impl ClusterConfig {
         self.listen
             .filter(|a| !a.ip().is_unspecified())
             .map(|a| a.to_string())
-    }
-}
-
-/// A `HOST:PORT` address that may name a host (`node2.example:7000`), an IPv4 address, or a
-/// bracketed IPv6 address (`[::1]:7000`). Resolved when used, not when parsed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct HostPort {
-    /// Host name or IP address; an IPv6 address keeps its brackets.
-    pub host: String,
-    /// Never 0.
-    pub port: u16,
-}
-
-impl FromStr for HostPort {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<HostPort, String> {
-        let bad = |why: &str| format!("invalid address {text:?}: {why} (expected HOST:PORT)");
-        let (host, port) = text.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad("the port is not 1 to 65535"))?;
-        if port == 0 {
-            return Err(bad("the port is not 1 to 65535"));
-        }
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let bracketed = host.starts_with('[') && host.ends_with(']');
-        if !bracketed && host.contains(':') {
-            return Err(bad("an IPv6 address needs brackets, as in [::1]:7000"));
-        }
-        let invalid = |c: char| c.is_whitespace() || c.is_control() || "@,/".contains(c);
-        if host.contains(invalid) {
-            return Err(bad("the host contains a space, '@', ',' or '/'"));
-        }
-        Ok(HostPort {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl TryFrom<String> for HostPort {
-    type Error = String;
-    fn try_from(text: String) -> Result<HostPort, String> {
-        text.parse()
-    }
-}
-
-impl From<HostPort> for String {
-    fn from(addr: HostPort) -> String {
-        addr.to_string()
-    }
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
     }
 }
 
@@ -853,12 +862,45 @@ impl Config {
         Ok(text)
     }
 
+    /// The configuration with every secret (the admin API key, the JWT secret, the HTTP
+    /// hook's header values) replaced by [`REDACTED`], for printing.
+    pub fn redacted(&self) -> Config {
+        let hidden = || REDACTED.to_owned();
+        let mut config = self.clone();
+        if config.admin.api_key.is_some() {
+            config.admin.api_key = Some(hidden());
+        }
+        if let Some(jwt) = config.auth.jwt.as_mut().filter(|jwt| jwt.secret.is_some()) {
+            jwt.secret = Some(hidden());
+        }
+        if let Some(http) = config.auth.http.as_mut() {
+            http.headers
+                .values_mut()
+                .for_each(|value| *value = hidden());
+        }
+        config
+    }
+
     /// Checks what the types cannot: ranges, formats, and options that must go together.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         ensure(!self.data_dir.as_os_str().is_empty(), "data_dir", || {
             "must not be empty".to_owned()
         })?;
         self.validate_listeners()?;
+        if let Some(http) = self.listeners.http {
+            ensure(
+                http.ip().is_loopback() || self.admin.has_credentials(),
+                "listeners.http",
+                || {
+                    format!(
+                        "{http} can be reached from other hosts and [admin] sets no api_key or \
+                         users: anyone there could change the cluster and its data. Set \
+                         credentials, or listen on a loopback address such as 127.0.0.1:{}",
+                        http.port()
+                    )
+                },
+            )?;
+        }
         ensure(
             self.admin.users.is_empty() || self.auth.password_file.is_some(),
             "admin.users",
@@ -872,8 +914,25 @@ impl Config {
         for (field, value) in [
             ("admin.trace_clients_max", self.admin.trace_clients_max),
             ("admin.trace_events_max", self.admin.trace_events_max),
+            ("admin.connections_max", self.admin.connections_max),
         ] {
             ensure(value > 0, field, || "must be at least 1".to_owned())?;
+        }
+        for (field, value, max) in [
+            (
+                "admin.header_timeout_secs",
+                self.admin.header_timeout_secs,
+                300,
+            ),
+            (
+                "admin.request_timeout_secs",
+                self.admin.request_timeout_secs,
+                3600,
+            ),
+        ] {
+            ensure((1..=max).contains(&value), field, || {
+                format!("{value} is not within 1..={max}")
+            })?;
         }
         ensure(
             self.durability.batch_window_ms <= 100,
@@ -1037,6 +1096,16 @@ impl Config {
             ensure(value > 0, name, || "must be at least 1".to_owned())?;
         }
         ensure(
+            mqtt.subscription_bytes_max >= FIELD_LEN_MAX,
+            "mqtt.subscription_bytes_max",
+            || format!("must be at least {FIELD_LEN_MAX} (one longest topic filter)"),
+        )?;
+        ensure(
+            mqtt.node_subscription_bytes_max >= mqtt.subscription_bytes_max,
+            "mqtt.node_subscription_bytes_max",
+            || "must be at least mqtt.subscription_bytes_max".to_owned(),
+        )?;
+        ensure(
             mqtt.connect_timeout_secs > 0,
             "mqtt.connect_timeout_secs",
             || "must be at least 1".to_owned(),
@@ -1086,6 +1155,32 @@ impl Config {
                     .to_owned()
             },
         )?;
+        ensure(
+            !cluster.enabled() || cluster.tls.is_some() || cluster.insecure,
+            "cluster.tls",
+            || {
+                "is needed with a cluster listener: peers are authenticated by certificates \
+                 of the cluster CA (make them with `keel cert`); set cluster.insecure = true \
+                 to run without, letting any host that reaches the listener join"
+                    .to_owned()
+            },
+        )?;
+        ensure(
+            cluster.tls.is_none() || !cluster.insecure,
+            "cluster.insecure",
+            || "contradicts [cluster.tls]: keep one".to_owned(),
+        )?;
+        if let Some(tls) = &cluster.tls {
+            for (field, path) in [
+                ("cluster.tls.ca", &tls.ca),
+                ("cluster.tls.cert", &tls.cert),
+                ("cluster.tls.key", &tls.key),
+            ] {
+                ensure(!path.as_os_str().is_empty(), field, || {
+                    "must not be empty".to_owned()
+                })?;
+            }
+        }
         ensure(cluster.node_down_secs > 0, "cluster.node_down_secs", || {
             "must be at least 1".to_owned()
         })
@@ -1106,6 +1201,8 @@ impl Config {
             retain_available: mqtt.retain_available,
             client_id_len_max: mqtt.client_id_len_max,
             subscriptions_max: mqtt.subscriptions_max,
+            subscription_bytes_max: mqtt.subscription_bytes_max,
+            node_subscription_bytes_max: mqtt.node_subscription_bytes_max,
             topic_levels_max: mqtt.topic_levels_max,
             publish_rate_max: mqtt.publish_rate_max,
         }
@@ -1232,6 +1329,10 @@ mod tests {
             [cluster]
             listen = "0.0.0.0:7000"
             peers = ["1@a:7000", "2@b:7000", "3@[::1]:7000"]
+            [cluster.tls]
+            ca = "ca.pem"
+            cert = "node-1.pem"
+            key = "node-1.key"
             "#,
         )
     }
@@ -1312,7 +1413,7 @@ mod tests {
         let listeners = &config.listeners;
         assert_eq!(listeners.tcp, Some("0.0.0.0:1883".parse().unwrap()));
         assert_eq!(listeners.ws, Some("0.0.0.0:8083".parse().unwrap()));
-        assert_eq!(listeners.http, Some("0.0.0.0:18083".parse().unwrap()));
+        assert_eq!(listeners.http, Some("127.0.0.1:18083".parse().unwrap()));
         assert_eq!(listeners.tls, Some("0.0.0.0:8883".parse().unwrap()));
         assert_eq!(listeners.wss, Some("0.0.0.0:8084".parse().unwrap()));
         config.validate().unwrap();
@@ -1594,6 +1695,25 @@ mod tests {
     }
 
     #[test]
+    fn an_admin_api_other_hosts_reach_needs_credentials() {
+        let error = invalid("[listeners]\nhttp = \"0.0.0.0:18083\"");
+        assert_eq!(error.field, "listeners.http");
+        assert!(error.problem.contains("api_key"), "{error}");
+        invalid("[listeners]\nhttp = \"192.0.2.7:18083\"");
+        for loopback in ["127.0.0.1:18083", "127.0.0.9:80", "[::1]:18083"] {
+            parse(&format!("[listeners]\nhttp = \"{loopback}\""))
+                .validate()
+                .unwrap();
+        }
+        parse("[listeners]\nhttp = \"0.0.0.0:18083\"\n[admin]\napi_key = \"0123456789abcdef\"")
+            .validate()
+            .unwrap();
+        let users = "[listeners]\nhttp = \"0.0.0.0:18083\"\n[admin]\nusers = [\"ops\"]\n\
+                     [auth]\npassword_file = \"p\"";
+        parse(users).validate().unwrap();
+    }
+
+    #[test]
     fn two_listeners_on_one_port_are_invalid() {
         let error = invalid("[listeners]\nws = \"127.0.0.1:1883\"");
         assert_eq!(error.field, "listeners.ws");
@@ -1665,10 +1785,19 @@ mod tests {
         let error = invalid("[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"");
         assert_eq!(error.field, "cluster.advertise");
         let joining =
-            parse("[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"\nadvertise = \"c:7000\"");
+            "[cluster]\njoin = \"b:1\"\nlisten = \"0.0.0.0:7000\"\nadvertise = \"c:7000\"";
+        assert_eq!(invalid(joining).field, "cluster.tls");
+        let joining = parse(&format!("{joining}\ninsecure = true"));
         joining.validate().unwrap();
         assert_eq!(joining.cluster.advertised(1).as_deref(), Some("c:7000"));
-        let forming = parse("[cluster]\npeers = [\"1@a:1\"]\nlisten = \"0.0.0.0:1\"");
+        let forming = "[cluster]\npeers = [\"1@a:1\"]\nlisten = \"0.0.0.0:1\"";
+        let with_tls = format!("{forming}\n[cluster.tls]\nca = \"ca\"\ncert = \"c\"\nkey = \"k\"");
+        parse(&with_tls).validate().unwrap();
+        let both = format!(
+            "{forming}\ninsecure = true\n[cluster.tls]\nca = \"a\"\ncert = \"c\"\nkey = \"k\""
+        );
+        assert_eq!(invalid(&both).field, "cluster.insecure");
+        let forming = parse(&format!("{forming}\ninsecure = true"));
         forming.validate().unwrap();
         assert_eq!(forming.cluster.advertised(1).as_deref(), Some("a:1"));
     }

@@ -20,6 +20,7 @@
 //! | `loadgen` | the load generator behind `keel-bench`: MQTT clients over real sockets (tokio, Keel's codec), scenarios, delivery accounting, latency, broker CPU/RSS from `/proc` | any broker-side module (it must measure any broker the same way) |
 //! | `config` | the TOML configuration: defaults, validation, and the settings of each layer it feeds | tokio, I/O beyond reading its file |
 //! | `auth`  | who a client is and what it may do: password files (argon2id, SCRAM verifiers), JWT, the chain of methods, SCRAM-SHA-256 enhanced authentication, ACLs | tokio, clocks, I/O beyond loading its files (the HTTP hook lives in `server`), `broker`, `state` |
+//! | `cert`  | the certificates of node-to-node mutual TLS: `keel cert`'s cluster CA and node certificates, and the node id a certificate names | tokio, I/O, every other Keel module |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config` | tokio, `broker`, `state` |
 //! | `cluster` | the replicated log under the durable state: openraft's storage and runtime, the proposer, node-to-node RPCs, forwarding, role and read tasks | `broker` internals beyond proposals and the applier; sockets other than through `net`/`grpc` |
 //! | `server` | the shell of a node: listeners and their connection caps, connection tasks, timers, per-client traces, the HTTP authentication hook, the cluster shell | protocol logic (it lives in `session`, `broker`, `state`) |
@@ -29,6 +30,7 @@
 pub mod admin;
 pub mod auth;
 pub mod broker;
+pub mod cert;
 pub mod cli;
 pub mod cluster;
 pub mod codec;

@@ -25,6 +25,10 @@ pub struct Bugs {
     /// groups that its node's replica shows unacknowledged, and the log moves them even with
     /// their PUBREC committed (jepsen's shared-group duplicates).
     pub release_sent_shared: bool,
+    /// A membership change adds any node as asked, as openraft's `add_learner` then
+    /// `change_membership` do, without checking that it answers, has caught up or leaves a
+    /// reachable majority (issue 16's node-bricking `POST`).
+    pub unchecked_joins: bool,
 }
 
 impl Bugs {
@@ -34,11 +38,12 @@ impl Bugs {
         drop_queue_on_restart: false,
         resume_needs_expiry: false,
         release_sent_shared: false,
+        unchecked_joins: false,
     };
 
     /// The bugs a comma-separated list names (`ack_before_commit`,
     /// `resend_publish_after_pubrec`, `drop_queue_on_restart`, `resume_needs_expiry`,
-    /// `release_sent_shared`); `Err` names an unknown one.
+    /// `release_sent_shared`, `unchecked_joins`); `Err` names an unknown one.
     pub fn parse(list: &str) -> Result<Bugs, String> {
         let mut bugs = Bugs::NONE;
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -48,6 +53,7 @@ impl Bugs {
                 "drop_queue_on_restart" => bugs.drop_queue_on_restart = true,
                 "resume_needs_expiry" => bugs.resume_needs_expiry = true,
                 "release_sent_shared" => bugs.release_sent_shared = true,
+                "unchecked_joins" => bugs.unchecked_joins = true,
                 other => return Err(format!("unknown planted bug {other:?}")),
             }
         }
@@ -63,6 +69,7 @@ impl Bugs {
             drop_queue_on_restart: self.drop_queue_on_restart || other.drop_queue_on_restart,
             resume_needs_expiry: self.resume_needs_expiry || other.resume_needs_expiry,
             release_sent_shared: self.release_sent_shared || other.release_sent_shared,
+            unchecked_joins: self.unchecked_joins || other.unchecked_joins,
         }
     }
 }

@@ -39,7 +39,7 @@ fn help_lists_the_subcommands() {
     let out = keel(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for command in ["serve", "passwd", "check-config"] {
+    for command in ["serve", "passwd", "check-config", "cert"] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
     let serve_help = text(&keel(&["serve", "--help"]).stdout);
@@ -53,6 +53,7 @@ fn help_lists_the_subcommands() {
         "--cluster-listen",
         "--peers",
         "--join",
+        "--cluster-insecure",
     ] {
         assert!(
             serve_help.contains(flag),

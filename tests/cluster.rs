@@ -51,6 +51,7 @@ async fn start_cluster() -> Vec<KeelProcess> {
                 addr.to_string(),
                 "--peers".into(),
                 peers.clone(),
+                "--cluster-insecure".into(),
             ])
         })
         .collect();

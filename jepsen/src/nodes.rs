@@ -21,11 +21,18 @@ pub const CLUSTER_PORT: u16 = 7000;
 /// Deadline of one admin request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The admin API's key on every node: its listener is on the node's network address, which
+/// a node refuses to serve without credentials.
+const ADMIN_API_KEY: &str = "keel-jepsen-admin-key";
+
 /// What every node's configuration file says beyond the flags.
 const NODE_CONFIG: &str = "\
 # Written by keel-jepsen for every node of the run.
 [durability]
 sync = \"batch\"
+
+[admin]
+api_key = \"keel-jepsen-admin-key\"
 
 [mqtt]
 sys_interval_secs = 0
@@ -38,6 +45,8 @@ queue_max = 100000
 [cluster]
 # Shorter than the default 30 s, so that runs also see nodes declared gone.
 node_down_secs = 10
+# Plaintext between the nodes: the run's network namespaces hold nobody else.
+insecure = true
 ";
 
 struct Node {
@@ -273,5 +282,6 @@ impl Cluster {
 /// One GET to a node's admin API: the status and body, or `None`.
 async fn http_get(ip: &str, path: &str) -> Option<(u16, String)> {
     let addr = format!("{ip}:{ADMIN_PORT}");
-    request(&TokioNet, &addr, "GET", path, "", HTTP_TIMEOUT).await
+    let key = [("x-api-key", ADMIN_API_KEY)];
+    request(&TokioNet, &addr, "GET", path, &key, "", HTTP_TIMEOUT).await
 }

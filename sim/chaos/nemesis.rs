@@ -192,6 +192,7 @@ impl Nemesis {
                 self.later(now_ms + ms, Heal::RepairSets(a, b));
             }
             Fault::CrashLeader { .. } => {}
+            Fault::BogusJoin { id, addr } => self.orders.push(Order::AddBogus { id, addr }),
             Fault::Reconfigure { node, out_ms } => {
                 self.orders.push(Order::Remove { node });
                 self.later(now_ms + out_ms, Heal::Readd(node));

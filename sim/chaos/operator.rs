@@ -24,6 +24,9 @@ pub enum Order {
     Remove { node: u64 },
     /// Put `node` back (as a learner, then a voter).
     Add { node: u64 },
+    /// Ask for node `id` at `addr`, which is not there: asked once, the answer must be a
+    /// refusal (the membership checker catches an acceptance).
+    AddBogus { id: u64, addr: String },
 }
 
 /// Orders from the nemesis to the operator.
@@ -56,7 +59,7 @@ const PAUSE: Duration = Duration::from_millis(200);
 /// One request to `host`'s (a node's name) admin API: the status and body, or `None`.
 async fn http(host: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let addr = format!("{host}:{ADMIN_PORT}");
-    request(&SimNet, &addr, method, path, body, REQUEST_TIMEOUT).await
+    request(&SimNet, &addr, method, path, &[], body, REQUEST_TIMEOUT).await
 }
 
 /// The leader as some node reports it.
@@ -89,8 +92,19 @@ async fn carry_out(order: &Order, nodes: &[String]) -> bool {
             let body = format!("{{\"id\": {node}, \"addr\": \"{addr}\"}}");
             ("POST", "/api/v1/cluster/nodes".to_string(), body)
         }
+        Order::AddBogus { id, addr } => {
+            let body = format!("{{\"id\": {id}, \"addr\": \"{addr}\"}}");
+            ("POST", "/api/v1/cluster/nodes".to_string(), body)
+        }
     };
-    match http(leader_host, method, &path, &body).await {
+    let answer = http(leader_host, method, &path, &body).await;
+    if let Order::AddBogus { .. } = order {
+        // Done whatever the answer: a refusal is what should happen, an acceptance is the
+        // membership checker's to report, and no answer (the leader moved or the request
+        // timed out) may have been either.
+        return true;
+    }
+    match answer {
         Some((200, _)) => true,
         // Removing a node that is not a member any more, or the leader (which cannot remove
         // itself; putting it back later finds it there): nothing to do. Any other refusal

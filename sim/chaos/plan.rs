@@ -59,7 +59,15 @@ pub enum Fault {
     /// on waking with a replica that has fallen behind (jepsen's pause nemesis found QoS 2
     /// messages of a shared group handed out twice that way).
     PauseNode { node: String, ms: u64 },
+    /// The operator asks the leader to add node `id`, which is not there, at `addr`: no
+    /// host, a host where nothing listens, another node's address, or no address at all.
+    /// The cluster must refuse, keep its membership and go on serving (a `POST` that made an
+    /// unreachable node a voter once cost a cluster its quorum for good).
+    BogusJoin { id: u64, addr: String },
 }
+
+/// The ids bogus joins use: never a node of the run.
+pub const BOGUS_IDS: std::ops::RangeInclusive<u64> = 90..=99;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduledFault {
@@ -241,6 +249,30 @@ impl Plan {
         .with_cluster_faults(&mut rng)
         .with_session_churn(&mut rng)
         .with_pauses(&mut rng)
+        .with_bogus_joins(&mut rng)
+    }
+
+    /// In a cluster, one to three requests to add a node that is not there (drawn after
+    /// everything else, for the same reason as the sync latency).
+    fn with_bogus_joins(mut self, rng: &mut Rng) -> Plan {
+        if self.nodes.len() < 2 {
+            return self;
+        }
+        for _ in 0..rng.range(1..=3u32) {
+            let at_ms = rng.range(500..self.safety_ms.max(501));
+            let id = rng.range(BOGUS_IDS);
+            let node = &self.nodes[rng.range(0..self.nodes.len())];
+            let addr = match rng.range(0..4u32) {
+                0 => "nowhere:7000".to_owned(),
+                1 => format!("{node}:1"),
+                2 => format!("{node}:7000"),
+                _ => "not an address".to_owned(),
+            };
+            let fault = Fault::BogusJoin { id, addr };
+            self.faults.push(ScheduledFault { at_ms, fault });
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self
     }
 
     /// A node pause every four to ten seconds of the safety phase, of one to six seconds

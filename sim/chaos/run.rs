@@ -71,6 +71,9 @@ fn node_host(
             .collect(),
         join: None,
         node_down_after: NODE_DOWN_AFTER,
+        // Plaintext: the simulated network is the only one, and rustls draws its randomness
+        // from the OS, outside the seed.
+        tls: None,
     });
     let seed = plan.seed ^ node_id;
     let starts = Arc::new(Mutex::new(0u64));
@@ -221,6 +224,8 @@ fn run_plan(plan: Plan) -> Outcome {
     // The entry applied at each index, by log id, as the nodes reported it.
     let mut applied_at: BTreeMap<u64, openraft::LogId<u64>> = BTreeMap::new();
     let mut diverged = false;
+    let mut admitted_stranger = false;
+    let node_count = plan.nodes.len() as u64;
     let mut liveness = false;
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
@@ -260,6 +265,25 @@ fn run_plan(plan: Plan) -> Outcome {
                 // Panics (a broken invariant) with the seed printed by the caller.
                 hub.lock().broker.validate();
                 let metrics = raft.metrics().borrow().clone();
+                // Only the run's nodes are ever members: a bogus join must be refused.
+                let strangers: Vec<u64> = metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !(1..=node_count).contains(id))
+                    .collect();
+                if !strangers.is_empty() && !admitted_stranger {
+                    admitted_stranger = true;
+                    violations.push(Violation {
+                        guarantee: "membership",
+                        detail: format!(
+                            "node {} has nodes {strangers:?} in its membership, which are not \
+                             nodes of the run (at {now_ms} ms)",
+                            metrics.id
+                        ),
+                    });
+                }
                 // Log matching of what is applied: the entry a node applied at an index is
                 // the entry every node applies there. (Election safety is openraft's own:
                 // by default it orders leaders by term and node id, so two nodes may lead

@@ -470,6 +470,29 @@ fn planted_release_of_sent_shared_messages_is_caught() {
     );
 }
 
+/// Issue 16's first finding: a membership change that adds whatever it is asked to. Every
+/// cluster seed asks for nodes that are not there.
+#[test]
+fn planted_unchecked_joins_are_caught() {
+    let bugs = Bugs {
+        unchecked_joins: true,
+        ..Bugs::default()
+    };
+    let test = "planted_unchecked_joins_are_caught";
+    let seeds: Vec<u64> = (1..=env_u64("KEEL_SIM_SEEDS").unwrap_or(3)).collect();
+    let (ran, failures) = run_seeds_on(Topology::Cluster, &seeds, bugs, false, test);
+    assert!(
+        failures.iter().any(|f| f.contains("membership")),
+        "{bugs:?} planted, yet {ran} cluster seeds found no stranger in the membership: the \
+         simulator is blind to it"
+    );
+    println!(
+        "sim: {bugs:?} caught by {} of {ran} cluster seeds; the first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+}
+
 #[test]
 fn planted_queue_dropped_on_restart_is_caught() {
     planted_bug_is_caught(

@@ -6,12 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use openraft::{ChangeMembers, ServerState};
+use openraft::ServerState;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{error, Admin};
-use crate::cluster::{change_refused, join};
+use crate::cluster::ChangeError;
 
 /// The cluster as this node sees it.
 pub(super) async fn cluster(State(admin): State<Admin>) -> Json<Value> {
@@ -61,8 +61,9 @@ pub(super) struct NewNode {
     addr: String,
 }
 
-/// Adds a node (as a learner, caught up, then a voter). Only the leader can; another node
-/// answers 409 with the leader it knows.
+/// Adds a node: 200 once it is a voter; 400 for a malformed request; 409 with why when this
+/// node does not lead, another change is running, the node does not answer as itself at its
+/// address or does not catch up, or the change would leave no reachable majority.
 pub(super) async fn add_node(State(admin): State<Admin>, body: Option<Json<NewNode>>) -> Response {
     let Some(Json(node)) = body else {
         return error(
@@ -70,60 +71,42 @@ pub(super) async fn add_node(State(admin): State<Admin>, body: Option<Json<NewNo
             "expected a JSON body {\"id\": N, \"addr\": \"HOST:PORT\"}",
         );
     };
-    if node.id == 0 || node.addr.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "id must be above 0 and addr set");
+    match admin.changer.add(node.id, &node.addr).await {
+        Ok(_) => Json(json!({ "ok": true, "id": node.id })).into_response(),
+        Err(refused) => change_error(refused),
     }
-    let metrics = admin.raft.metrics().borrow().clone();
-    if metrics.current_leader == Some(metrics.id) {
-        if let Some(reason) = change_refused(&metrics, None) {
-            return error(StatusCode::CONFLICT, reason);
-        }
-    }
-    let reply = join(&admin.raft, node.id, node.addr).await;
-    if reply.ok {
-        return Json(json!({ "ok": true, "id": node.id })).into_response();
-    }
-    if reply.error == "not the leader" {
-        let body = json!({
-            "error": "not the leader",
-            "leader_id": reply.leader_id,
-            "leader_addr": reply.leader_addr,
-        });
-        return (StatusCode::CONFLICT, Json(body)).into_response();
-    }
-    error(StatusCode::INTERNAL_SERVER_ERROR, reply.error)
 }
 
-/// Removes a node from the voters and the membership. Only the leader can.
+/// Removes a node from the voters and the membership. Only the leader can, and only while
+/// the voters left have a reachable majority.
 pub(super) async fn remove_node(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, "the node id is not a number");
     };
-    let metrics = admin.raft.metrics().borrow().clone();
-    if metrics.current_leader != Some(metrics.id) {
-        let body = json!({ "error": "not the leader", "leader_id": metrics.current_leader });
-        return (StatusCode::CONFLICT, Json(body)).into_response();
+    match admin.changer.remove(id).await {
+        Ok(()) => Json(json!({ "ok": true, "id": id })).into_response(),
+        Err(refused) => change_error(refused),
     }
-    let membership = metrics.membership_config.membership();
-    if membership.get_node(&id).is_none() {
-        return error(StatusCode::NOT_FOUND, format!("node {id} is not a member"));
-    }
-    if let Some(reason) = change_refused(&metrics, Some(id)) {
-        return error(StatusCode::CONFLICT, reason);
-    }
-    let ids = BTreeSet::from([id]);
-    if membership.voter_ids().any(|v| v == id) {
-        let change = ChangeMembers::RemoveVoters(ids.clone());
-        if let Err(e) = admin.raft.change_membership(change, false).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+}
+
+/// A refused or failed change as its status and JSON body.
+fn change_error(refused: ChangeError) -> Response {
+    let status = match &refused {
+        ChangeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
+        ChangeError::NotLeader {
+            leader_id,
+            leader_addr,
+        } => {
+            let body = json!({
+                "error": "not the leader",
+                "leader_id": leader_id,
+                "leader_addr": leader_addr,
+            });
+            return (StatusCode::CONFLICT, Json(body)).into_response();
         }
-    }
-    match admin
-        .raft
-        .change_membership(ChangeMembers::RemoveNodes(ids), false)
-        .await
-    {
-        Ok(_) => Json(json!({ "ok": true, "id": id })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+        ChangeError::Refused(_) => StatusCode::CONFLICT,
+        ChangeError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, refused)
 }

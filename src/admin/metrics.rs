@@ -208,6 +208,14 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         .collect();
     let mut limit_hits: Vec<(&str, u64)> = vec![
         ("limit=\"subscriptions_max\"", stats.limits.subscriptions),
+        (
+            "limit=\"subscription_bytes_max\"",
+            stats.limits.subscription_bytes,
+        ),
+        (
+            "limit=\"node_subscription_bytes_max\"",
+            stats.limits.node_subscription_bytes,
+        ),
         ("limit=\"topic_levels_max\"", stats.limits.topic_levels),
         ("limit=\"publish_rate_max\"", stats.limits.publish_rate),
         ("limit=\"retained_max\"", stats.limits.retained),
@@ -226,12 +234,46 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
             load(&shell.closed_slow_packets),
         ),
     ];
+    let ours = &admin.stats;
+    limit_hits.extend([
+        (
+            "limit=\"admin_connections_max\"",
+            load(&ours.refused) + load(&ours.evicted),
+        ),
+        (
+            "limit=\"admin_header_timeout_secs\"",
+            load(&ours.header_timeouts),
+        ),
+        (
+            "limit=\"admin_request_timeout_secs\"",
+            load(&ours.request_timeouts),
+        ),
+    ]);
     limit_hits.extend(borrowed(&refused_by_listener));
     out.family(
         "limit_hits_total",
         "counter",
         "Requests refused, connections closed or accepts delayed by a limit.",
         &limit_hits,
+    );
+    let refusals: Vec<(String, u64)> = shell
+        .peer_refusals
+        .counts()
+        .into_iter()
+        .map(|(reason, count)| (format!("reason=\"{reason}\""), count))
+        .collect();
+    out.family(
+        "cluster_peer_refusals_total",
+        "counter",
+        "Cluster peers refused: not TLS, no or a foreign certificate, no node id, a call as \
+         another node or from a non-member.",
+        &borrowed(&refusals),
+    );
+    out.one(
+        "admin_connections",
+        "gauge",
+        "Connections open on the admin listener.",
+        load(&ours.open),
     );
     let applied = raft.last_applied.map_or(0, |id| id.index);
     let last = raft.last_log_index.unwrap_or(0);

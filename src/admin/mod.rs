@@ -37,12 +37,12 @@ use openraft::Raft;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cluster::TypeConfig;
+use crate::cluster::{MembershipChanger, TypeConfig};
 use crate::net::Listener;
 use crate::server::{ConnectionContext, Hub, Reloader};
 
 pub use access::AdminAccess;
-pub use listener::AdminListener;
+pub use listener::{AdminLimits, AdminStats};
 pub use openapi::spec as openapi_spec;
 
 /// What the handlers reach.
@@ -50,23 +50,27 @@ pub use openapi::spec as openapi_spec;
 pub struct Admin {
     pub hub: Arc<Hub>,
     pub raft: Raft<TypeConfig>,
+    /// Membership changes (`POST` and `DELETE /api/v1/cluster/nodes`).
+    pub changer: Arc<MembershipChanger>,
     /// For publishing through a loopback session (`POST /api/v1/publish`).
     pub ctx: Arc<ConnectionContext>,
     /// Who may use the API (a reload may replace it).
     pub access: Arc<RwLock<Arc<AdminAccess>>>,
     /// `POST /api/v1/reload`; `None` when the node was not started from a configuration.
     pub reloader: Option<Arc<Reloader>>,
+    /// The admin listener's own counters (connections, timeouts), for `/metrics`.
+    pub stats: Arc<AdminStats>,
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` within `limits` until `shutdown` completes.
 pub async fn serve<L: Listener>(
     listener: L,
     admin: Admin,
+    limits: AdminLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(AdminListener::new(listener), router(admin))
-        .with_graceful_shutdown(shutdown)
-        .await
+) {
+    let stats = admin.stats.clone();
+    listener::serve(listener, router(admin), limits, stats, shutdown).await
 }
 
 /// The routes of the API.

@@ -99,14 +99,25 @@ pub(super) async fn get_one(State(admin): State<Admin>, Path(topic): Path<String
     }
 }
 
+/// `text` as a topic a client could publish to, or a 400 saying why not: at least one
+/// character ([MQTT-4.7.3-1]; an MQTT client may send an empty one only with a topic alias),
+/// no wildcard, no NUL, at most 65,535 bytes.
+fn publishable(text: &str) -> Result<TopicName, Box<Response>> {
+    let refuse = |why: &str| Box::new(error(StatusCode::BAD_REQUEST, format!("{text:?} {why}")));
+    if text.is_empty() {
+        return Err(refuse(
+            "is not a topic name: a topic has at least one character",
+        ));
+    }
+    TopicName::new(text).map_err(|e| refuse(&format!("is not a topic name: {e}")))
+}
+
 /// Deletes the retained message of a topic: an empty retained publish at QoS 1, as an MQTT
 /// client would send, answered once it is committed.
 pub(super) async fn delete_one(State(admin): State<Admin>, Path(topic): Path<String>) -> Response {
-    let Ok(name) = TopicName::new(&topic) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("{topic:?} is not a topic name"),
-        );
+    let name = match publishable(&topic) {
+        Ok(name) => name,
+        Err(refused) => return *refused,
     };
     let exists = admin
         .hub
@@ -170,11 +181,9 @@ pub(super) async fn publish(
             )
         }
     };
-    let Ok(topic) = TopicName::new(&request.topic) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("{:?} is not a topic name", request.topic),
-        );
+    let topic = match publishable(&request.topic) {
+        Ok(topic) => topic,
+        Err(refused) => return *refused,
     };
     let qos = match request.qos {
         0 => QoS::AtMostOnce,

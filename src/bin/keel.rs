@@ -40,6 +40,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", cli::check_config(&args.file)?);
             Ok(())
         }
+        Command::Cert(command) => {
+            for file in cli::cert(&command)? {
+                eprintln!("wrote {}", file.display());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -139,6 +139,10 @@ pub struct BrokerStats {
 pub struct LimitStats {
     /// Subscriptions refused for `subscriptions_max`.
     pub subscriptions: u64,
+    /// Subscriptions refused for `subscription_bytes_max` (one session's filters).
+    pub subscription_bytes: u64,
+    /// Subscriptions refused for `node_subscription_bytes_max` (every session's filters).
+    pub node_subscription_bytes: u64,
     /// Publishes and filters refused for `topic_levels_max`.
     pub topic_levels: u64,
     /// Clients disconnected for `publish_rate_max`.
@@ -490,6 +494,11 @@ impl Broker {
     }
 
     /// Subscriptions of both tiers.
+    /// Bytes of the filters of every subscription this node holds (both tiers).
+    pub fn subscription_bytes(&self) -> usize {
+        self.durable.subscription_bytes() + self.local.subscription_bytes()
+    }
+
     pub fn subscription_count(&self) -> usize {
         self.durable.subscription_count() + self.local.subscription_count()
     }

@@ -76,6 +76,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
     let kv = kv.clone();
     match tokio::task::spawn_blocking(move || f(&*kv)).await {
         Ok(value) => value,
+        // A blocking task is cancelled only when the runtime shuts down before it ran; the
+        // runtime drops this future too, so it only needs to not return (nor panic).
+        Err(error) if error.is_cancelled() => std::future::pending().await,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }

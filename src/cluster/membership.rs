@@ -44,6 +44,23 @@ pub fn change_refused(
     None
 }
 
+/// Why the voters `after` a change would have no reachable majority, or `None` when they
+/// would. `reachable` says whether a voter answers now (the leader counts itself).
+pub fn quorum_refusal(after: &BTreeSet<u64>, reachable: impl Fn(u64) -> bool) -> Option<String> {
+    if after.is_empty() {
+        return Some("the change would leave no voter".into());
+    }
+    let (up, down): (Vec<u64>, Vec<u64>) = after.iter().partition(|&&n| reachable(n));
+    let majority = after.len() / 2 + 1;
+    if up.len() >= majority {
+        return None;
+    }
+    Some(format!(
+        "after the change the voters would be {after:?}, of which only {up:?} answer (a \
+         majority needs {majority}; not answering: {down:?}): the cluster would lose its quorum"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -83,6 +100,21 @@ mod tests {
         assert!(change_refused(&m, Some(1))
             .unwrap()
             .contains("cannot remove itself"));
+    }
+
+    #[test]
+    fn a_change_needs_a_reachable_majority_of_the_voters_after_it() {
+        let up = |ids: &'static [u64]| move |n: u64| ids.contains(&n);
+        // One node adding an unreachable second: 1 of 2 answers.
+        assert!(quorum_refusal(&set(&[1, 2]), up(&[1])).is_some());
+        assert_eq!(quorum_refusal(&set(&[1, 2]), up(&[1, 2])), None);
+        // Three nodes, one down: removing a live one leaves 1 of 2.
+        assert!(quorum_refusal(&set(&[1, 3]), up(&[1, 2])).is_some());
+        // Removing the dead one leaves 2 of 2.
+        assert_eq!(quorum_refusal(&set(&[1, 2]), up(&[1, 2])), None);
+        assert_eq!(quorum_refusal(&set(&[1, 2, 3, 4]), up(&[1, 2, 3])), None);
+        assert!(quorum_refusal(&set(&[1, 2, 3, 4]), up(&[1, 2])).is_some());
+        assert!(quorum_refusal(&BTreeSet::new(), up(&[1])).is_some());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 // is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+mod change;
 mod forward;
 mod log_store;
 mod membership;
@@ -22,21 +23,20 @@ mod state_machine;
 mod types;
 mod watch;
 
+pub use change::{Added, ChangeError, ChangeLimits, MembershipChanger, PeerProbe, ProbeFuture};
 pub use forward::{Forwarder, GrpcForwarder, NoForwarder, FORWARD_QUEUE_MAX};
 pub use log_store::{LogStore, SyncPolicy};
-pub use membership::{change_refused, final_voters};
+pub use membership::{change_refused, final_voters, quorum_refusal};
 pub use network::NoNetwork;
 pub use node::{
     open_node, Durability, Membership, NodeError, RaftNode, ELECTION_TIMEOUT_MAX_MS,
     ELECTION_TIMEOUT_MIN_MS, HEARTBEAT_MS,
 };
-pub use peers::Peers;
+pub use peers::{Peers, UNKNOWN_NODE};
 pub use proposer::{
     LeaderError, LeaderLink, NoLeaderLink, ProposalFailure, ProposalQueue, ProposerLimits,
 };
-pub use rpc::{
-    join, ClusterService, Forwarded, ForwardedSink, GrpcLink, GrpcNetwork, JOIN_TIMEOUT,
-};
+pub use rpc::{ClusterService, Forwarded, ForwardedSink, GrpcLink, GrpcNetwork, JOIN_TIMEOUT};
 pub use runtime::{seed_thread_rng, KeelRuntime};
 pub use state_machine::{AppliedPosition, Applier, StateMachine};
 pub use types::{Batch, TypeConfig};

@@ -133,6 +133,17 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
     }
     let alone = membership.voters.len() == 1 && membership.voters.contains_key(&node_id);
     if alone {
+        let voters: Vec<u64> = raft
+            .with_raft_state(|state| state.membership_state.effective().voter_ids().collect())
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if voters != [node_id] {
+            return Err(NodeError::Raft(format!(
+                "the log names the voters {voters:?}, but the node was started alone, \
+                 without a cluster listener, and cannot reach them: start it with its \
+                 cluster listener and peers"
+            )));
+        }
         raft.wait(Some(Duration::from_secs(30)))
             .state(ServerState::Leader, "become the leader of a cluster of one")
             .await

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::grpc::proto::cluster_client::ClusterClient;
-use crate::grpc::{cluster_client, connect_lazy, ChannelConfig};
+use crate::grpc::{cluster_client, connect, connect_lazy, ChannelConfig, PeerTarget, PeerTls};
 use crate::net::Net;
 
 /// Health of the link to one peer, as this node's calls found it.
@@ -26,9 +26,15 @@ struct Health {
 
 struct Book {
     addrs: BTreeMap<u64, String>,
-    channels: BTreeMap<String, Channel>,
+    /// One channel per address and the node it must reach there (with cluster TLS, a
+    /// channel checks that its peer is that node).
+    channels: BTreeMap<(String, u64), Channel>,
     health: BTreeMap<u64, Health>,
 }
+
+/// The id under which a peer whose id is not known yet is put in the book (the member a
+/// joining node was told of): its channel accepts any node of the cluster CA.
+pub const UNKNOWN_NODE: u64 = u64::MAX;
 
 /// The peers of one node. Cheap to clone.
 #[derive(Clone)]
@@ -36,15 +42,23 @@ pub struct Peers<N: Net> {
     net: N,
     me: u64,
     config: Arc<ChannelConfig>,
+    tls: Option<Arc<PeerTls>>,
     book: Arc<Mutex<Book>>,
 }
 
 impl<N: Net> Peers<N> {
-    pub fn new(net: N, me: u64, addrs: BTreeMap<u64, String>) -> Peers<N> {
+    /// The book of node `me`, which reaches its peers over `tls` (plaintext without).
+    pub fn new(
+        net: N,
+        me: u64,
+        addrs: BTreeMap<u64, String>,
+        tls: Option<Arc<PeerTls>>,
+    ) -> Peers<N> {
         Peers {
             net,
             me,
             config: Arc::new(ChannelConfig::default()),
+            tls,
             book: Arc::new(Mutex::new(Book {
                 addrs,
                 channels: BTreeMap::new(),
@@ -92,11 +106,12 @@ impl<N: Net> Peers<N> {
     pub fn client(&self, node: u64) -> Option<ClusterClient<Channel>> {
         let mut book = self.lock();
         let addr = book.addrs.get(&node)?.clone();
-        let channel = match book.channels.get(&addr) {
+        let key = (addr.clone(), node);
+        let channel = match book.channels.get(&key) {
             Some(channel) => channel.clone(),
-            None => match connect_lazy(self.net.clone(), addr.clone(), &self.config) {
+            None => match connect_lazy(self.net.clone(), addr, &self.config_for(node)) {
                 Ok(channel) => {
-                    book.channels.insert(addr, channel.clone());
+                    book.channels.insert(key, channel.clone());
                     channel
                 }
                 Err(error) => {
@@ -106,6 +121,32 @@ impl<N: Net> Peers<N> {
             },
         };
         Some(cluster_client(channel, &self.config))
+    }
+
+    /// A client on a new connection to `addr`, made within the connect timeout: for a
+    /// one-off call to a node that is not (yet) in the book.
+    pub async fn fresh_client(
+        &self,
+        addr: &str,
+        node: u64,
+    ) -> Result<ClusterClient<Channel>, String> {
+        let config = self.config_for(node);
+        let channel = connect(self.net.clone(), addr.to_string(), &config)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(cluster_client(channel, &config))
+    }
+
+    /// The channel settings for reaching `node` ([`UNKNOWN_NODE`]: any node of the cluster).
+    fn config_for(&self, node: u64) -> ChannelConfig {
+        let tls = self.tls.as_ref().map(|tls| PeerTarget {
+            tls: tls.clone(),
+            node: (node != UNKNOWN_NODE).then_some(node),
+        });
+        ChannelConfig {
+            tls,
+            ..(*self.config).clone()
+        }
     }
 
     /// A call to `node` succeeded (or failed): for [`Peers::silent_for`].

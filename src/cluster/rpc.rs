@@ -25,9 +25,11 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::grpc::proto::cluster_client::ClusterClient;
 use crate::grpc::proto::cluster_server::Cluster;
 use crate::grpc::proto::{Blob, JoinReply, JoinRequest};
+use crate::grpc::{PeerInfo, PeerRefusals, Refusal};
 use crate::net::Net;
 use crate::state::{Message, SharedKey};
 
+use super::change::{ChangeError, MembershipChanger, PeerProbe, ProbeFuture};
 use super::peers::Peers;
 use super::proposer::{LeaderError, LeaderLink};
 use super::types::{Batch, TypeConfig};
@@ -38,6 +40,9 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 /// Deadline of a join request (the leader catches the new node up before it answers).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline of the leader's check of who answers at a joining node's address (connecting
+/// included).
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn encode<T: Serialize>(value: &T) -> Blob {
     Blob {
@@ -287,14 +292,77 @@ pub trait ForwardedSink: Send + Sync + 'static {
 }
 
 /// The service every node serves to its peers.
+///
+/// With cluster TLS every connection carries the node id its peer's certificate names
+/// ([`PeerInfo`]), and calls are checked against it: a Raft RPC or a join must claim that
+/// node, and proposals, reads and forwarded publishes must come from a member. Without TLS
+/// (`insecure`) nothing can be checked.
 pub struct ClusterService {
+    me: u64,
     raft: Raft<TypeConfig>,
     sink: Arc<dyn ForwardedSink>,
+    changer: Arc<MembershipChanger>,
+    refusals: Arc<PeerRefusals>,
 }
 
 impl ClusterService {
-    pub fn new(raft: Raft<TypeConfig>, sink: Arc<dyn ForwardedSink>) -> ClusterService {
-        ClusterService { raft, sink }
+    pub fn new(
+        raft: Raft<TypeConfig>,
+        sink: Arc<dyn ForwardedSink>,
+        changer: Arc<MembershipChanger>,
+        refusals: Arc<PeerRefusals>,
+    ) -> ClusterService {
+        let me = raft.metrics().borrow().id;
+        ClusterService {
+            me,
+            raft,
+            sink,
+            changer,
+            refusals,
+        }
+    }
+
+    /// Refuses a call that claims to come from node `claimed` over a connection whose
+    /// certificate names another.
+    fn check_claim<T>(&self, request: &Request<T>, claimed: Option<u64>) -> Result<(), Status> {
+        let Some(info) = request.extensions().get::<PeerInfo>() else {
+            return Ok(());
+        };
+        match (info.node, claimed) {
+            (Some(node), Some(claimed)) if node == claimed => Ok(()),
+            (Some(node), claimed) => {
+                let detail = format!("a call as node {claimed:?} over node {node}'s certificate");
+                Err(self.refuse(info, &detail))
+            }
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Refuses a call from a node outside the membership.
+    fn check_member<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(info) = request.extensions().get::<PeerInfo>() else {
+            return Ok(());
+        };
+        let Some(node) = info.node else {
+            return Ok(());
+        };
+        let metrics = self.raft.metrics();
+        let member = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .is_some();
+        if member {
+            return Ok(());
+        }
+        Err(self.refuse(info, &format!("node {node} is not a member")))
+    }
+
+    fn refuse(&self, info: &PeerInfo, detail: &str) -> Status {
+        self.refusals
+            .refuse(Refusal::WrongNode, Some(info.remote_addr), detail);
+        Status::permission_denied(detail.to_owned())
     }
 }
 
@@ -306,20 +374,24 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Blob>, Status> {
 impl Cluster for ClusterService {
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        self.check_claim(&request, rpc.vote.leader_id().voted_for())?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: VoteRequest<u64> = decode(request.get_ref())?;
+        self.check_claim(&request, rpc.vote.leader_id().voted_for())?;
         reply(&self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        self.check_claim(&request, rpc.vote.leader_id().voted_for())?;
         reply(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn propose(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_member(&request)?;
         let batch: Batch = decode(request.get_ref())?;
         match self.raft.client_write(batch).await {
             Ok(_) => reply(&ProposeReply::Committed),
@@ -328,7 +400,8 @@ impl Cluster for ClusterService {
         }
     }
 
-    async fn read_index(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+    async fn read_index(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_member(&request)?;
         match self.raft.get_read_log_id().await {
             Ok((read, _)) => reply(&Some(read.map_or(0, |id| id.index))),
             Err(RaftError::APIError(_)) => reply(&None::<u64>),
@@ -337,6 +410,7 @@ impl Cluster for ClusterService {
     }
 
     async fn forward(&self, request: Request<Streaming<Blob>>) -> Result<Response<Blob>, Status> {
+        self.check_member(&request)?;
         let mut stream = request.into_inner();
         while let Some(blob) = stream.message().await? {
             let publishes: Vec<Forwarded> = decode(&blob)?;
@@ -348,73 +422,54 @@ impl Cluster for ClusterService {
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        self.check_claim(&request, Some(request.get_ref().node_id))?;
         let JoinRequest { node_id, addr } = request.into_inner();
-        Ok(Response::new(join(&self.raft, node_id, addr).await))
+        let reply = match self.changer.add(node_id, &addr).await {
+            Ok(_) => JoinReply {
+                ok: true,
+                leader_id: self.me,
+                ..JoinReply::default()
+            },
+            Err(ChangeError::NotLeader {
+                leader_id,
+                leader_addr,
+            }) => JoinReply {
+                ok: false,
+                error: "not the leader".into(),
+                leader_id: leader_id.unwrap_or(0),
+                leader_addr: leader_addr.unwrap_or_default(),
+            },
+            Err(error) => JoinReply {
+                ok: false,
+                error: error.to_string(),
+                ..JoinReply::default()
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn identify(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        reply(&self.me)
     }
 }
 
-/// Adds `node_id` at `addr` to the cluster: as a learner (which catches it up), then as a
-/// voter. Only the leader can; others answer with the leader they know.
-pub async fn join(raft: &Raft<TypeConfig>, node_id: u64, addr: String) -> JoinReply {
-    let metrics = raft.metrics().borrow().clone();
-    let not_leader = |leader: Option<u64>| {
-        let leader_addr = leader
-            .and_then(|id| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .cloned()
-            })
-            .map(|n| n.addr)
-            .unwrap_or_default();
-        JoinReply {
-            ok: false,
-            error: "not the leader".into(),
-            leader_id: leader.unwrap_or(0),
-            leader_addr,
-        }
-    };
-    if metrics.current_leader != Some(metrics.id) {
-        return not_leader(metrics.current_leader);
+impl<N: Net> PeerProbe for Peers<N> {
+    fn identify<'a>(&'a self, addr: &'a str, node: u64) -> ProbeFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let call = async {
+                let mut client = self.fresh_client(addr, node).await?;
+                let mut request = Request::new(Blob::default());
+                request.set_timeout(IDENTIFY_TIMEOUT);
+                let answer = client.identify(request).await.map_err(|s| s.to_string())?;
+                decode::<u64>(answer.get_ref()).map_err(|s| s.to_string())
+            };
+            tokio::time::timeout(IDENTIFY_TIMEOUT, call)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {IDENTIFY_TIMEOUT:?}")))
+        })
     }
-    if let Some(reason) = super::change_refused(&metrics, None) {
-        return JoinReply {
-            ok: false,
-            error: reason,
-            ..JoinReply::default()
-        };
-    }
-    if super::final_voters(&metrics).contains(&node_id) {
-        // Already a voter (and staying one): joining again changes nothing.
-        return JoinReply {
-            ok: true,
-            leader_id: metrics.id,
-            ..JoinReply::default()
-        };
-    }
-    let node = BasicNode { addr };
-    if let Err(error) = raft.add_learner(node_id, node, true).await {
-        return JoinReply {
-            ok: false,
-            error: format!("adding node {node_id} as a learner: {error}"),
-            ..JoinReply::default()
-        };
-    }
-    let voters = std::collections::BTreeSet::from([node_id]);
-    match raft
-        .change_membership(openraft::ChangeMembers::AddVoterIds(voters), false)
-        .await
-    {
-        Ok(_) => JoinReply {
-            ok: true,
-            leader_id: metrics.id,
-            ..JoinReply::default()
-        },
-        Err(error) => JoinReply {
-            ok: false,
-            error: format!("making node {node_id} a voter: {error}"),
-            ..JoinReply::default()
-        },
+
+    fn silent_for(&self, node: u64) -> Option<Duration> {
+        Peers::silent_for(self, node)
     }
 }

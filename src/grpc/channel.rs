@@ -2,12 +2,14 @@
 //! real TCP and in the simulator alike.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::proto::cluster_client::ClusterClient;
+use super::tls::PeerTls;
 use super::GrpcError;
 use crate::net::{BoxStream, Net};
 
@@ -45,6 +47,17 @@ pub struct ChannelConfig {
     /// How many calls may wait in the channel's queue for its connection at once; further
     /// calls wait for room (their deadline still applies) rather than queue without bound.
     pub pending_calls_max: usize,
+    /// Mutual TLS with the peer; `None` dials plaintext (`[cluster] insecure`).
+    pub tls: Option<PeerTarget>,
+}
+
+/// The TLS of one channel: the node's cluster TLS, and the node the peer must be.
+#[derive(Debug, Clone)]
+pub struct PeerTarget {
+    pub tls: Arc<PeerTls>,
+    /// The node id the peer's certificate must name; `None`: any node of the cluster CA
+    /// (a joining node dialling the member it was told of).
+    pub node: Option<u64>,
 }
 
 impl Default for ChannelConfig {
@@ -57,6 +70,7 @@ impl Default for ChannelConfig {
             reconnect_backoff: Duration::from_millis(200),
             message_size_max: 16 * 1024 * 1024,
             pending_calls_max: 1024,
+            tls: None,
         }
     }
 }
@@ -138,11 +152,20 @@ fn connector<N: Net>(
        + 'static {
     let connect_timeout = config.connect_timeout;
     let reconnect_backoff = config.reconnect_backoff;
+    let tls = config.tls.clone();
     tower::service_fn(move |_uri: Uri| {
         let net = net.clone();
         let addr = addr.clone();
+        let tls = tls.clone();
         async move {
-            let error = match tokio::time::timeout(connect_timeout, net.connect(&addr)).await {
+            let dial = async {
+                let stream = net.connect(&addr).await?;
+                match &tls {
+                    Some(peer) => peer.tls.connect(stream, &addr, peer.node).await,
+                    None => Ok(stream),
+                }
+            };
+            let error = match tokio::time::timeout(connect_timeout, dial).await {
                 Ok(Ok(stream)) => return Ok(TokioIo::new(stream)),
                 Ok(Err(error)) => error,
                 Err(_elapsed) => io::Error::new(

@@ -27,6 +27,7 @@ mod error;
 mod incoming;
 pub mod proto;
 mod server;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -34,7 +35,8 @@ mod tests;
 #[cfg(all(test, feature = "sim"))]
 mod sim_tests;
 
-pub use channel::{cluster_client, connect, connect_lazy, ChannelConfig};
+pub use channel::{cluster_client, connect, connect_lazy, ChannelConfig, PeerTarget};
 pub use error::{with_deadline, GrpcError};
-pub use incoming::{incoming, PeerStream};
+pub use incoming::{incoming, PeerInfo, PeerStream};
 pub use server::{serve, ServerConfig};
+pub use tls::{PeerRefusals, PeerTls, PeerTlsError, PeerTlsFiles, Refusal, PEER_HANDSHAKE_TIMEOUT};

@@ -2,12 +2,14 @@
 //! keep dead links from piling up.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::Server;
 
 use super::incoming::incoming;
 use super::proto::cluster_server::{Cluster, ClusterServer};
+use super::tls::PeerTls;
 use super::GrpcError;
 use crate::net::Listener;
 
@@ -27,6 +29,8 @@ pub struct ServerConfig {
     pub message_size_max: usize,
     /// How many calls one connection may have in flight at once.
     pub streams_per_connection_max: u32,
+    /// Mutual TLS with the cluster's CA; `None` serves plaintext (`[cluster] insecure`).
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
             keep_alive_timeout: Duration::from_secs(2),
             message_size_max: 16 * 1024 * 1024,
             streams_per_connection_max: 1024,
+            tls: None,
         }
     }
 }
@@ -65,7 +70,7 @@ where
         .http2_keepalive_interval(Some(config.keep_alive_interval))
         .http2_keepalive_timeout(Some(config.keep_alive_timeout))
         .max_concurrent_streams(Some(config.streams_per_connection_max))
-        .serve_with_incoming_shutdown(service, incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(service, incoming(listener, config.tls.clone()), shutdown)
         .await
         .map_err(GrpcError::Serve)
 }

@@ -71,6 +71,10 @@ impl Cluster for EchoCluster {
             leader_addr: join.addr,
         }))
     }
+
+    async fn identify(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        Err(Status::unimplemented("identify"))
+    }
 }
 
 /// A blob holding `n` as its bytes, so every forwarded message differs.

@@ -12,6 +12,7 @@
 mod clock;
 #[cfg(test)]
 mod echo_test;
+mod host_port;
 mod network;
 mod rng;
 #[cfg(feature = "sim")]
@@ -22,6 +23,7 @@ mod stream;
 mod tokio_net;
 
 pub use clock::{Clock, SystemClock};
+pub use host_port::HostPort;
 pub use network::{Listener, Net};
 pub use rng::{Rng, CLIENT_ID_SUFFIX_LEN};
 #[cfg(feature = "sim")]

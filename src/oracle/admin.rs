@@ -8,22 +8,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::Net;
 
-/// Sends `method path` with a JSON `body` (empty for none) to `addr` (`host:port`); the
-/// status and body of the response, or `None` when there was none within `timeout`.
+/// Sends `method path` with `headers` (credentials, say) and a JSON `body` (empty for none)
+/// to `addr` (`host:port`); the status and body of the response, or `None` when there was
+/// none within `timeout`.
 pub async fn request<N: Net>(
     net: &N,
     addr: &str,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: &str,
     timeout: Duration,
 ) -> Option<(u16, String)> {
     let exchange = async {
         let mut stream = net.connect(addr).await.ok()?;
         let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+             content-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n{body}",
             body.len()
         );
         stream.write_all(request.as_bytes()).await.ok()?;

@@ -99,6 +99,9 @@ pub struct Router<K: Ord, V> {
     root: Node<K, V>,
     /// Number of (filter, subscriber) pairs.
     len: usize,
+    /// Bytes of the filters of those pairs, each counted once per subscriber (what a flood
+    /// of long filters costs, for the subscription byte bounds).
+    filter_bytes: usize,
 }
 
 impl<K: Ord, V> Default for Router<K, V> {
@@ -106,6 +109,7 @@ impl<K: Ord, V> Default for Router<K, V> {
         Router {
             root: Node::default(),
             len: 0,
+            filter_bytes: 0,
         }
     }
 }
@@ -122,6 +126,11 @@ impl<K: Ord + Clone, V> Router<K, V> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Bytes of the filters of every (filter, subscriber) pair.
+    pub fn filter_bytes(&self) -> usize {
+        self.filter_bytes
     }
 
     /// Adds or replaces the subscription of `key` to `filter`; returns the one replaced.
@@ -146,6 +155,7 @@ impl<K: Ord + Clone, V> Router<K, V> {
         };
         if old.is_none() {
             self.len += 1;
+            self.filter_bytes += filter.len();
         }
         old
     }
@@ -170,6 +180,7 @@ impl<K: Ord + Clone, V> Router<K, V> {
         };
         if removed.is_some() {
             self.len -= 1;
+            self.filter_bytes -= filter.len();
             self.prune(&levels);
         }
         removed

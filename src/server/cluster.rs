@@ -11,11 +11,11 @@ use tokio::sync::watch;
 
 use crate::broker::Proposal;
 use crate::cluster::{
-    run_reads, watch_role, ClusterService, ClusterView, Forwarded, ForwardedSink, GrpcForwarder,
-    GrpcLink, GrpcNetwork, Membership, Peers, ProposalQueue, TypeConfig, JOIN_TIMEOUT,
+    run_reads, ClusterService, ClusterView, Forwarded, ForwardedSink, GrpcForwarder, GrpcLink,
+    GrpcNetwork, Membership, MembershipChanger, Peers, ProposalQueue, TypeConfig, JOIN_TIMEOUT,
 };
 use crate::grpc::proto::JoinRequest;
-use crate::grpc::{serve, ServerConfig};
+use crate::grpc::{serve, PeerRefusals, PeerTls, PeerTlsFiles, ServerConfig};
 use crate::net::{Clock, Net};
 use crate::state::Command;
 
@@ -34,6 +34,8 @@ pub struct ClusterSettings {
     pub join: Option<String>,
     /// A node that has not answered the leader for this long is declared gone.
     pub node_down_after: Duration,
+    /// Mutual TLS with the peers; `None` runs plaintext (`[cluster] insecure`).
+    pub tls: Option<PeerTlsFiles>,
 }
 
 /// The pieces of a node's cluster shell made before its Raft node starts.
@@ -41,6 +43,8 @@ pub(super) struct ClusterShell<N: Net> {
     pub peers: Peers<N>,
     pub settings: ClusterSettings,
     pub listener: N::Listener,
+    pub tls: Option<Arc<PeerTls>>,
+    pub refusals: Arc<PeerRefusals>,
 }
 
 impl<N: Net> ClusterShell<N> {
@@ -49,7 +53,18 @@ impl<N: Net> ClusterShell<N> {
         net: &N,
         node_id: u64,
         settings: ClusterSettings,
-    ) -> std::io::Result<ClusterShell<N>> {
+        refusals: Arc<PeerRefusals>,
+    ) -> Result<ClusterShell<N>, super::ServeError> {
+        let tls = match &settings.tls {
+            Some(files) => Some(Arc::new(PeerTls::load(files, node_id, refusals.clone())?)),
+            None => {
+                tracing::warn!(
+                    "the cluster listener runs without TLS (cluster.insecure): any host that \
+                     reaches it can join the cluster and call its RPCs"
+                );
+                None
+            }
+        };
         let listener = net.bind(&settings.listen).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -59,9 +74,11 @@ impl<N: Net> ClusterShell<N> {
         let mut addrs = settings.peers.clone();
         addrs.insert(node_id, settings.advertise.clone());
         Ok(ClusterShell {
-            peers: Peers::new(net.clone(), node_id, addrs),
+            peers: Peers::new(net.clone(), node_id, addrs, tls.clone()),
             settings,
             listener,
+            tls,
+            refusals,
         })
     }
 
@@ -84,6 +101,7 @@ impl<N: Net> ClusterShell<N> {
     pub fn start(
         self,
         raft: Raft<TypeConfig>,
+        changer: Arc<MembershipChanger>,
         hub: Arc<Hub>,
         queue: Arc<ProposalQueue>,
         clock: Arc<dyn Clock>,
@@ -93,20 +111,25 @@ impl<N: Net> ClusterShell<N> {
             peers,
             settings,
             listener,
+            tls,
+            refusals,
         } = self;
         hub.set_forwarder(Arc::new(GrpcForwarder::new(peers.clone())));
-        let service = ClusterService::new(raft.clone(), hub.clone());
+        let service = ClusterService::new(raft.clone(), hub.clone(), changer, refusals);
         let mut serve_stop = stop.clone();
+        let config = ServerConfig {
+            tls,
+            ..ServerConfig::default()
+        };
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = serve_stop.wait_for(|stopped| *stopped).await;
             };
-            if let Err(error) = serve(listener, service, &ServerConfig::default(), shutdown).await {
+            if let Err(error) = serve(listener, service, &config, shutdown).await {
                 tracing::error!(%error, "the cluster listener failed");
             }
         });
         let view: Arc<dyn ClusterView> = hub.clone();
-        tokio::spawn(watch_role(raft.clone(), view.clone(), stop.clone()));
         let link = Arc::new(GrpcLink::new(peers.clone()));
         tokio::spawn(run_reads(
             raft.clone(),
@@ -228,7 +251,7 @@ async fn join_cluster<N: Net>(
     advertise: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    const TARGET: u64 = u64::MAX;
+    const TARGET: u64 = crate::cluster::UNKNOWN_NODE;
     let me = peers.me();
     let mut ask = target.clone();
     loop {

@@ -88,8 +88,13 @@ pub struct ServerSettings {
     pub proposer: ProposerLimits,
     /// How the node takes part in a cluster; `None` runs a cluster of one.
     pub cluster: Option<ClusterSettings>,
+    /// How long a membership change may wait for a new node, and when a voter counts as
+    /// reachable.
+    pub membership: crate::cluster::ChangeLimits,
     /// Where the admin HTTP API listens (`HOST:PORT`); `None` turns it off.
     pub http_listen: Option<String>,
+    /// The admin listener's connection cap and deadlines.
+    pub admin_limits: crate::admin::AdminLimits,
     /// Who may use the admin HTTP API.
     pub admin_access: Arc<crate::admin::AdminAccess>,
     /// How to read the configuration again (`POST /api/v1/reload`, and SIGHUP when
@@ -122,7 +127,9 @@ impl Default for ServerSettings {
             snapshot_every: 10_000,
             proposer: ProposerLimits::default(),
             cluster: None,
+            membership: crate::cluster::ChangeLimits::default(),
             http_listen: None,
+            admin_limits: crate::admin::AdminLimits::default(),
             admin_access: Arc::default(),
             reload: None,
             reload_on_sighup: false,
@@ -144,8 +151,8 @@ pub struct Server<N: Net> {
 }
 
 impl<N: Net> Server<N> {
-    /// Restores the node's durable state (snapshot and log), then binds every listener;
-    /// fails with what is wrong with the state or the address that could not be bound.
+    /// Binds every listener, then restores the node's durable state (snapshot and log);
+    /// fails with the address that could not be bound or what is wrong with the state.
     pub async fn bind(
         net: &N,
         settings: ServerSettings,
@@ -164,19 +171,8 @@ impl<N: Net> Server<N> {
             snapshot_every: settings.snapshot_every,
             proposer: settings.proposer,
         };
-        let (raft, cluster) = match settings.cluster.clone() {
-            None => {
-                let membership = Membership::alone(settings.node_id);
-                let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership);
-                (raft.await?, None)
-            }
-            Some(cluster) => {
-                let shell = cluster::ClusterShell::bind(net, settings.node_id, cluster).await?;
-                let membership = shell.membership();
-                let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership);
-                (raft.await?, Some(shell))
-            }
-        };
+        // Every listener is bound before the Raft node starts: an address in use stops the
+        // start-up before any task of the node runs.
         let mut listeners = Vec::new();
         for spec in &settings.listeners {
             let listener = net.bind(&spec.addr).await.map_err(|e| {
@@ -199,6 +195,21 @@ impl<N: Net> Server<N> {
                 )
             })?),
             None => None,
+        };
+        let (raft, cluster) = match settings.cluster.clone() {
+            None => {
+                let membership = Membership::alone(settings.node_id);
+                let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership);
+                (raft.await?, None)
+            }
+            Some(cluster) => {
+                let refusals = hub.shell_stats.peer_refusals.clone();
+                let shell =
+                    cluster::ClusterShell::bind(net, settings.node_id, cluster, refusals).await?;
+                let membership = shell.membership();
+                let raft = open_node(durability, hub.clone(), hub.clone(), queue, membership);
+                (raft.await?, Some(shell))
+            }
         };
         Ok(Server {
             admin,
@@ -265,6 +276,15 @@ impl<N: Net> Server<N> {
         if let (Some(reloader), true) = (&reloader, self.settings.reload_on_sighup) {
             tokio::spawn(reload_on_sighup(reloader.clone()));
         }
+        let probe = self.cluster.as_ref().map(|shell| {
+            let peers: Arc<dyn crate::cluster::PeerProbe> = Arc::new(shell.peers.clone());
+            peers
+        });
+        let changer = Arc::new(crate::cluster::MembershipChanger::new(
+            self.raft.raft.clone(),
+            probe,
+            self.settings.membership,
+        ));
         if let Some(listener) = self.admin {
             if self.settings.admin_access.is_open() {
                 tracing::warn!(
@@ -275,23 +295,34 @@ impl<N: Net> Server<N> {
             let admin = crate::admin::Admin {
                 hub: self.hub.clone(),
                 raft: self.raft.raft.clone(),
+                changer: changer.clone(),
                 ctx: ctx.clone(),
                 access: admin_access.clone(),
                 reloader: reloader.clone(),
+                stats: Arc::default(),
             };
+            let limits = self.settings.admin_limits;
             let mut stop = stop_rx.clone();
             let shutdown = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
             tokio::spawn(async move {
-                if let Err(error) = crate::admin::serve(listener, admin, shutdown).await {
-                    tracing::error!(%error, "the admin HTTP listener failed");
-                }
+                crate::admin::serve(listener, admin, limits, shutdown).await;
             });
         }
+        // Every node watches its role, a cluster of one too: a node whose log names voters it
+        // cannot reach (a clustered data directory started without its cluster listener, say)
+        // must send clients away and fail `/healthz`, not leave them hanging.
+        let view: Arc<dyn crate::cluster::ClusterView> = self.hub.clone();
+        tokio::spawn(crate::cluster::watch_role(
+            self.raft.raft.clone(),
+            view,
+            stop_rx.clone(),
+        ));
         if let Some(cluster) = self.cluster {
             cluster.start(
                 self.raft.raft.clone(),
+                changer,
                 self.hub.clone(),
                 self.raft.queue.clone(),
                 clock.clone(),

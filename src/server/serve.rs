@@ -27,6 +27,8 @@ pub enum ServeError {
     Storage(String),
     #[error(transparent)]
     Node(#[from] crate::cluster::NodeError),
+    #[error(transparent)]
+    PeerTls(#[from] crate::grpc::PeerTlsError),
     #[error("{0}")]
     Planted(String),
 }
@@ -123,6 +125,7 @@ fn settings_with_acl(config: &Config, live: &Arc<LiveAcl>) -> Result<ServerSetti
         cluster: cluster_settings(config),
         http_listen: config.listeners.http.map(|a| a.to_string()),
         admin_access: Arc::new(admin_access(config)?),
+        admin_limits: config.admin.limits(),
         ..ServerSettings::default()
     })
 }
@@ -158,6 +161,11 @@ fn cluster_settings(config: &Config) -> Option<super::ClusterSettings> {
             .collect(),
         join: cluster.join.as_ref().map(|j| j.to_string()),
         node_down_after: std::time::Duration::from_secs(cluster.node_down_secs.into()),
+        tls: cluster.tls.as_ref().map(|tls| crate::grpc::PeerTlsFiles {
+            ca: tls.ca.clone(),
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+        }),
     })
 }
 
@@ -208,6 +216,8 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<String> {
     mqtt.retain_available = old.retain_available;
     mqtt.client_id_len_max = old.client_id_len_max;
     mqtt.subscriptions_max = old.subscriptions_max;
+    mqtt.subscription_bytes_max = old.subscription_bytes_max;
+    mqtt.node_subscription_bytes_max = old.node_subscription_bytes_max;
     mqtt.topic_levels_max = old.topic_levels_max;
     mqtt.publish_rate_max = old.publish_rate_max;
     [
@@ -247,7 +257,12 @@ fn run(config: Config, settings: ServerSettings) -> Result<(), ServeError> {
         let data_dir = config.data_dir.display().to_string();
         let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
             .await
-            .map_err(|e| ServeError::Storage(format!("data directory {data_dir}: {e}")))?;
+            .map_err(|e| match e {
+                // A listener that could not be bound says which address.
+                ServeError::Io(e) => ServeError::Io(e),
+                ServeError::PeerTls(e) => ServeError::PeerTls(e),
+                other => ServeError::Storage(format!("data directory {data_dir}: {other}")),
+            })?;
         server
             .run(Rng::from_os_entropy()?, shutdown_signal())
             .await?;

@@ -25,6 +25,12 @@ pub struct SessionConfig {
     /// Most subscriptions one session may hold; a SUBSCRIBE beyond it gets 0x97 Quota
     /// exceeded (MQTT 3: 0x80) for the filters that do not fit.
     pub subscriptions_max: usize,
+    /// Most bytes of topic filters one session may hold; a SUBSCRIBE beyond it gets 0x97
+    /// Quota exceeded (MQTT 3: 0x80) for the filters that do not fit.
+    pub subscription_bytes_max: usize,
+    /// Most bytes of topic filters the node holds over every session (a node holds every
+    /// durable session of its cluster): beyond it the same refusal.
+    pub node_subscription_bytes_max: usize,
     /// Most levels in a topic name or filter: a PUBLISH beyond it is refused with 0x90 Topic
     /// Name invalid (QoS 0 and MQTT 3: dropped), a filter with 0x8F Topic Filter invalid.
     pub topic_levels_max: usize,
@@ -46,6 +52,8 @@ impl Default for SessionConfig {
             retain_available: true,
             client_id_len_max: 256,
             subscriptions_max: 10_000,
+            subscription_bytes_max: 1024 * 1024,
+            node_subscription_bytes_max: 256 * 1024 * 1024,
             topic_levels_max: 128,
             publish_rate_max: 0,
         }

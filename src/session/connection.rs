@@ -1001,6 +1001,8 @@ impl Session {
             .map(|s| s.subscriptions.keys().cloned().collect::<Vec<_>>())
             .unwrap_or_default();
         let mut count = existing.len();
+        let mut bytes: usize = existing.iter().map(TopicFilter::len).sum();
+        let mut node_bytes = broker.subscription_bytes();
         for (filter, mut options) in subscribe.filters {
             if levels(filter.matching_filter()) > self.config.topic_levels_max {
                 broker.limit_hit(|l| l.topic_levels += 1);
@@ -1011,6 +1013,16 @@ impl Session {
                 !existing.contains(&filter) && !subscriptions.iter().any(|(f, _)| *f == filter);
             if new_filter && count >= self.config.subscriptions_max {
                 broker.limit_hit(|l| l.subscriptions += 1);
+                reason_codes.push(ReasonCode::QuotaExceeded);
+                continue;
+            }
+            if new_filter && bytes + filter.len() > self.config.subscription_bytes_max {
+                broker.limit_hit(|l| l.subscription_bytes += 1);
+                reason_codes.push(ReasonCode::QuotaExceeded);
+                continue;
+            }
+            if new_filter && node_bytes + filter.len() > self.config.node_subscription_bytes_max {
+                broker.limit_hit(|l| l.node_subscription_bytes += 1);
                 reason_codes.push(ReasonCode::QuotaExceeded);
                 continue;
             }
@@ -1025,6 +1037,8 @@ impl Session {
             options.qos = options.qos.min(self.config.maximum_qos);
             if new_filter {
                 count += 1;
+                bytes += filter.len();
+                node_bytes += filter.len();
             }
             reason_codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::GRANTED_QOS_0,

@@ -218,6 +218,11 @@ impl State {
         self.router.len()
     }
 
+    /// Bytes of the filters of every subscription.
+    pub fn subscription_bytes(&self) -> usize {
+        self.router.filter_bytes()
+    }
+
     /// The earliest time (unix ms) a will or a session expiry falls due.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.timers.first().map(|(at, _)| *at)

@@ -218,7 +218,7 @@ fn read_file(path: &Path, file: TlsFile) -> Result<Vec<u8>, TlsConfigError> {
     })
 }
 
-fn read_cert_chain(
+pub(crate) fn read_cert_chain(
     path: &Path,
     file: TlsFile,
 ) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
@@ -240,7 +240,7 @@ fn read_cert_chain(
     Ok(certs)
 }
 
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
     let file = TlsFile::PrivateKey;
     let pem = read_file(path, file)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|error| match error {

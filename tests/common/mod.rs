@@ -97,6 +97,8 @@ pub struct TestBroker {
     pub addrs: Vec<SocketAddr>,
     /// The admin HTTP API, when the settings asked for one.
     pub admin: Option<SocketAddr>,
+    /// The node's Raft handle, for a test that changes the cluster under the node.
+    pub raft: openraft::Raft<keel::cluster::TypeConfig>,
     hub: Arc<Hub>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -137,6 +139,7 @@ impl TestBroker {
         let addr = addrs[0];
         let admin = server.admin_addr();
         let hub = server.hub();
+        let raft = server.raft();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(Rng::from_seed(7), async {
             let _ = stopped.await;
@@ -145,6 +148,7 @@ impl TestBroker {
             addr,
             addrs,
             admin,
+            raft,
             hub,
             stop: Some(stop),
             task: Some(task),

@@ -91,6 +91,11 @@ impl KeelProcess {
         node
     }
 
+    /// Replaces the flags added to every later run.
+    pub fn set_extra(&mut self, extra: Vec<String>) {
+        self.extra = extra;
+    }
+
     /// The configuration file every run reads (a test may rewrite it, then reload).
     pub fn config_file(&self) -> &Path {
         &self.config_file

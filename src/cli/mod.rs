@@ -13,8 +13,12 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{self, AuthError, EditError, EntryError, HashError};
-use crate::config::{self, Config, ConfigError, HostPort, InvalidConfig, Peer};
+use crate::config::{self, Config, ConfigError, HostPort, InvalidConfig, Peer, REDACTED};
 use crate::transport::{tls, TlsConfigError};
+
+mod cert;
+
+pub use cert::{cert, CertCliError, CertCommand};
 
 /// The `keel` command line.
 #[derive(Debug, Parser)]
@@ -28,6 +32,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a broker node.
@@ -36,6 +42,9 @@ pub enum Command {
     Passwd(PasswdArgs),
     /// Validate a configuration file and print the effective configuration.
     CheckConfig(CheckConfigArgs),
+    /// Make the certificates of the cluster's mutual TLS ([cluster.tls]).
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 /// `keel serve`: a configuration file and flags that override it.
@@ -71,6 +80,10 @@ pub struct ServeArgs {
     /// Where the other nodes reach this one (cluster.advertise).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<HostPort>,
+    /// Serve the cluster listener without TLS (cluster.insecure): any host that reaches it
+    /// can join the cluster.
+    #[arg(long)]
+    pub cluster_insecure: bool,
 }
 
 /// A listener address on the command line: `IP:PORT`, or `""` for off.
@@ -128,6 +141,9 @@ impl ServeArgs {
         }
         if let Some(addr) = &self.advertise {
             config.cluster.advertise = Some(addr.clone());
+        }
+        if self.cluster_insecure {
+            config.cluster.insecure = true;
         }
     }
 }
@@ -199,6 +215,8 @@ pub enum CliError {
     Hash(#[from] HashError),
     #[error("cannot print the configuration: {0}")]
     Print(#[from] toml::ser::Error),
+    #[error(transparent)]
+    PeerTls(#[from] crate::grpc::PeerTlsError),
 }
 
 fn from_file(file: Option<&Path>) -> String {
@@ -404,10 +422,19 @@ pub fn check_config(path: &Path) -> Result<String, CliError> {
     if let Some(settings) = config.tls_settings() {
         tls::acceptor(&settings)?;
     }
+    if let Some(files) = &config.cluster.tls {
+        let files = crate::grpc::PeerTlsFiles {
+            ca: files.ca.clone(),
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        };
+        crate::grpc::PeerTls::load(&files, config.node_id, Default::default())?;
+    }
     Ok(format!(
-        "# {}: valid. The effective configuration, defaults included:\n\n{}",
+        "# {}: valid. The effective configuration, defaults included (secrets shown as \
+         {REDACTED:?}):\n\n{}",
         path.display(),
-        config.to_toml()?
+        config.redacted().to_toml()?
     ))
 }
 
@@ -439,7 +466,8 @@ mod tests {
         fs::write(
             &file,
             "node_id = 7\ndata_dir = \"/file\"\n[listeners]\nws = \"127.0.0.1:9000\"\n\
-             [mqtt]\nqueue_max = 5\n[cluster]\npeers = [\"7@a:1\"]\nlisten = \"0.0.0.0:7000\"\n",
+             [mqtt]\nqueue_max = 5\n[cluster]\npeers = [\"7@a:1\"]\nlisten = \"0.0.0.0:7000\"\n\
+             insecure = true\n",
         )
         .unwrap();
         let file_arg = file.to_str().unwrap();
@@ -672,6 +700,26 @@ mod tests {
             Config::from_toml(body).unwrap(),
             Config::load(&config).unwrap()
         );
+
+        // Secrets are not printed.
+        let secrets = "[admin]\napi_key = \"0123456789abcdef-very-secret\"\n\
+                       [auth.jwt]\nsecret = \"jwt-very-secret\"\n\
+                       [auth.http]\nurl = \"http://h/\"\n\
+                       [auth.http.headers]\nauthorization = \"Bearer header-very-secret\"\n";
+        fs::write(&config, secrets).unwrap();
+        let printed = check_config(&config).unwrap();
+        assert!(!printed.contains("very-secret"), "{printed}");
+        let body = printed.split_once("\n\n").unwrap().1;
+        assert_eq!(body.matches(REDACTED).count(), 3, "{printed}");
+
+        fs::write(
+            &config,
+            "[cluster]\nlisten = \"127.0.0.1:7000\"\n[cluster.tls]\nca = \"ca.pem\"\n\
+             cert = \"n.pem\"\nkey = \"n.key\"\n",
+        )
+        .unwrap();
+        let error = check_config(&config).unwrap_err().to_string();
+        assert!(error.contains("n.pem"), "{error}");
 
         fs::write(
             &config,

@@ -1,0 +1,609 @@
+//! What an attacker tried against the administrative and cluster surfaces (issue 16), replayed
+//! against the real `keel` binary: each test reproduces one finding and checks that the node
+//! refuses and keeps serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http;
+use common::link::Link;
+use common::process::{free_port, KeelProcess, StartOutcome};
+use common::raw;
+use common::raw::RawClient;
+use common::TestBroker;
+use keel::codec::{Packet, QoS};
+use keel::codec::{Protocol, ReasonCode};
+use keel::grpc::proto::{Blob, JoinReply, JoinRequest};
+use keel::grpc::{cluster_client, connect, ChannelConfig, PeerTarget, PeerTls, PeerTlsFiles};
+use keel::net::TokioNet;
+
+/// The longest a refused membership change may take (the reachability check's deadline is
+/// 3 s; an unreachable address on loopback is refused at once).
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cluster as the node's admin API shows it.
+async fn cluster(admin: SocketAddr) -> serde_json::Value {
+    let response = http::get(admin, "/api/v1/cluster").await;
+    assert_eq!(response.status, 200, "{response:?}");
+    response.json()
+}
+
+/// The ids in the node's membership.
+async fn member_ids(admin: SocketAddr) -> Vec<u64> {
+    let view = cluster(admin).await;
+    let nodes = view["nodes"].as_array().expect("a node list");
+    nodes.iter().filter_map(|n| n["id"].as_u64()).collect()
+}
+
+/// `POST /api/v1/cluster/nodes` with `body`, within [`REFUSAL_TIMEOUT`].
+async fn add_node(admin: SocketAddr, body: &str) -> http::Response {
+    let call = http::request(admin, "POST", "/api/v1/cluster/nodes", &[], body);
+    tokio::time::timeout(REFUSAL_TIMEOUT, call)
+        .await
+        .expect("a membership change is answered, not left hanging")
+}
+
+/// The node went on serving: it still accepts MQTT clients, and after a restart on the same
+/// data directory it starts and serves again (the data directory is usable) with itself as
+/// the only member.
+async fn assert_still_serves(node: &mut KeelProcess) {
+    let admin = node.http.expect("an admin listener");
+    assert_eq!(member_ids(admin).await, [1], "{}", node.stderr_tail(30));
+    node.kill();
+    node.spawn();
+    match node.watch_start().await {
+        StartOutcome::Serving => {}
+        outcome => panic!(
+            "the node no longer starts: {outcome:?}\n{}",
+            node.stderr_tail(30)
+        ),
+    }
+    assert_eq!(member_ids(admin).await, [1]);
+}
+
+/// Finding 1, default configuration (no cluster listener): one request made an unreachable
+/// node a voter, and the node never served again, not even after a restart.
+#[tokio::test]
+async fn a_node_without_a_cluster_listener_adds_no_node() {
+    let mut node = KeelProcess::with(Vec::new());
+    node.spawn();
+    node.wait_ready().await;
+    let admin = node.http.unwrap();
+    let response = add_node(admin, r#"{"id": 2, "addr": "127.0.0.1:1"}"#).await;
+    assert_eq!(response.status, 409, "{response:?}");
+    assert!(
+        response.body.contains("no cluster listener"),
+        "{response:?}"
+    );
+    for garbage in [
+        r#"{"id": 2, "addr": "not an address"}"#,
+        r#"{"id": 2, "addr": "host:0"}"#,
+        r#"{"id": 2, "addr": ""}"#,
+        r#"{"id": 0, "addr": "127.0.0.1:7000"}"#,
+    ] {
+        let response = add_node(admin, garbage).await;
+        assert_eq!(response.status, 400, "{garbage}: {response:?}");
+    }
+    assert_still_serves(&mut node).await;
+}
+
+/// A node with a cluster listener: the flags that make it a cluster of one, and its cluster
+/// address.
+fn clustered() -> (KeelProcess, SocketAddr) {
+    let cluster = free_port();
+    let flags = vec![
+        "--cluster-listen".into(),
+        cluster.to_string(),
+        "--peers".into(),
+        format!("1@{cluster}"),
+        "--cluster-insecure".into(),
+    ];
+    (KeelProcess::with(flags), cluster)
+}
+
+/// Finding 1 with a cluster listener: an unreachable node, and an address where another node
+/// (here: this one) answers, are refused with why, and nothing changes.
+#[tokio::test]
+async fn a_node_that_does_not_answer_as_itself_is_not_added() {
+    let (mut node, cluster_addr) = clustered();
+    node.spawn();
+    node.wait_ready().await;
+    let admin = node.http.unwrap();
+    let response = add_node(admin, r#"{"id": 2, "addr": "127.0.0.1:1"}"#).await;
+    assert_eq!(response.status, 409, "{response:?}");
+    assert!(response.body.contains("not reachable"), "{response:?}");
+    // Port 1 of another name for this host: nothing answers there either.
+    let response = add_node(admin, r#"{"id": 2, "addr": "localhost:1"}"#).await;
+    assert_eq!(response.status, 409, "{response:?}");
+    // This node's own cluster address under another id.
+    let other_name = format!("localhost:{}", cluster_addr.port());
+    let body = format!(r#"{{"id": 2, "addr": "{other_name}"}}"#);
+    let response = add_node(admin, &body).await;
+    assert_eq!(response.status, 409, "{response:?}");
+    assert!(response.body.contains("answers as node 1"), "{response:?}");
+    assert_still_serves(&mut node).await;
+}
+
+/// Finding 2: a stranger's hand-made gRPC `Join` for an unreachable node 99 made it a voter.
+/// Without TLS between nodes (`insecure`), the join is still checked: node 99 must answer at
+/// its address as node 99.
+#[tokio::test]
+async fn a_strangers_join_for_a_node_that_is_not_there_is_refused() {
+    let (mut node, cluster_addr) = clustered();
+    node.spawn();
+    node.wait_ready().await;
+    let config = ChannelConfig::default();
+    let channel = connect(TokioNet, cluster_addr.to_string(), &config)
+        .await
+        .expect("the cluster listener accepts");
+    let mut client = cluster_client(channel, &config);
+    let join = JoinRequest {
+        node_id: 99,
+        addr: "127.0.0.1:1".into(),
+    };
+    let reply = tokio::time::timeout(REFUSAL_TIMEOUT, client.join(join))
+        .await
+        .expect("answered")
+        .expect("a reply")
+        .into_inner();
+    assert!(!reply.ok, "{reply:?}");
+    assert!(reply.error.contains("not reachable"), "{reply:?}");
+    assert_still_serves(&mut node).await;
+}
+
+/// A node asked to serve the admin API where other hosts reach it, without credentials,
+/// refuses to start and says why (the default address is loopback: `config`'s unit tests).
+#[tokio::test]
+async fn an_open_admin_api_is_only_served_on_loopback() {
+    let mut node = KeelProcess::new();
+    node.http = Some(SocketAddr::from(([0, 0, 0, 0], free_port().port())));
+    node.spawn();
+    match node.watch_start().await {
+        StartOutcome::Exited(status) => assert!(!status.success()),
+        outcome => panic!("an open admin API on 0.0.0.0 was served: {outcome:?}"),
+    }
+    let said = node.stderr();
+    assert!(
+        said.contains("listeners.http") && said.contains("api_key"),
+        "{said}"
+    );
+}
+
+/// Polls `/healthz` until it answers `status`; false if it never did within 10 s.
+async fn health_becomes(admin: SocketAddr, status: u16) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        // The admin listener may not be bound yet (http::get fails the test on a refusal).
+        if tokio::net::TcpStream::connect(admin).await.is_ok() {
+            let probe = tokio::time::timeout(Duration::from_secs(2), http::get(admin, "/healthz"));
+            if probe.await.is_ok_and(|r| r.status == status) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Finding 6: `/healthz` said ok, and CONNECTs hung, on a node without a cluster listener
+/// whose membership named an unreachable voter. The admin API no longer makes that state
+/// (finding 1), so this test makes it the way the old membership change did, through Raft
+/// directly, on a node in this process.
+#[tokio::test]
+async fn health_fails_when_a_node_alone_loses_its_quorum() {
+    let settings = keel::server::ServerSettings {
+        http_listen: Some("127.0.0.1:0".into()),
+        ..TestBroker::settings()
+    };
+    let broker = TestBroker::start(settings).await;
+    let admin = broker.admin.unwrap();
+    assert!(health_becomes(admin, 200).await);
+    let raft = broker.raft.clone();
+    let unreachable = openraft::BasicNode::new("127.0.0.1:1");
+    raft.add_learner(2, unreachable, false)
+        .await
+        .expect("a learner");
+    // Never completes: the joint configuration needs node 2 to commit.
+    let voters = std::collections::BTreeSet::from([2]);
+    let change = tokio::spawn(async move {
+        let _ = raft
+            .change_membership(openraft::ChangeMembers::AddVoterIds(voters), false)
+            .await;
+    });
+    assert!(health_becomes(admin, 503).await, "/healthz never failed");
+    let connect = raw::connect(Protocol::V5, "hopeful");
+    let (_link, connack) = Link::connect(broker.addr, connect)
+        .await
+        .expect("a CONNACK");
+    assert_eq!(connack.reason_code, ReasonCode::ServerUnavailable);
+    change.abort();
+}
+
+/// The data directory of a two-voter cluster started again without its cluster listener
+/// can reach no voter: the node refuses to start at once and says why (it waited 30 s for a
+/// leadership it could not get, then blamed "not enough for a quorum").
+#[tokio::test]
+async fn a_clustered_data_directory_started_alone_is_refused_with_why() {
+    let (cluster, absent) = (free_port(), free_port());
+    let mut node = KeelProcess::with(vec![
+        "--cluster-listen".into(),
+        cluster.to_string(),
+        "--peers".into(),
+        format!("1@{cluster},2@{absent}"),
+        "--cluster-insecure".into(),
+    ]);
+    let admin = node.http.unwrap();
+    node.spawn();
+    assert!(health_becomes(admin, 503).await, "{}", node.stderr_tail(20));
+    node.kill();
+    node.set_extra(Vec::new());
+    node.spawn();
+    let started = tokio::time::Instant::now();
+    match node.watch_start().await {
+        StartOutcome::Exited(status) => assert!(!status.success()),
+        outcome => panic!("{outcome:?}\n{}", node.stderr_tail(20)),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let said = node.stderr();
+    assert!(said.contains("without a cluster listener"), "{said}");
+}
+
+/// Finding 5: the admin API published a retained message to the empty topic, which every
+/// `#` subscriber then got as a PUBLISH with a zero-length topic (a protocol error for its
+/// client). Every topic the API takes follows the MQTT rules.
+#[tokio::test]
+async fn the_admin_api_takes_only_topics_mqtt_allows() {
+    let mut node = KeelProcess::with(Vec::new());
+    node.spawn();
+    node.wait_ready().await;
+    let admin = node.http.unwrap();
+    for topic in ["", "a/+", "a/#", "nul\\u0000"] {
+        let body = format!(r#"{{"topic": "{topic}", "payload": "x", "qos": 1, "retain": true}}"#);
+        let response = http::request(admin, "POST", "/api/v1/publish", &[], &body).await;
+        assert_eq!(response.status, 400, "{topic:?}: {response:?}");
+        assert!(response.body.contains("not a topic name"), "{response:?}");
+    }
+    let body = r#"{"topic": "ok", "payload": "x", "qos": 1, "retain": true}"#;
+    let response = http::request(admin, "POST", "/api/v1/publish", &[], body).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let listed = http::get(admin, "/api/v1/retained").await.json();
+    let topics: Vec<&str> = listed["retained"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|m| m["topic"].as_str())
+        .collect();
+    assert_eq!(topics, ["ok"]);
+    let response = http::request(admin, "DELETE", "/api/v1/retained/a%2F%2B", &[], "").await;
+    assert_eq!(response.status, 400, "{response:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutual TLS between the nodes
+
+/// Writes `pair` as `name.pem` and `name.key` in `dir`; their paths.
+fn write_pair(dir: &Path, name: &str, pair: &keel::cert::Pair) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
+    (cert, key)
+}
+
+/// A cluster CA and the certificates of nodes 1 to 3, on loopback, in `dir`.
+struct ClusterCerts {
+    ca: PathBuf,
+    nodes: Vec<(PathBuf, PathBuf)>,
+}
+
+fn cluster_certs(dir: &Path) -> ClusterCerts {
+    let ca = keel::cert::create_ca().unwrap();
+    let (ca_pem, _) = write_pair(dir, "ca", &ca);
+    let nodes = (1..=3)
+        .map(|id| {
+            let node = keel::cert::create_node(&ca, id, &["127.0.0.1".into()]).unwrap();
+            write_pair(dir, &format!("node-{id}"), &node)
+        })
+        .collect();
+    ClusterCerts { ca: ca_pem, nodes }
+}
+
+/// The configuration file of a node with cluster TLS.
+fn tls_config(ca: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "{}[cluster.tls]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
+        common::process::CONFIG
+    )
+}
+
+/// Three nodes over mutual TLS, started and agreeing on a leader.
+async fn tls_cluster(certs: &ClusterCerts) -> (Vec<KeelProcess>, Vec<SocketAddr>) {
+    let cluster: Vec<SocketAddr> = (0..3).map(|_| free_port()).collect();
+    let peers: Vec<String> = cluster
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}@{addr}", i + 1))
+        .collect();
+    let mut nodes: Vec<KeelProcess> = (0..3)
+        .map(|i| {
+            let node = KeelProcess::with(vec![
+                "--node-id".into(),
+                (i + 1).to_string(),
+                "--cluster-listen".into(),
+                cluster[i].to_string(),
+                "--peers".into(),
+                peers.join(","),
+            ]);
+            let (cert, key) = &certs.nodes[i];
+            std::fs::write(node.config_file(), tls_config(&certs.ca, cert, key)).unwrap();
+            node
+        })
+        .collect();
+    for node in &mut nodes {
+        node.spawn();
+    }
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    for node in &nodes {
+        let admin = node.http.unwrap();
+        assert!(health_becomes(admin, 200).await, "{}", node.stderr_tail(30));
+    }
+    (nodes, cluster)
+}
+
+/// The value of one sample of `/metrics` on a node, named with its labels.
+async fn sample(admin: SocketAddr, name: &str) -> u64 {
+    let text = http::get(admin, "/metrics").await.body;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// `keel_cluster_peer_refusals_total` of one reason on a node.
+async fn refusals(admin: SocketAddr, reason: &str) -> u64 {
+    let name = format!("keel_cluster_peer_refusals_total{{reason=\"{reason}\"}}");
+    sample(admin, &name).await
+}
+
+/// A `Join` for node 4 at `addr` over `channel`; `Ok` with the reply, `Err` with why the call
+/// failed.
+async fn join_as_4(channel: tonic::transport::Channel) -> Result<JoinReply, String> {
+    let mut client = cluster_client(channel, &ChannelConfig::default());
+    let join = JoinRequest {
+        node_id: 4,
+        addr: "127.0.0.1:1".into(),
+    };
+    match tokio::time::timeout(REFUSAL_TIMEOUT, client.join(join)).await {
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) => Err(status.to_string()),
+        Err(_) => Err("no answer".into()),
+    }
+}
+
+/// A client channel to `addr` with the certificate `cert`/`key` (trusting `ca` for the server),
+/// or why it could not connect.
+async fn tls_channel(
+    addr: SocketAddr,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    as_node: u64,
+) -> Result<tonic::transport::Channel, String> {
+    let files = PeerTlsFiles {
+        ca: ca.to_path_buf(),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    };
+    let tls = PeerTls::load(&files, as_node, Default::default()).expect("usable files");
+    let config = ChannelConfig {
+        tls: Some(PeerTarget {
+            tls: Arc::new(tls),
+            node: None,
+        }),
+        ..ChannelConfig::default()
+    };
+    connect(TokioNet, addr.to_string(), &config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A TLS handshake with `addr` that presents no certificate, then a read: the server must
+/// close the connection (TLS 1.3 clients finish their side before the server checks).
+async fn handshake_without_certificate(addr: SocketAddr, ca: &Path) -> bool {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let Ok(mut tls) = connector.connect(name, tcp).await else {
+        return true;
+    };
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(REFUSAL_TIMEOUT, tls.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+/// A cluster with mutual TLS forms and serves; a fourth party with a certificate of another
+/// CA, with node 2's certificate claiming id 4, with no certificate, or in plaintext can
+/// neither join nor call any RPC, and node 1 counts each refusal.
+#[tokio::test]
+async fn a_tls_cluster_serves_and_refuses_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster_certs(dir.path());
+    let (mut nodes, cluster) = tls_cluster(&certs).await;
+    let admin = nodes[0].http.unwrap();
+    let target = cluster[0];
+
+    // It serves: a message published on node 1 reaches a subscriber on node 3.
+    let mut sub = RawClient::connected(nodes[2].addr, Protocol::V5, "sub").await;
+    sub.subscribe(1, "tls/t", QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connected(nodes[0].addr, Protocol::V5, "pub").await;
+    publisher
+        .send(Packet::Publish(raw::publish(
+            "tls/t",
+            QoS::AtLeastOnce,
+            1,
+            b"over tls",
+        )))
+        .await;
+    let delivered = loop {
+        match sub.expect_packet().await {
+            Packet::Publish(publish) => break publish,
+            _ => continue,
+        }
+    };
+    assert_eq!(&delivered.payload[..], b"over tls");
+
+    // Another CA: refused in the handshake.
+    let rogue_ca = keel::cert::create_ca().unwrap();
+    let rogue = keel::cert::create_node(&rogue_ca, 4, &["127.0.0.1".into()]).unwrap();
+    let (rogue_cert, rogue_key) = write_pair(dir.path(), "rogue-4", &rogue);
+    let before = refusals(admin, "unknown_ca").await;
+    let channel = tls_channel(target, &certs.ca, &rogue_cert, &rogue_key, 4).await;
+    let joined = match channel {
+        Ok(channel) => join_as_4(channel).await,
+        Err(why) => Err(why),
+    };
+    assert!(joined.is_err(), "{joined:?}");
+    assert!(refusals(admin, "unknown_ca").await > before);
+
+    // Node 2's certificate, claiming to be node 4: the connection is node 2's, the join and
+    // a vote as node 4 are refused.
+    let before = refusals(admin, "wrong_node").await;
+    let (cert2, key2) = &certs.nodes[1];
+    let channel = tls_channel(target, &certs.ca, cert2, key2, 2)
+        .await
+        .unwrap();
+    let joined = join_as_4(channel.clone()).await;
+    assert!(
+        joined.as_ref().is_err_and(|e| e.contains("node 2")),
+        "{joined:?}"
+    );
+    let vote = openraft::raft::VoteRequest::new(openraft::Vote::new(99, 4), None);
+    let blob = Blob {
+        data: postcard::to_allocvec(&vote).unwrap().into(),
+    };
+    let mut client = cluster_client(channel, &ChannelConfig::default());
+    let voted = client.vote(blob).await;
+    assert!(voted.is_err_and(|s| s.code() == tonic::Code::PermissionDenied));
+    assert!(refusals(admin, "wrong_node").await >= before + 2);
+
+    // No certificate.
+    let before = refusals(admin, "no_certificate").await;
+    assert!(handshake_without_certificate(target, &certs.ca).await);
+    assert!(refusals(admin, "no_certificate").await > before);
+
+    // Plaintext.
+    let before = refusals(admin, "not_tls").await;
+    let plain = connect(TokioNet, target.to_string(), &ChannelConfig::default()).await;
+    let joined = match plain {
+        Ok(channel) => join_as_4(channel).await,
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(joined.is_err(), "{joined:?}");
+    assert!(refusals(admin, "not_tls").await > before);
+
+    // Nothing of it reached the membership.
+    assert_eq!(member_ids(admin).await, [1, 2, 3]);
+    for node in &mut nodes {
+        node.kill();
+    }
+}
+
+/// A node given another node's certificate refuses to start and says which node it names.
+#[tokio::test]
+async fn a_node_with_another_nodes_certificate_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster_certs(dir.path());
+    let cluster = free_port();
+    let mut node = KeelProcess::with(vec![
+        "--node-id".into(),
+        "4".into(),
+        "--cluster-listen".into(),
+        cluster.to_string(),
+        "--join".into(),
+        "127.0.0.1:1".into(),
+    ]);
+    let (cert2, key2) = &certs.nodes[1];
+    std::fs::write(node.config_file(), tls_config(&certs.ca, cert2, key2)).unwrap();
+    node.spawn();
+    match node.watch_start().await {
+        StartOutcome::Exited(status) => assert!(!status.success()),
+        outcome => panic!("{outcome:?}"),
+    }
+    let said = node.stderr();
+    assert!(said.contains("names node 2, but this is node 4"), "{said}");
+}
+
+/// `keel_limit_hits_total` of one limit on a node.
+async fn limit_hits(admin: SocketAddr, limit: &str) -> u64 {
+    sample(
+        admin,
+        &format!("keel_limit_hits_total{{limit=\"{limit}\"}}"),
+    )
+    .await
+}
+
+/// Subscribes `client` to `count` distinct filters of about 60 KB; the reason codes.
+async fn subscribe_long_filters(client: &mut RawClient, tag: &str, count: u16) -> Vec<ReasonCode> {
+    let mut codes = Vec::new();
+    for i in 0..count {
+        let filter = format!("{tag}/{i}/{}", "x".repeat(60_000));
+        codes.extend(client.subscribe(i + 1, &filter, QoS::AtMostOnce).await);
+    }
+    codes
+}
+
+/// Finding 4: subscriptions had no byte bound (3 anonymous clients × 1,000 filters × 60 KB
+/// took a node from 29 MB to 712 MB). Each session's filters are bounded (1 MiB by default),
+/// and so are the node's over every session.
+#[tokio::test]
+async fn subscriptions_are_bounded_in_bytes() {
+    let mut node = KeelProcess::with(Vec::new());
+    let config = format!(
+        "{}node_subscription_bytes_max = 2050000\n",
+        common::process::CONFIG
+    );
+    std::fs::write(node.config_file(), config).unwrap();
+    node.spawn();
+    node.wait_ready().await;
+    let admin = node.http.unwrap();
+    let mut first = RawClient::connected(node.addr, Protocol::V5, "greedy-1").await;
+    let codes = subscribe_long_filters(&mut first, "a", 20).await;
+    let granted = codes.iter().filter(|c| **c == ReasonCode::Success).count();
+    // 17 filters of 60 KB fit in 1 MiB, the 18th does not.
+    assert_eq!(granted, 17, "{codes:?}");
+    assert!(codes[17..].iter().all(|c| *c == ReasonCode::QuotaExceeded));
+    assert_eq!(limit_hits(admin, "subscription_bytes_max").await, 3);
+    // A second session fills the node's bound (2.05 MB); a third gets nothing.
+    let mut second = RawClient::connected(node.addr, Protocol::V5, "greedy-2").await;
+    subscribe_long_filters(&mut second, "b", 17).await;
+    let mut third = RawClient::connected(node.addr, Protocol::V5, "greedy-3").await;
+    let codes = subscribe_long_filters(&mut third, "c", 3).await;
+    assert!(
+        codes.iter().all(|c| *c == ReasonCode::QuotaExceeded),
+        "{codes:?}"
+    );
+    assert!(limit_hits(admin, "node_subscription_bytes_max").await >= 3);
+}
