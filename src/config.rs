@@ -239,6 +239,14 @@ pub struct ListenersConfig {
     pub tls_connections_max: u32,
     /// The same for the `wss` listener. Default 0.
     pub wss_connections_max: u32,
+    /// Every connection to the `tcp` listener starts with a PROXY protocol header (v1 or v2,
+    /// from a load balancer); the client address it names is the one authentication, the
+    /// ACL, traces and logs see. A connection without one, or with a malformed one, is
+    /// closed and counted. Default `false`.
+    pub tcp_proxy_protocol: bool,
+    /// The same for the `tls` listener (the header comes before the TLS handshake).
+    /// Default `false`.
+    pub tls_proxy_protocol: bool,
 }
 
 impl ListenersConfig {
@@ -261,6 +269,8 @@ impl Default for ListenersConfig {
             ws_connections_max: 0,
             tls_connections_max: 0,
             wss_connections_max: 0,
+            tcp_proxy_protocol: false,
+            tls_proxy_protocol: false,
         }
     }
 }

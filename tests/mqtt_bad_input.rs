@@ -726,3 +726,35 @@ async fn packets_arriving_one_byte_at_a_time_are_decoded() {
         assert_eq!(sub.next_publish().await.payload.as_ref(), b"drip");
     }
 }
+
+/// Issue 16, finding 7: a CONNECT and a malformed packet in one TCP segment. The CONNACK comes
+/// first or not at all ([MQTT-3.2.0-1]: the first packet from the server is a CONNACK), for a
+/// session that ends with its connection and for one that the log must open.
+#[tokio::test]
+async fn a_malformed_packet_right_after_connect_gets_no_disconnect_before_the_connack() {
+    let broker = TestBroker::start(TestBroker::settings()).await;
+    // A PUBLISH whose topic length (5) runs past its remaining length (2).
+    let malformed = [0x30u8, 0x02, 0x00, 0x05];
+    for (client_id, durable) in [("eager-clean", false), ("eager-durable", true)] {
+        let mut connect = raw::connect(Protocol::V5, client_id);
+        if durable {
+            connect.clean_start = false;
+            connect.properties.session_expiry_interval = Some(60);
+        }
+        let mut bytes = bytes::BytesMut::new();
+        Packet::Connect(Box::new(connect))
+            .encode(Protocol::V5, &mut bytes)
+            .unwrap();
+        bytes.extend_from_slice(&malformed);
+        let mut client = RawClient::open(broker.addr, Protocol::V5).await;
+        client.send_bytes(&bytes).await;
+        let mut seen = Vec::new();
+        while let Some(packet) = client.recv().await {
+            seen.push(packet);
+        }
+        if let Some(first) = seen.first() {
+            assert!(matches!(first, Packet::ConnAck(_)), "{client_id}: {seen:?}");
+        }
+        broker.inspect(|b| b.validate());
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -64,12 +65,17 @@ pub(super) struct NewNode {
 /// Adds a node: 200 once it is a voter; 400 for a malformed request; 409 with why when this
 /// node does not lead, another change is running, the node does not answer as itself at its
 /// address or does not catch up, or the change would leave no reachable majority.
-pub(super) async fn add_node(State(admin): State<Admin>, body: Option<Json<NewNode>>) -> Response {
-    let Some(Json(node)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"id\": N, \"addr\": \"HOST:PORT\"}",
-        );
+pub(super) async fn add_node(
+    State(admin): State<Admin>,
+    body: Result<Json<NewNode>, JsonRejection>,
+) -> Response {
+    let node = match body {
+        Ok(Json(node)) => node,
+        Err(rejection) => {
+            let why = rejection.body_text();
+            let expected = "expected a JSON body {\"id\": N, \"addr\": \"HOST:PORT\"}";
+            return error(StatusCode::BAD_REQUEST, format!("{expected}: {why}"));
+        }
     };
     match admin.changer.add(node.id, &node.addr).await {
         Ok(_) => Json(json!({ "ok": true, "id": node.id })).into_response(),

@@ -233,6 +233,7 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
             "limit=\"packet_timeout_secs\"",
             load(&shell.closed_slow_packets),
         ),
+        ("limit=\"proxy_protocol\"", load(&shell.proxy_refused)),
     ];
     let ours = &admin.stats;
     limit_hits.extend([

@@ -12,6 +12,8 @@ fn paging() -> Value {
     ])
 }
 
+/// An operation with the answers every operation may give: 200, 400, 401 (with credentials
+/// configured), 404, and 503 when it took longer than `admin.request_timeout_secs`.
 fn op(summary: &str) -> Value {
     json!({
         "summary": summary,
@@ -19,10 +21,24 @@ fn op(summary: &str) -> Value {
             "200": { "description": "done" },
             "400": { "description": "a bad request (JSON: {\"error\": ...})" },
             "401": { "description": "credentials needed (API key or basic auth)" },
-            "404": { "description": "no such thing" }
+            "404": { "description": "no such thing" },
+            "503": { "description": "not answered within admin.request_timeout_secs" }
         }
     })
 }
+
+/// `operation` with more possible answers.
+fn answers(mut operation: Value, more: &[(&str, &str)]) -> Value {
+    for (status, description) in more {
+        operation["responses"][*status] = json!({ "description": description });
+    }
+    operation
+}
+
+/// Why a membership change may be refused.
+const CHANGE_REFUSED: &str = "not the leader (with leader_id and leader_addr), another change \
+    running, the node not answering at its address as that id or not catching up, or the \
+    voters after the change without a reachable majority (JSON: {\"error\": why})";
 
 fn with(mut operation: Value, key: &str, value: Value) -> Value {
     operation[key] = value;
@@ -51,13 +67,16 @@ pub fn spec() -> Value {
         },
         "security": [ { "apiKey": [] }, { "basic": [] } ],
         "paths": {
-            "/healthz": { "get": with(op("200 while the node serves clients, 503 without quorum"), "security", json!([])) },
+            "/healthz": { "get": with(answers(op("200 while the node serves clients, 503 without quorum"),
+                &[("503", "the node serves no clients (no quorum)")]), "security", json!([])) },
             "/metrics": { "get": op("Prometheus text exposition") },
             "/api/v1/openapi.json": { "get": op("this document") },
             "/api/v1/cluster": { "get": op("nodes, roles, leader, term, log and applied index") },
-            "/api/v1/cluster/nodes": { "post": with(op("add a node (learner, then voter); on the leader"), "requestBody",
+            "/api/v1/cluster/nodes": { "post": with(answers(op("add a node: it must answer at addr as that id; a learner until caught up, then a voter; on the leader"),
+                &[("409", CHANGE_REFUSED), ("503", "Raft failed, or not answered in time")]), "requestBody",
                 body(json!({ "type": "object", "required": ["id", "addr"], "properties": { "id": { "type": "integer" }, "addr": { "type": "string" } } }))) },
-            "/api/v1/cluster/nodes/{id}": { "delete": with(op("remove a node; on the leader"), "parameters", path_param("id")) },
+            "/api/v1/cluster/nodes/{id}": { "delete": with(answers(op("remove a node; on the leader"),
+                &[("409", CHANGE_REFUSED), ("503", "Raft failed, or not answered in time")]), "parameters", path_param("id")) },
             "/api/v1/clients": { "get": with(op("clients connected to this node"), "parameters", paging()) },
             "/api/v1/clients/{client_id}": {
                 "get": with(op("a client connected to this node"), "parameters", path_param("client_id")),
@@ -70,7 +89,8 @@ pub fn spec() -> Value {
                 json!([paging()[0], paging()[1], { "name": "topic", "in": "query", "schema": { "type": "string" } }])) },
             "/api/v1/retained/{topic}": {
                 "get": with(op("one retained message with its payload (text, or payload_base64)"), "parameters", path_param("topic")),
-                "delete": with(op("delete it (an empty retained publish, answered once committed)"), "parameters", path_param("topic"))
+                "delete": with(answers(op("delete it (an empty retained publish, answered once committed)"),
+                    &[("422", "the broker refused the publish (with its reason_code)"), ("503", "the node serves no clients now")]), "parameters", path_param("topic"))
             },
             "/api/v1/trace": { "get": op("the clients traced on this node, with trace_clients_max and trace_events_max") },
             "/api/v1/trace/{client_id}": {
@@ -82,18 +102,22 @@ pub fn spec() -> Value {
                         "200": { "description": "already traced" }, "201": { "description": "started" },
                         "400": { "description": "not a client id, or a bad body" },
                         "401": { "description": "credentials needed (API key or basic auth)" },
-                        "409": { "description": "trace_clients_max clients are traced already" } })),
+                        "409": { "description": "trace_clients_max clients are traced already" },
+                        "503": { "description": "not answered within admin.request_timeout_secs" } })),
                 "get": with(with(op("the events of a traced client, oldest first, each with its seq; ?since=SEQ for the newer ones only"),
                     "parameters", json!([path_param("client_id")[0], { "name": "since", "in": "query", "schema": { "type": "integer", "minimum": 0 } }])),
                     "responses", json!({
                         "200": { "description": "the trace: client_id, started_at_ms, payload, capacity, overwritten, last_seq, events" },
                         "400": { "description": "not a client id, or a bad ?since" },
                         "401": { "description": "credentials needed (API key or basic auth)" },
-                        "404": { "description": "the client is not traced" } })),
+                        "404": { "description": "the client is not traced" },
+                        "503": { "description": "not answered within admin.request_timeout_secs" } })),
                 "delete": with(op("stop tracing a client and forget its events"), "parameters", path_param("client_id"))
             },
-            "/api/v1/reload": { "post": op("read the configuration again (as SIGHUP): auth, ACL, admin access, session limits; 400 keeps the one in force") },
-            "/api/v1/publish": { "post": with(op("publish a message, answered when the broker acknowledges it"), "requestBody",
+            "/api/v1/reload": { "post": answers(op("read the configuration again (as SIGHUP): auth, ACL, admin access, session limits; 400 keeps the one in force"),
+                &[("409", "the node was not started from a configuration it can read again")]) },
+            "/api/v1/publish": { "post": with(answers(op("publish a message (the topic by MQTT's rules: not empty, no wildcard), answered when the broker acknowledges it"),
+                &[("422", "the broker refused the publish (with its reason_code)"), ("503", "the node serves no clients now")]), "requestBody",
                 body(json!({ "type": "object", "required": ["topic"], "properties": {
                     "topic": { "type": "string" }, "payload": { "type": "string" },
                     "encoding": { "type": "string", "enum": ["plain", "base64"] },

@@ -55,6 +55,12 @@ impl Decision {
     }
 }
 
+/// Runs a slow, CPU-bound decision (a password hash) where it holds up no other client: the
+/// shell gives a pool of blocking threads (`crate::server`); without one it runs in place.
+pub trait Offload: Send + Sync + fmt::Debug {
+    fn run(&self, job: Box<dyn FnOnce() -> Decision + Send>) -> DecisionFuture<'_>;
+}
+
 /// One authentication method of the chain.
 #[derive(Debug)]
 pub enum Method {
@@ -90,6 +96,8 @@ pub struct AuthChain {
     /// The users of SCRAM-SHA-256 enhanced authentication (the password file's); `None`
     /// when there is no password file.
     pub scram: Option<Arc<ScramUsers>>,
+    /// Where password verifications of the waiting path run; `None`: in place.
+    pub offload: Option<Arc<dyn Offload>>,
 }
 
 impl fmt::Debug for AuthChain {
@@ -140,9 +148,15 @@ impl AuthChain {
                 return Ok(());
             }
             for method in &self.methods {
-                let decision = match method {
-                    Method::Http(remote) => remote.decide(connect, peer).await,
-                    other => other.decide_now(connect).unwrap_or(Decision::Ignore),
+                let decision = match (method, &self.offload) {
+                    (Method::Http(remote), _) => remote.decide(connect, peer).await,
+                    (Method::PasswordFile(password), Some(offload)) => {
+                        let (password, connect) = (password.clone(), connect.clone());
+                        offload
+                            .run(Box::new(move || password.decide(&connect)))
+                            .await
+                    }
+                    (other, _) => other.decide_now(connect).unwrap_or(Decision::Ignore),
                 };
                 if let Some(verdict) = decision.verdict() {
                     return verdict;
@@ -192,6 +206,7 @@ mod tests {
             methods,
             allow_anonymous,
             scram: None,
+            offload: None,
         }
     }
 

@@ -14,7 +14,7 @@ mod password_file;
 pub mod scram;
 
 pub use acl::{Acl, AclError, AclPermissions, Identity, LiveAcl, Permission};
-pub use chain::{AuthChain, Decision, DecisionFuture, Method, RemoteMethod};
+pub use chain::{AuthChain, Decision, DecisionFuture, Method, Offload, RemoteMethod};
 pub use jwt::{JwtAuth, JwtError};
 pub use node_auth::{NodeAuth, NodeAuthError, PreparedAuth, RemoteFactory};
 pub use password_auth::PasswordAuth;

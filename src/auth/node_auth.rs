@@ -81,6 +81,7 @@ impl PreparedAuth {
             methods,
             allow_anonymous: config.allow_anonymous,
             scram: file.map(|file| Arc::new(ScramUsers::new(file))),
+            offload: None,
         };
         let acl = config
             .acl_file
@@ -89,6 +90,12 @@ impl PreparedAuth {
             .transpose()?
             .map(Arc::new);
         Ok(PreparedAuth { chain, acl })
+    }
+
+    /// Runs the password verifications of CONNECTs on `offload` instead of in place.
+    pub fn offloaded(mut self, offload: Arc<dyn super::chain::Offload>) -> PreparedAuth {
+        self.chain.offload = Some(offload);
+        self
     }
 
     /// Puts it in force in `live` (the ACL every connected client is judged by) and returns

@@ -25,7 +25,7 @@ use super::password_file::PasswordFile;
 ///   password ([`PasswordFile::verify`]), so timing does not reveal user names.
 /// - An MQTT 5 client may send a password without a user name; with no name to look up, it
 ///   passes and the password is ignored.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PasswordAuth {
     pub file: Arc<PasswordFile>,
 }

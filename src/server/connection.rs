@@ -174,6 +174,12 @@ pub async fn serve_connection(
                     } else {
                         Ok(())
                     };
+                    tracing::debug!(
+                        client_id = c.client_id.as_str(),
+                        peer = ?peer.addr,
+                        ?verdict,
+                        "CONNECT"
+                    );
                     let packet = Packet::Connect(c);
                     let decided = Decided { verdict, by: &*auth };
                     {
@@ -181,6 +187,10 @@ pub async fn serve_connection(
                         let now_ms = ctx.clock.unix_ms();
                         session.handle(packet, &mut core.broker, &decided, now_ms);
                         core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
+                        let tap = ctx.hub.tracer.tap(&session, || now_ms);
+                        if let (Some(tap), Some(addr)) = (tap, peer.addr) {
+                            tap.peer(addr);
+                        }
                     }
                     let more = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
                     input.packets += 1 + more.packets;

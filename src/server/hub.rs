@@ -47,6 +47,8 @@ pub struct ShellStats {
     /// Bytes read from and written to client connections (after TLS and WebSocket).
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Connections closed because their PROXY protocol header was missing or malformed.
+    pub proxy_refused: AtomicU64,
     /// Cluster peers refused (TLS, certificates, calls as another node), by reason.
     pub peer_refusals: Arc<crate::grpc::PeerRefusals>,
     /// Each MQTT listener's connections and refusals, registered when it is bound. Locked

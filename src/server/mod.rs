@@ -10,6 +10,7 @@ mod cluster;
 mod connection;
 mod hub;
 pub mod loopback;
+mod offload;
 mod outbox;
 mod reload;
 mod serve;
@@ -456,15 +457,28 @@ async fn accept_loop<N: Net>(
                         _ => None,
                     };
                     let peer = crate::session::PeerInfo {
-                        addr: Some(peer),
+                        addr: Some(accepted.source.unwrap_or(peer)),
                         cert_identity,
                     };
                     connection::serve_connection(ctx, accepted.stream, id_seed, peer).await
+                }
+                Err(error) if is_proxy_refusal(&error) => {
+                    ctx.hub
+                        .shell_stats
+                        .proxy_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, %error, "connection refused: PROXY protocol");
                 }
                 Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
             }
         });
     }
+}
+
+/// Whether an accept failed for its PROXY protocol header.
+fn is_proxy_refusal(error: &io::Error) -> bool {
+    let inner = error.get_ref();
+    inner.is_some_and(|e| e.downcast_ref::<crate::transport::ProxyError>().is_some())
 }
 
 /// Reloads the configuration on every SIGHUP, as daemons do.

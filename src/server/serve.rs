@@ -42,7 +42,7 @@ fn listeners(config: &Config) -> Result<Vec<ListenerSpec>, ServeError> {
     if let Some(addr) = config.listeners.tcp {
         specs.push(ListenerSpec {
             addr: addr.to_string(),
-            acceptor: TransportAcceptor::tcp(),
+            acceptor: TransportAcceptor::tcp().with_proxy_protocol(caps.tcp_proxy_protocol),
             connections_max: cap(caps.tcp_connections_max),
         });
     }
@@ -58,7 +58,8 @@ fn listeners(config: &Config) -> Result<Vec<ListenerSpec>, ServeError> {
         if let Some(addr) = config.tls_listener() {
             specs.push(ListenerSpec {
                 addr: addr.to_string(),
-                acceptor: TransportAcceptor::tls(acceptor.clone(), timeout),
+                acceptor: TransportAcceptor::tls(acceptor.clone(), timeout)
+                    .with_proxy_protocol(caps.tls_proxy_protocol),
                 connections_max: cap(caps.tls_connections_max),
             });
         }
@@ -101,6 +102,7 @@ fn settings_with_acl(config: &Config, live: &Arc<LiveAcl>) -> Result<ServerSetti
     let auth: Arc<dyn crate::session::Authenticator> = Arc::new(
         PreparedAuth::load(&config.auth, &super::auth_hook::http_auth_method)
             .map_err(ServeError::NodeAuth)?
+            .offloaded(Arc::new(super::offload::BlockingOffload::default()))
             .commit(live),
     );
     Ok(ServerSettings {
@@ -190,7 +192,8 @@ pub fn serve_reloadable(config: Config, source: ConfigSource) -> Result<(), Serv
 /// Prepares a reload to `new` (what `started` said at start-up decides what needs a restart).
 fn reload_from(started: &Config, new: &Config, live: &Arc<LiveAcl>) -> Result<Reloaded, String> {
     let prepared = PreparedAuth::load(&new.auth, &super::auth_hook::http_auth_method)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .offloaded(Arc::new(super::offload::BlockingOffload::default()));
     let admin_access = admin_access(new).map_err(|e| e.to_string())?;
     Ok(Reloaded {
         auth: Arc::new(prepared.commit(live)),

@@ -1,21 +1,25 @@
 //! Transports: what turns an accepted connection into the MQTT byte stream. Plain TCP, TLS
-//! (rustls), WebSocket (tokio-tungstenite) and WebSocket over TLS.
+//! (rustls), WebSocket (tokio-tungstenite) and WebSocket over TLS, each optionally behind a
+//! PROXY protocol header ([`proxy`]).
 //!
 //! Everything here works on [`BoxStream`]s from a [`Net`](crate::net::Net) listener, so the
 //! same handshakes run on real sockets and in the simulator. It knows nothing of MQTT packets
 //! beyond the WebSocket subprotocol rules of MQTT §6.
 
+pub mod proxy;
 pub mod tls;
 pub mod ws;
 mod ws_stream;
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
 use crate::net::BoxStream;
+pub use proxy::ProxyError;
 pub use tls::{ClientAuth, TlsAcceptor, TlsConfigError, TlsSettings};
 pub use ws::WsConfig;
 pub use ws_stream::WsStream;
@@ -62,6 +66,9 @@ pub struct Accepted {
     /// The client's end-entity certificate, when it presented one over TLS or WSS (already
     /// verified against the configured client CA); the broker may use it as an identity.
     pub client_cert: Option<CertificateDer<'static>>,
+    /// The client's address as a PROXY protocol header named it (`None`: no header, or one
+    /// naming no address; the socket's peer stands).
+    pub source: Option<SocketAddr>,
 }
 
 /// Finishes accepting connections for one listener: runs its transport's handshakes, all
@@ -73,6 +80,8 @@ pub struct TransportAcceptor {
     /// The deadline for all handshakes of one connection together, so a slow client cannot
     /// take the TLS deadline and then the WebSocket one.
     handshake_timeout: Duration,
+    /// Every connection starts with a PROXY protocol header (v1 or v2), before TLS.
+    proxy_protocol: bool,
 }
 
 /// [`Transport`] with what each handshake needs, so a TLS listener cannot lack its acceptor.
@@ -90,6 +99,7 @@ impl TransportAcceptor {
         TransportAcceptor {
             kind: Kind::Tcp,
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
+            proxy_protocol: false,
         }
     }
 
@@ -98,6 +108,7 @@ impl TransportAcceptor {
         TransportAcceptor {
             kind: Kind::Tls(acceptor),
             handshake_timeout,
+            proxy_protocol: false,
         }
     }
 
@@ -106,6 +117,7 @@ impl TransportAcceptor {
         TransportAcceptor {
             kind: Kind::Ws(config),
             handshake_timeout,
+            proxy_protocol: false,
         }
     }
 
@@ -118,7 +130,15 @@ impl TransportAcceptor {
         TransportAcceptor {
             kind: Kind::Wss(acceptor, config),
             handshake_timeout,
+            proxy_protocol: false,
         }
+    }
+
+    /// The same, expecting a PROXY protocol header (v1 or v2) at the start of every
+    /// connection: one that is missing or malformed fails the accept with a [`ProxyError`].
+    pub fn with_proxy_protocol(mut self, on: bool) -> TransportAcceptor {
+        self.proxy_protocol = on;
+        self
     }
 
     /// Which transport this is.
@@ -136,13 +156,32 @@ impl TransportAcceptor {
     ///
     /// Run it in the connection's own task, not in the accept loop: a handshake waits for the
     /// client. Errors: `TimedOut` past the handshake deadline, or the handshake's failure.
-    pub async fn accept(&self, stream: BoxStream) -> io::Result<Accepted> {
+    pub async fn accept(&self, mut stream: BoxStream) -> io::Result<Accepted> {
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         let remaining = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        let source = if self.proxy_protocol {
+            proxy::read_header(&mut stream, remaining())
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        } else {
+            None
+        };
+        let mut accepted = self.handshake(stream, remaining).await?;
+        accepted.source = source;
+        Ok(accepted)
+    }
+
+    /// The transport's own handshakes, within what `remaining` leaves of the deadline.
+    async fn handshake(
+        &self,
+        stream: BoxStream,
+        remaining: impl Fn() -> Duration,
+    ) -> io::Result<Accepted> {
         match &self.kind {
             Kind::Tcp => Ok(Accepted {
                 stream,
                 client_cert: None,
+                source: None,
             }),
             Kind::Tls(acceptor) => {
                 let (stream, client_cert) =
@@ -150,6 +189,7 @@ impl TransportAcceptor {
                 Ok(Accepted {
                     stream,
                     client_cert,
+                    source: None,
                 })
             }
             Kind::Ws(config) => {
@@ -157,6 +197,7 @@ impl TransportAcceptor {
                 Ok(Accepted {
                     stream: Box::new(stream),
                     client_cert: None,
+                    source: None,
                 })
             }
             Kind::Wss(acceptor, config) => {
@@ -166,6 +207,7 @@ impl TransportAcceptor {
                 Ok(Accepted {
                     stream: Box::new(stream),
                     client_cert,
+                    source: None,
                 })
             }
         }

@@ -254,6 +254,14 @@ impl Tap<'_> {
         });
     }
 
+    /// Where the connection comes from (the socket's peer, or the client a PROXY protocol
+    /// header named), recorded after its CONNECT.
+    pub fn peer(&self, addr: std::net::SocketAddr) {
+        self.record(None, |_| {
+            TraceEvent::connection(self.now_ms, self.conn, "peer", addr.to_string())
+        });
+    }
+
     /// The connection ended.
     pub fn closed(&self) {
         self.record(None, |_| {
