@@ -710,3 +710,99 @@ async fn a_proxy_protocol_header_names_the_client() {
         "refused connections reach no one"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The admin listener's bounds, start-up, concurrent changes
+
+/// Finding 3: the admin listener had no deadlines and no cap (20,000 idle connections took
+/// every file the process could open). An idle connection is closed after
+/// `header_timeout_secs`; at `connections_max` the longest-idle one makes room for a new one.
+#[tokio::test]
+async fn idle_admin_connections_are_closed_and_capped() {
+    use tokio::io::AsyncReadExt;
+    let mut node = KeelProcess::with(Vec::new());
+    let config = format!(
+        "{}[admin]\nconnections_max = 4\nheader_timeout_secs = 1\n",
+        common::process::CONFIG
+    );
+    std::fs::write(node.config_file(), config).unwrap();
+    node.spawn();
+    node.wait_ready().await;
+    let admin = node.http.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+    }
+    // The cap is reached; a request still gets through, and the oldest idle one goes.
+    let health = http::get(admin, "/healthz").await;
+    assert_eq!(health.status, 200);
+    let mut byte = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut byte)).await;
+    assert!(
+        matches!(first, Ok(Ok(0)) | Ok(Err(_))),
+        "the oldest idle connection stays open"
+    );
+    // The others are closed once their head is a second late.
+    for stream in &mut idle[1..] {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection stays open"
+        );
+    }
+    assert!(limit_hits(admin, "admin_connections_max").await >= 1);
+    assert!(limit_hits(admin, "admin_header_timeout_secs").await >= 3);
+}
+
+/// Finding 7: a listener that could not be bound made a start-up thread panic
+/// (`JoinError::Cancelled`, 4 of 20 runs) and the error blamed the data directory. Listeners
+/// are bound before anything else starts now, and the error names the address.
+#[tokio::test]
+async fn an_address_in_use_stops_the_start_with_that_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    for _ in 0..5 {
+        let mut node = KeelProcess::new();
+        node.addr = addr;
+        node.spawn();
+        match node.watch_start().await {
+            StartOutcome::Exited(status) => assert!(!status.success()),
+            outcome => panic!("{outcome:?}"),
+        }
+        let said = node.stderr();
+        assert!(said.contains(&format!("cannot listen on {addr}")), "{said}");
+        assert!(
+            !said.contains("panicked") && !said.contains("data directory"),
+            "{said}"
+        );
+    }
+}
+
+/// Finding 7: a membership change asked for while another runs was answered 500. It is
+/// refused with 409 and why; the first goes on to its own answer.
+#[tokio::test]
+async fn a_second_membership_change_meanwhile_gets_409() {
+    let (mut node, _cluster) = clustered();
+    node.spawn();
+    node.wait_ready().await;
+    let admin = node.http.unwrap();
+    // A "node" that accepts connections and never answers: the first change waits for it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let body = format!(r#"{{"id": 2, "addr": "{silent_addr}"}}"#);
+    let first = tokio::spawn(async move { add_node(admin, &body).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = add_node(admin, r#"{"id": 3, "addr": "127.0.0.1:1"}"#).await;
+    assert_eq!(second.status, 409, "{second:?}");
+    assert!(second.body.contains("in progress"), "{second:?}");
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 409, "{first:?}");
+    assert!(first.body.contains("not reachable"), "{first:?}");
+    assert_still_serves(&mut node).await;
+}

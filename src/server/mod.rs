@@ -8,6 +8,7 @@ mod admission;
 mod auth_hook;
 mod cluster;
 mod connection;
+mod fd_budget;
 mod hub;
 pub mod loopback;
 mod offload;
@@ -289,8 +290,8 @@ impl<N: Net> Server<N> {
         if let Some(listener) = self.admin {
             if self.settings.admin_access.is_open() {
                 tracing::warn!(
-                    "the admin HTTP API is open to anyone who reaches it: set [admin] api_key \
-                     or users"
+                    "the admin HTTP API has no credentials: anyone who can connect to it (it \
+                     listens on loopback) can change the cluster; set [admin] api_key or users"
                 );
             }
             let admin = crate::admin::Admin {

@@ -244,7 +244,22 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     run(config, settings)
 }
 
-fn run(config: Config, settings: ServerSettings) -> Result<(), ServeError> {
+fn run(config: Config, mut settings: ServerSettings) -> Result<(), ServeError> {
+    if let Some(limit) = super::fd_budget::raise_nofile_limit() {
+        let admin = settings.admin_limits.connections_max;
+        let fits = super::fd_budget::mqtt_connections_max(limit, settings.max_connections, admin);
+        if fits < settings.max_connections {
+            tracing::warn!(
+                configured = settings.max_connections,
+                lowered_to = fits,
+                open_files_limit = limit,
+                "mqtt.connections_max lowered: the process may open {limit} files and keeps \
+                 {} of them for storage, peers and the admin API",
+                super::fd_budget::FD_RESERVE + admin
+            );
+            settings.max_connections = fits;
+        }
+    }
     let planted = crate::planted::plant_from_env().map_err(ServeError::Planted)?;
     if planted != crate::planted::Bugs::default() {
         tracing::warn!(
