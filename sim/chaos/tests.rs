@@ -307,18 +307,21 @@ const CLUSTER_DEFAULT_SEEDS: u64 = 20;
 ///   if never sent, though a connection on another node had sent them: another member got
 ///   them too. Reached once the workload had node pauses (`Fault::PauseNode`); fix: a
 ///   connection that never opened releases no QoS 2 message, and the log never moves one
-///   whose PUBREC is committed. `planted_release_of_sent_shared_messages_is_caught` keeps
-///   checking that these seeds reach it.
+///   whose PUBREC is committed. Issue 16's changes (the admin listener, the membership
+///   checks, listeners bound before Raft starts) moved the interleavings of every cluster seed:
+///   these two no longer reach the scenario, and `SHARED_DUPLICATE_SEEDS` are the ones that do.
 /// - 82 (issue 15, found by the widened workload): a session resumed with expiry "never"
 ///   was ended by an expiry the leader proposed, from a replica behind the log, under its
 ///   earlier connection's expiry of 1 s (fix: an expiry applies only if due at its time).
 const CLUSTER_REGRESSION_SEEDS: &[u64] = &[24, 37, 38, 46, 50, 82, 100, 238, 298, 334];
 
 /// Cluster seeds that reach the shared-group duplicate of jepsen's seeds when its fix is
-/// planted away. A change to the workload or the faults may move the interleaving off them;
-/// then find new ones with the bug planted:
+/// planted away. A change to the workload, the faults or the node's tasks may move the
+/// interleaving off them; then find new ones with the bug planted (`KEEL_SIM_FROM` sets the
+/// first seed searched):
 /// `KEEL_SIM_SEEDS=600 cargo test --release --features sim --test sim planted_release -- --nocapture`.
-const SHARED_DUPLICATE_SEEDS: &[u64] = &[238, 334];
+/// Issue 16 moved them off 238 and 334; seeds 1..=1500 with its changes: 648, 1038, 1288.
+const SHARED_DUPLICATE_SEEDS: &[u64] = &[648, 1038, 1288];
 
 #[test]
 fn cluster_chaos_seeds_keep_every_guarantee() {
@@ -454,7 +457,7 @@ fn planted_release_of_sent_shared_messages_is_caught() {
     };
     let test = "planted_release_of_sent_shared_messages_is_caught";
     let seeds: Vec<u64> = match env_u64("KEEL_SIM_SEEDS") {
-        Some(n) => (1..=n).collect(),
+        Some(_) => seeds_to_run(0),
         None => SHARED_DUPLICATE_SEEDS.to_vec(),
     };
     let (ran, failures) = run_seeds_on(Topology::Cluster, &seeds, bugs, false, test);
@@ -479,7 +482,9 @@ fn planted_unchecked_joins_are_caught() {
         ..Bugs::default()
     };
     let test = "planted_unchecked_joins_are_caught";
-    let seeds: Vec<u64> = (1..=env_u64("KEEL_SIM_SEEDS").unwrap_or(3)).collect();
+    let seeds: Vec<u64> = (1..=env_u64("KEEL_SIM_SEEDS").unwrap_or(12))
+        .filter(|seed| super::plan::has_bogus_joins(*seed))
+        .collect();
     let (ran, failures) = run_seeds_on(Topology::Cluster, &seeds, bugs, false, test);
     assert!(
         failures.iter().any(|f| f.contains("membership")),
