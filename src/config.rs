@@ -96,15 +96,14 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> AdminConfig {
         let trace = crate::server::trace::TraceLimits::default();
-        let limits = crate::admin::AdminLimits::default();
         AdminConfig {
             api_key: None,
             users: Vec::new(),
             trace_clients_max: trace.clients_max,
             trace_events_max: trace.events_max,
-            connections_max: limits.connections_max,
-            header_timeout_secs: limits.header_timeout.as_secs() as u32,
-            request_timeout_secs: limits.request_timeout.as_secs() as u32,
+            connections_max: 256,
+            header_timeout_secs: 10,
+            request_timeout_secs: 60,
         }
     }
 }
@@ -113,15 +112,6 @@ impl AdminConfig {
     /// Whether anything guards the API (an API key or users).
     pub fn has_credentials(&self) -> bool {
         self.api_key.is_some() || !self.users.is_empty()
-    }
-
-    /// The admin listener's bounds.
-    pub fn limits(&self) -> crate::admin::AdminLimits {
-        crate::admin::AdminLimits {
-            connections_max: self.connections_max,
-            header_timeout: Duration::from_secs(self.header_timeout_secs.into()),
-            request_timeout: Duration::from_secs(self.request_timeout_secs.into()),
-        }
     }
 }
 

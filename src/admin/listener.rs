@@ -23,7 +23,8 @@ use tower::ServiceExt;
 
 use crate::net::Listener;
 
-/// How much the admin listener holds and for how long.
+/// How much the admin listener holds and for how long (`[admin]`; its defaults are the
+/// configuration's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdminLimits {
     /// Most connections open at once.
@@ -34,16 +35,6 @@ pub struct AdminLimits {
     /// The longest a request may take from its head to its answer (its body read and its
     /// handler run: a membership change waits for a new node to catch up).
     pub request_timeout: Duration,
-}
-
-impl Default for AdminLimits {
-    fn default() -> AdminLimits {
-        AdminLimits {
-            connections_max: 256,
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
-        }
-    }
 }
 
 /// What the admin listener counts, for `/metrics`.

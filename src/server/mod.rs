@@ -131,7 +131,7 @@ impl Default for ServerSettings {
             cluster: None,
             membership: crate::cluster::ChangeLimits::default(),
             http_listen: None,
-            admin_limits: crate::admin::AdminLimits::default(),
+            admin_limits: serve::admin_limits(&crate::config::AdminConfig::default()),
             admin_access: Arc::default(),
             reload: None,
             reload_on_sighup: false,

@@ -127,9 +127,18 @@ fn settings_with_acl(config: &Config, live: &Arc<LiveAcl>) -> Result<ServerSetti
         cluster: cluster_settings(config),
         http_listen: config.listeners.http.map(|a| a.to_string()),
         admin_access: Arc::new(admin_access(config)?),
-        admin_limits: config.admin.limits(),
+        admin_limits: admin_limits(&config.admin),
         ..ServerSettings::default()
     })
+}
+
+/// The admin listener's bounds of `[admin]`.
+pub fn admin_limits(admin: &crate::config::AdminConfig) -> crate::admin::AdminLimits {
+    crate::admin::AdminLimits {
+        connections_max: admin.connections_max,
+        header_timeout: std::time::Duration::from_secs(admin.header_timeout_secs.into()),
+        request_timeout: std::time::Duration::from_secs(admin.request_timeout_secs.into()),
+    }
 }
 
 /// Who may use the admin API: `[admin]`, with the password file of `[auth]` for its users.
@@ -231,6 +240,10 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<String> {
         ("[cluster]", started.cluster == new.cluster),
         ("[durability]", started.durability == new.durability),
         ("[mqtt] queue, connection and broker limits", *old == mqtt),
+        (
+            "[admin] connections_max and timeouts",
+            admin_limits(&started.admin) == admin_limits(&new.admin),
+        ),
     ]
     .into_iter()
     .filter(|(_, same)| !same)
@@ -246,7 +259,10 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
 
 fn run(config: Config, mut settings: ServerSettings) -> Result<(), ServeError> {
     if let Some(limit) = super::fd_budget::raise_nofile_limit() {
-        let admin = settings.admin_limits.connections_max;
+        let admin = match settings.http_listen {
+            Some(_) => settings.admin_limits.connections_max,
+            None => 0,
+        };
         let fits = super::fd_budget::mqtt_connections_max(limit, settings.max_connections, admin);
         if fits < settings.max_connections {
             tracing::warn!(
