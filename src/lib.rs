@@ -47,3 +47,13 @@ pub mod session;
 pub mod state;
 pub mod storage;
 pub mod transport;
+
+/// The version `keel --version`, the startup log line and `$SYS/broker/version` give: the
+/// package version and the git commit the binary was built from (`unknown` outside a git
+/// checkout; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KEEL_GIT_COMMIT"),
+    ")"
+);

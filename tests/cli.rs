@@ -1,4 +1,5 @@
-//! The `keel` binary as an operator runs it: `--help`, `passwd`, `check-config`.
+//! The `keel` binary as an operator runs it: `--help`, `--version`, `passwd`, `check-config`,
+//! and `serve` refusing what it must not start on.
 
 use std::io::Write;
 use std::path::Path;
@@ -165,6 +166,65 @@ fn the_example_configuration_checks() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// The production example (`contrib/keel.toml`) checks once the files it names exist, made
+/// the way its comments say (`keel passwd`, `keel cert`).
+#[test]
+fn the_production_example_checks_with_the_files_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path();
+    let cluster = etc.join("cluster");
+    let run = |args: &[&str]| {
+        let out = keel(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    run(&["cert", "create-ca", "--dir", path(&cluster)]);
+    run(&[
+        "cert",
+        "create-node",
+        "--node-id",
+        "1",
+        "--host",
+        "10.0.0.11",
+        "--dir",
+        path(&cluster),
+    ]);
+    // Any certificate and key serve for the clients' listeners here.
+    std::fs::copy(cluster.join("node-1.pem"), etc.join("server.pem")).unwrap();
+    std::fs::copy(cluster.join("node-1.key"), etc.join("server.key")).unwrap();
+    run(&[
+        "passwd",
+        path(&etc.join("passwd")),
+        "device-1",
+        "--password",
+        "pw",
+    ]);
+    std::fs::write(
+        etc.join("acl.toml"),
+        "[[rule]]\npermission = \"allow\"\ntopics = [\"devices/%u/#\"]\n",
+    )
+    .unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/keel.toml")).unwrap();
+    assert!(
+        example.contains("\"/etc/keel/"),
+        "the example names its files in /etc/keel"
+    );
+    let config = etc.join("keel.toml");
+    std::fs::write(
+        &config,
+        example.replace("\"/etc/keel/", &format!("\"{}/", path(etc))),
+    )
+    .unwrap();
+    let out = keel(&["check-config", path(&config)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("allow_anonymous = false"), "{printed}");
+    assert!(
+        !printed.contains("replace-with"),
+        "the API key is redacted: {printed}"
+    );
+}
+
 #[test]
 fn serve_refuses_malformed_flags() {
     let out = keel(&["serve", "--peers", "1@a:7000,oops"]);
@@ -180,5 +240,85 @@ fn serve_refuses_malformed_flags() {
         text(&out.stderr).contains("/nonexistent/keel.toml"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = keel(&["--version"]);
+    assert!(out.status.success());
+    let version = text(&out.stdout);
+    assert!(
+        version.starts_with(&format!("keel {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    // Built from this checkout: the commit is HEAD's (when git is there to say so).
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    if let Some(head) = head.ok().filter(|head| head.status.success()) {
+        let head = text(&head.stdout);
+        assert!(
+            version.contains(&format!("(commit {})", head.trim())),
+            "{version} is not HEAD {head}"
+        );
+    }
+}
+
+/// A data directory stamped by a newer Keel with a store format this build does not know:
+/// `keel serve` must refuse it, say why, and leave it as it was.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn serve_refuses_a_data_directory_of_a_newer_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marker = format!("keel-store-{}", keel::storage::FORMAT_NUMBER + 1);
+    let stamp = |db: &rocksdb::DB| {
+        let meta = db
+            .cf_handle("keel_meta")
+            .expect("Keel's meta column family");
+        db.put_cf(meta, b"format", marker.as_bytes()).unwrap();
+        db.put_cf(meta, b"written_by", b"99.0.0 (commit future)")
+            .unwrap();
+    };
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&options, &data, ["default", "keel_meta"]).unwrap();
+        stamp(&db);
+        db.put(b"some-future-layout", b"value").unwrap();
+    }
+    let out = keel(&[
+        "serve",
+        "--data-dir",
+        path(&data),
+        "--listen",
+        "127.0.0.1:0",
+        "--ws-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("written by a newer Keel"), "{stderr}");
+    assert!(stderr.contains("keel 99.0.0 (commit future)"), "{stderr}");
+    assert!(stderr.contains(&format!(
+        "store format {}",
+        keel::storage::FORMAT_NUMBER + 1
+    )));
+    // Left as it was: the marker still names the newer format.
+    let db = rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        &data,
+        ["default", "keel_meta"],
+    )
+    .unwrap();
+    let meta = db.cf_handle("keel_meta").unwrap();
+    assert_eq!(
+        db.get_cf(meta, b"format").unwrap().as_deref(),
+        Some(marker.as_bytes())
     );
 }

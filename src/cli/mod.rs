@@ -24,7 +24,7 @@ pub use cert::{cert, CertCliError, CertCommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "keel",
-    version,
+    version = crate::VERSION,
     about = "An MQTT 3.1.1/5.0 broker, alone or as a Raft cluster"
 )]
 pub struct Cli {

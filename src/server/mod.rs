@@ -580,7 +580,7 @@ fn publish_sys(broker: &mut Broker, qos0_dropped: u64, started_ms: u64, now_ms: 
     let stats = *broker.stats();
     let dropped = stats.dropped_queue_full + stats.dropped_expired + stats.discarded + qos0_dropped;
     let values = [
-        ("version", format!("keel {}", env!("CARGO_PKG_VERSION"))),
+        ("version", format!("keel {}", crate::VERSION)),
         (
             "uptime",
             format!("{} seconds", (now_ms - started_ms) / 1000),

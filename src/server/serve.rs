@@ -258,6 +258,11 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
 }
 
 fn run(config: Config, mut settings: ServerSettings) -> Result<(), ServeError> {
+    tracing::info!(
+        version = crate::VERSION,
+        node_id = config.node_id,
+        "keel starting"
+    );
     if let Some(limit) = super::fd_budget::raise_nofile_limit() {
         let admin = match settings.http_listen {
             Some(_) => settings.admin_limits.connections_max,

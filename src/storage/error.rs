@@ -16,8 +16,23 @@ pub enum StorageError {
     /// rather than start empty beside, or on top of, someone else's data.
     #[error("{path} does not hold Keel data: {reason}")]
     NotKeelData { path: PathBuf, reason: String },
-    /// The store was written in a format this build does not read.
-    #[error("the store at {path} has format {found:?}, this build reads {expected:?}")]
+    /// The store was written by a newer Keel, in a format this build does not know: it refuses
+    /// to start rather than misread it. `written_by` is the version that last opened it.
+    #[error(
+        "the data directory {path} was written by a newer Keel ({written_by}) in store format \
+         {found}; this keel ({}) reads store format {expected} and will not guess at a newer \
+         one: run a keel that knows format {found}",
+        crate::VERSION
+    )]
+    Newer {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        written_by: String,
+    },
+    /// The store's format marker is one no Keel wrote that this build knows of (an older
+    /// format, or a damaged marker).
+    #[error("the store at {path} has format {found:?}, this keel reads {expected:?}")]
     Incompatible {
         path: PathBuf,
         found: String,

@@ -22,7 +22,7 @@ pub use batch::{BatchOp, WriteBatch};
 pub use error::StorageError;
 pub use mem::MemStore;
 #[cfg(feature = "rocksdb")]
-pub use rocks::{RocksStore, FORMAT_VERSION};
+pub use rocks::{RocksStore, FORMAT_NUMBER, FORMAT_VERSION};
 
 /// One entry as [`KvStore::scan`] returns it: `(key, value)`.
 pub type KeyValue = (Vec<u8>, Vec<u8>);

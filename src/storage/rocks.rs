@@ -13,9 +13,16 @@ use rocksdb::{
 
 use super::{BatchOp, KeyValue, KvStore, StorageError, WriteBatch};
 
-/// The on-disk format this build reads and writes, stored as the format marker. A change to
-/// the layout of the data that an older build would misread gets a new version.
+/// The on-disk format this build reads and writes, stored as the format marker
+/// (`keel-store-<n>`). A change to the layout of the data that an older build would misread
+/// gets the next number; a build refuses a number above its own ([`StorageError::Newer`]).
 pub const FORMAT_VERSION: &str = "keel-store-1";
+
+/// The number in [`FORMAT_VERSION`].
+pub const FORMAT_NUMBER: u32 = 1;
+
+/// What precedes the number in a format marker.
+const FORMAT_PREFIX: &str = "keel-store-";
 
 /// The column family that holds the format marker. It lives apart from the data (in the
 /// default column family) so that no key a caller writes or scans can collide with it.
@@ -23,6 +30,10 @@ pub(super) const META_CF: &str = "keel_meta";
 
 /// The key of the format marker in [`META_CF`].
 pub(super) const FORMAT_KEY: &[u8] = b"format";
+
+/// The key, in [`META_CF`], of the version of the Keel that last opened the store
+/// ([`crate::VERSION`]): named when a build meets a format it does not know.
+pub(super) const WRITTEN_BY_KEY: &[u8] = b"written_by";
 
 /// One RocksDB database at a path, holding Keel's keys in its default column family.
 ///
@@ -59,8 +70,8 @@ impl RocksStore {
     ///
     /// Refuses to start, never silently starting empty, when the path holds something else:
     /// files that are not a RocksDB database or a RocksDB database without Keel's marker
-    /// ([`StorageError::NotKeelData`]), a store of another format
-    /// ([`StorageError::Incompatible`]), or a database RocksDB cannot open: corrupt, or
+    /// ([`StorageError::NotKeelData`]), a store of a newer format ([`StorageError::Newer`]) or
+    /// of another ([`StorageError::Incompatible`]), or a database RocksDB cannot open: corrupt, or
     /// locked by another process or another open handle ([`StorageError::Open`]).
     pub fn open(path: &Path) -> Result<RocksStore, StorageError> {
         let db = match inspect(path)? {
@@ -189,12 +200,11 @@ fn open_existing(path: &Path) -> Result<DB, StorageError> {
         .get_cf(meta, FORMAT_KEY)
         .map_err(|error| open_error(path, format!("cannot read the format marker: {error}")))?;
     match marker {
-        Some(found) if found == FORMAT_VERSION.as_bytes() => Ok(db),
-        Some(found) => Err(StorageError::Incompatible {
-            path: path.to_path_buf(),
-            found: String::from_utf8_lossy(&found).into_owned(),
-            expected: FORMAT_VERSION.to_owned(),
-        }),
+        Some(found) if found == FORMAT_VERSION.as_bytes() => {
+            write_marker(&db, path)?;
+            Ok(db)
+        }
+        Some(found) => Err(unknown_format(&db, path, &found)),
         // `create` makes the column family before it writes the marker. A crash between the
         // two leaves exactly this: our column family, no marker, no data. Finish the job.
         None if names.len() == 2 && is_empty(&db, path)? => {
@@ -208,16 +218,52 @@ fn open_existing(path: &Path) -> Result<DB, StorageError> {
     }
 }
 
-/// Writes the format marker durably, then flushes it to a table file: with two column
-/// families RocksDB keeps a WAL file until every family with writes in it has flushed, and
-/// the marker's family gets no other write that would flush it.
+/// The error for a marker other than [`FORMAT_VERSION`]: [`StorageError::Newer`] when it
+/// names a higher format number, [`StorageError::Incompatible`] otherwise.
+fn unknown_format(db: &DB, path: &Path, found: &[u8]) -> StorageError {
+    let found = String::from_utf8_lossy(found).into_owned();
+    let number = found
+        .strip_prefix(FORMAT_PREFIX)
+        .and_then(|n| n.parse::<u32>().ok());
+    match number {
+        Some(number) if number > FORMAT_NUMBER => {
+            let meta = db
+                .cf_handle(META_CF)
+                .expect("every listed column family was opened");
+            let written_by = match db.get_cf(meta, WRITTEN_BY_KEY) {
+                Ok(Some(version)) => format!("keel {}", String::from_utf8_lossy(&version)),
+                _ => "a version that did not say which".to_string(),
+            };
+            StorageError::Newer {
+                path: path.to_path_buf(),
+                found: number,
+                expected: FORMAT_NUMBER,
+                written_by,
+            }
+        }
+        _ => StorageError::Incompatible {
+            path: path.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION.to_owned(),
+        },
+    }
+}
+
+/// Writes the format marker and this build's version ([`WRITTEN_BY_KEY`]) durably, then
+/// flushes them to a table file: with two column families RocksDB keeps a WAL file until
+/// every family with writes in it has flushed, and the marker's family gets no other write
+/// that would flush it. Done at creation and at every open, so the version that last wrote
+/// the store is the one recorded.
 fn write_marker(db: &DB, path: &Path) -> Result<(), StorageError> {
     let meta = db
         .cf_handle(META_CF)
         .expect("the database was opened with the marker's column family");
     let mut write_options = WriteOptions::default();
     write_options.set_sync(true);
-    db.put_cf_opt(meta, FORMAT_KEY, FORMAT_VERSION, &write_options)
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(meta, FORMAT_KEY, FORMAT_VERSION);
+    batch.put_cf(meta, WRITTEN_BY_KEY, crate::VERSION);
+    db.write_opt(batch, &write_options)
         .and_then(|()| db.flush_cf(meta))
         .map_err(|error| open_error(path, format!("cannot write the format marker: {error}")))
 }

@@ -709,8 +709,8 @@ mod rocks_store {
     use std::fs;
     use std::path::Path;
 
-    use super::super::rocks::{FORMAT_KEY, META_CF};
-    use super::super::{RocksStore, FORMAT_VERSION};
+    use super::super::rocks::{FORMAT_KEY, META_CF, WRITTEN_BY_KEY};
+    use super::super::{RocksStore, FORMAT_NUMBER, FORMAT_VERSION};
     use super::*;
 
     fn open_error(path: &Path) -> StorageError {
@@ -849,25 +849,71 @@ mod rocks_store {
         rocksdb::DB::open_cf(&options, path, ["default", META_CF]).expect("open raw")
     }
 
+    /// Replaces the format marker of the closed store at `path` with `marker`.
+    fn stamp(path: &Path, marker: &[u8], written_by: &[u8]) {
+        let db = open_raw(path);
+        let meta = db.cf_handle(META_CF).expect("meta column family");
+        db.put_cf(meta, FORMAT_KEY, marker).expect("put");
+        db.put_cf(meta, WRITTEN_BY_KEY, written_by).expect("put");
+    }
+
     #[test]
-    fn open_refuses_another_format() {
+    fn open_refuses_a_newer_format_and_says_who_wrote_it() {
         let fixture = RocksFixture::open();
         let path = fixture.path();
         drop(fixture.store);
-        {
-            let db = open_raw(&path);
-            let meta = db.cf_handle(META_CF).expect("meta column family");
-            db.put_cf(meta, FORMAT_KEY, b"keel-store-999").expect("put");
-        }
-        match open_error(&path) {
-            StorageError::Incompatible {
-                found, expected, ..
+        stamp(&path, b"keel-store-999", b"9.9.9 (commit abc)");
+        let error = open_error(&path);
+        match &error {
+            StorageError::Newer {
+                found,
+                expected,
+                written_by,
+                ..
             } => {
-                assert_eq!(found, "keel-store-999");
-                assert_eq!(expected, FORMAT_VERSION);
+                assert_eq!(*found, 999);
+                assert_eq!(*expected, FORMAT_NUMBER);
+                assert_eq!(written_by, "keel 9.9.9 (commit abc)");
             }
-            other => panic!("expected Incompatible, got {other:?}"),
+            other => panic!("expected Newer, got {other:?}"),
         }
+        let message = error.to_string();
+        assert!(message.contains("newer Keel"), "{message}");
+        assert!(message.contains(crate::VERSION), "{message}");
+        // Refused, not rewritten: the marker is still the newer one.
+        assert!(matches!(open_error(&path), StorageError::Newer { .. }));
+    }
+
+    #[test]
+    fn open_refuses_a_marker_it_does_not_know() {
+        for marker in [&b"keel-store-0"[..], b"keel-store-x", b"someone-else"] {
+            let fixture = RocksFixture::open();
+            let path = fixture.path();
+            drop(fixture.store);
+            stamp(&path, marker, b"?");
+            match open_error(&path) {
+                StorageError::Incompatible {
+                    found, expected, ..
+                } => {
+                    assert_eq!(found.as_bytes(), marker);
+                    assert_eq!(expected, FORMAT_VERSION);
+                }
+                other => panic!("expected Incompatible for {marker:?}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn open_records_the_version_that_wrote_the_store() {
+        let fixture = RocksFixture::open();
+        let path = fixture.path();
+        drop(fixture.store);
+        stamp(&path, FORMAT_VERSION.as_bytes(), b"an older keel");
+        drop(RocksStore::open(&path).expect("open"));
+        let db = open_raw(&path);
+        let meta = db.cf_handle(META_CF).expect("meta column family");
+        let written_by = db.get_cf(meta, WRITTEN_BY_KEY).expect("get");
+        assert_eq!(written_by.as_deref(), Some(crate::VERSION.as_bytes()));
     }
 
     #[test]
