@@ -2,7 +2,7 @@
 # Durable throughput: pairs QoS 1 (100 pairs, 64 B, MQTT 3.1.1) to clean subscribers (no log
 # write) and to persistent subscribers (every message committed to the Raft log in RocksDB)
 # under each `durability.sync` mode. Keel gets one worker thread (KEEL_WORKER_THREADS to change),
-# so the figures compare with the 2026-11-22 ones in the README.
+# so the figures compare with the 2026-11-22 ones in docs/benchmarks.md.
 #
 #   scripts/bench-durable.sh [DURATION_SECONDS]
 #

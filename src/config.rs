@@ -1481,14 +1481,15 @@ mod tests {
         assert_eq!(both.auth.http.unwrap().timeout_ms, 5000);
     }
 
-    /// README's configuration reference names every option of the example file, each with
-    /// the default the example gives it (the example is checked against the defaults above).
+    /// The configuration reference (docs/configuration.md) names every option of the example
+    /// file, each with the default the example gives it (the example is checked against the
+    /// defaults above).
     #[test]
-    fn readme_documents_every_option() {
-        const README: &str = include_str!("../README.md");
-        let reference = README
-            .split_once("## Configuration reference")
-            .expect("README has a configuration reference")
+    fn reference_documents_every_option() {
+        const REFERENCE: &str = include_str!("../docs/configuration.md");
+        let reference = REFERENCE
+            .split_once("# Configuration reference")
+            .expect("docs/configuration.md has a configuration reference")
             .1;
         let example: toml::Table = example_uncommented().parse().unwrap();
         let mut missing = Vec::new();
@@ -1523,14 +1524,14 @@ mod tests {
                 if !commented_out {
                     assert!(
                         row.contains(&shown),
-                        "README gives {key} no default {shown}: {row}"
+                        "docs/configuration.md gives {key} no default {shown}: {row}"
                     );
                 }
             }
         }
         assert!(
             missing.is_empty(),
-            "README's configuration reference lacks {missing:?}"
+            "docs/configuration.md lacks {missing:?}"
         );
     }
 

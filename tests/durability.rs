@@ -1,4 +1,4 @@
-//! Acceptance test of durable state: what DESIGN.md §1 promises (G1 delivery, G2 order, G3
+//! Acceptance test of durable state: what docs/design.md §1 promises (G1 delivery, G2 order, G3
 //! session durability, G4 retained) must hold across `kill -9` of the real `keel` binary and a
 //! restart on the same `--data-dir`, and a data directory that cannot be read must stop the
 //! node with an error naming it instead of a silent start with nothing.

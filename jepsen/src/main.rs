@@ -1,4 +1,4 @@
-//! `keel-jepsen`: Jepsen-style black-box tests of a real Keel cluster (DESIGN.md §5).
+//! `keel-jepsen`: Jepsen-style black-box tests of a real Keel cluster (docs/design.md §5).
 //!
 //! Each node is the release `keel` binary in its own network namespace, with a RocksDB data
 //! directory. The workload clients are the simulator's (`keel::oracle`), on real sockets; a
@@ -11,6 +11,10 @@
 //! jepsen/run                                   # the short run CI does (about 2 minutes)
 //! jepsen/run --nemesis partition,kill,pause --time-limit 600   # a long run
 //! ```
+//!
+//! With `--external`, it starts no node and needs no root: the workload runs against a cluster
+//! that already runs (`scripts/cluster.sh up`) and the one fault is a command (`--during`),
+//! e.g. a rolling restart (`scripts/roll-test.sh`).
 
 mod hosts;
 mod nemesis;
@@ -55,6 +59,17 @@ struct Cli {
     /// Where runs are stored; each run gets a directory of its own.
     #[arg(long, default_value = "jepsen/store")]
     store: PathBuf,
+    /// Test a cluster that already runs instead of starting one (no root needed): its nodes'
+    /// MQTT addresses, IP:PORT, comma-separated. The nemesis is then `--during`.
+    #[arg(long, value_delimiter = ',')]
+    external: Vec<String>,
+    /// With --external: the nodes' admin API addresses (IP:PORT), for their metrics.
+    #[arg(long, value_delimiter = ',', requires = "external")]
+    external_admin: Vec<String>,
+    /// With --external: a shell command run once after the warm-up, as the run's fault, e.g.
+    /// "scripts/cluster.sh roll"; the run is an error if it fails.
+    #[arg(long, requires = "external")]
+    during: Option<String>,
     /// Bugs to plant in the nodes (`KEEL_PLANTED`; needs a keel built with `--features
     /// planted`), to show that the checkers catch them: e.g. ack_before_commit.
     #[arg(long)]
@@ -81,8 +96,13 @@ fn main() -> ExitCode {
 
 /// Runs the test; `Ok(valid)`.
 fn main_inner(cli: Cli) -> anyhow::Result<bool> {
+    let external = (!cli.external.is_empty()).then(|| run::External {
+        mqtt: cli.external.clone(),
+        admin: cli.external_admin.clone(),
+        during: cli.during.clone(),
+    });
     // SAFETY: `geteuid` has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if external.is_none() && unsafe { libc::geteuid() } != 0 {
         anyhow::bail!("network namespaces and iptables need root");
     }
     let nemeses = cli
@@ -104,9 +124,13 @@ fn main_inner(cli: Cli) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
     let options = Options {
-        nodes: cli.nodes,
+        nodes: external.as_ref().map_or(cli.nodes, |e| e.mqtt.len() as u64),
         seed,
-        nemeses,
+        nemeses: if external.is_some() {
+            Vec::new()
+        } else {
+            nemeses
+        },
         time_limit: Duration::from_secs(cli.time_limit),
         liveness: Duration::from_secs(cli.liveness),
         keel,
@@ -125,10 +149,18 @@ fn main_inner(cli: Cli) -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(async {
+        let run = async {
+            match &external {
+                Some(external) => run::run_external(&options, external).await,
+                None => run::run(&options).await,
+            }
+        };
         tokio::select! {
-            report = run::run(&options) => report,
+            report = run => report,
             _ = tokio::signal::ctrl_c() => {
-                hosts::Hosts::teardown();
+                if external.is_none() {
+                    hosts::Hosts::teardown();
+                }
                 anyhow::bail!("interrupted")
             }
         }

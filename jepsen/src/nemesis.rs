@@ -58,6 +58,9 @@ pub enum Fault {
     /// Kill whichever node leads when the fault starts.
     KillLeader,
     Pause(u64),
+    /// A shell command run once against a cluster keel-jepsen did not start (`--external`,
+    /// `--during`), e.g. a rolling restart; it holds while the command runs.
+    Command(String),
 }
 
 impl fmt::Display for Fault {
@@ -74,6 +77,7 @@ impl fmt::Display for Fault {
             Fault::Kill(n) => write!(f, "kill -9 n{n}"),
             Fault::KillLeader => write!(f, "kill -9 the leader"),
             Fault::Pause(n) => write!(f, "pause n{n}"),
+            Fault::Command(command) => write!(f, "run `{command}`"),
         }
     }
 }
@@ -178,6 +182,7 @@ pub async fn start(fault: &Fault, hosts: &Hosts, cluster: &mut Cluster) -> Resul
             })
         }
         Fault::Pause(n) => cluster.pause(*n, true)?,
+        Fault::Command(_) => anyhow::bail!("a command is a fault of external runs only"),
     }
     Ok(fault.to_string())
 }

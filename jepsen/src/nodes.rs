@@ -285,3 +285,10 @@ async fn http_get(ip: &str, path: &str) -> Option<(u16, String)> {
     let key = [("x-api-key", ADMIN_API_KEY)];
     request(&TokioNet, &addr, "GET", path, &key, "", HTTP_TIMEOUT).await
 }
+
+/// The metrics of the node whose admin API is at `addr` (`IP:PORT`, no credentials: an
+/// external cluster's API on loopback), if it answers.
+pub async fn metrics_at(addr: &str) -> Option<String> {
+    let (status, body) = request(&TokioNet, addr, "GET", "/metrics", &[], "", HTTP_TIMEOUT).await?;
+    (status == 200).then_some(body)
+}

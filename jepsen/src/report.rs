@@ -36,6 +36,9 @@ pub struct Stats {
     pub faults: usize,
     /// The longest stretch of the safety phase without a single acknowledgement, in ms.
     pub max_unavailable_ms: u64,
+    /// The longest any one publisher waited between two of its acknowledgements in the
+    /// safety phase, in ms: what a client sees of a failover (its reconnect included).
+    pub max_publisher_gap_ms: u64,
     /// QoS 1/2 messages a node dropped for a full session queue (`mqtt.queue_max`, from the
     /// nodes' metrics at the end): G1 holds only within that bound.
     pub queue_full_drops: u64,
@@ -96,7 +99,8 @@ impl Report {
             "valid: {}\nseed {}, {} nodes, nemesis {}, {} s safety + {} s liveness{}\n\
              ops {}, published {}, acknowledged {}, unknown {}, delivered {}\n\
              lost {}, duplicated {}, connections lost {}, faults {}\n\
-             max unavailability {} ms; publish→ack latency p50 {} ms, p99 {} ms, max {} ms\n",
+             max unavailability {} ms (longest gap of one publisher {} ms); \
+             publish→ack latency p50 {} ms, p99 {} ms, max {} ms\n",
             self.valid,
             self.seed,
             self.nodes,
@@ -117,6 +121,7 @@ impl Report {
             s.connections_lost,
             s.faults,
             s.max_unavailable_ms,
+            s.max_publisher_gap_ms,
             s.latency_p50_ms,
             s.latency_p99_ms,
             s.latency_max_ms,
@@ -210,24 +215,51 @@ fn stats(entries: &[Entry], anomalies: &[Violation]) -> Stats {
         .filter(|a| matches!(a.guarantee, "G1 exactly-once" | "G1 QoS 0 duplicate"))
         .count();
     s.max_unavailable_ms = max_unavailable_ms(entries);
+    s.max_publisher_gap_ms = max_publisher_gap_ms(entries);
     s
+}
+
+/// The start of the liveness phase, if the history reached it.
+fn liveness_start(entries: &[Entry]) -> Option<u64> {
+    entries
+        .iter()
+        .find(|e| e.event == Event::LivenessStarted)
+        .map(|e| e.at_ms)
 }
 
 /// The longest gap between acknowledgements in the safety phase, from the first
 /// acknowledgement to the start of the liveness phase.
 fn max_unavailable_ms(entries: &[Entry]) -> u64 {
-    let end = entries
-        .iter()
-        .find(|e| e.event == Event::LivenessStarted)
-        .map(|e| e.at_ms);
+    let end = liveness_start(entries);
     let acks = entries
         .iter()
         .filter(|e| matches!(e.event, Event::PublishAcked { .. }))
-        .map(|e| e.at_ms)
-        .filter(|&at| end.is_none_or(|end| at <= end));
+        .map(|e| e.at_ms);
+    longest_gap(acks, end)
+}
+
+/// The longest gap between two acknowledgements of one publisher in the safety phase (its
+/// last one to the start of the liveness phase included), over every publisher.
+fn max_publisher_gap_ms(entries: &[Entry]) -> u64 {
+    let end = liveness_start(entries);
+    let mut acks: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for entry in entries {
+        if let Event::PublishAcked { msg, .. } = &entry.event {
+            acks.entry(msg.publisher).or_default().push(entry.at_ms);
+        }
+    }
+    acks.into_values()
+        .map(|times| longest_gap(times.into_iter(), end))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The longest gap between consecutive `times` (in order) up to `end`, `end` included.
+fn longest_gap(times: impl Iterator<Item = u64>, end: Option<u64>) -> u64 {
+    let times = times.filter(|&at| end.is_none_or(|end| at <= end));
     let mut worst = 0;
     let mut last: Option<u64> = None;
-    for at in acks.chain(end) {
+    for at in times.chain(end) {
         if let Some(previous) = last {
             worst = worst.max(at.saturating_sub(previous));
         }
@@ -451,11 +483,15 @@ mod tests {
     }
 
     fn acked(ms: u64, seq: u64) -> Entry {
+        acked_of(1, ms, seq)
+    }
+
+    fn acked_of(publisher: u32, ms: u64, seq: u64) -> Entry {
         at(
             ms,
             Event::PublishAcked {
                 at: conn(),
-                msg: MsgId { publisher: 1, seq },
+                msg: MsgId { publisher, seq },
             },
         )
     }
@@ -477,6 +513,18 @@ mod tests {
         assert_eq!(s.unknown, 1, "message 2 never acknowledged");
         assert_eq!(s.max_unavailable_ms, 5_020);
         assert_eq!(s.latency_max_ms, 5_000);
+    }
+
+    #[test]
+    fn the_longest_gap_of_one_publisher_is_its_own() {
+        // Publisher 2 acknowledged throughout; publisher 1 waited 3 s between two of its own.
+        let mut entries = vec![acked_of(1, 0, 1), acked_of(1, 3_000, 2)];
+        entries.extend((0..=8).map(|i| acked_of(2, i * 400, i + 1)));
+        entries.sort_by_key(|e| e.at_ms);
+        entries.push(at(3_300, Event::LivenessStarted));
+        let s = stats(&entries, &[]);
+        assert_eq!(s.max_unavailable_ms, 400);
+        assert_eq!(s.max_publisher_gap_ms, 3_000);
     }
 
     #[test]

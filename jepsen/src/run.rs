@@ -10,11 +10,11 @@ use anyhow::Result;
 use keel::net::TokioNet;
 use keel::oracle::checkers::check_all;
 use keel::oracle::client::RunClock;
-use keel::oracle::history::{Event, History};
+use keel::oracle::history::{Entry, Event, History};
 use keel::oracle::workload::{self, ClientCtx, Disk, Phase};
 
 use crate::hosts::Hosts;
-use crate::nemesis::{self, Kind, Window};
+use crate::nemesis::{self, Fault, Kind, Window};
 use crate::nodes::Cluster;
 use crate::report::{self, Report};
 use crate::workload::Workload;
@@ -65,11 +65,8 @@ async fn run_on(options: &Options, hosts: &Hosts) -> Result<Report> {
         cluster.leader().await.unwrap_or(0)
     ));
 
-    let started = tokio::time::Instant::now();
-    let clock = RunClock::new(move || started.elapsed().as_millis() as u64);
-    let history = History::default();
-    let phase = Phase::default();
-    let clients = spawn_clients(options, hosts, &clock, &history, &phase);
+    let nodes: Vec<String> = hosts.nodes.iter().map(|h| h.ip.to_string()).collect();
+    let workload = Running::start(options, nodes);
     let safety_ms = options.time_limit.as_millis() as u64;
     let windows = nemesis::schedule(
         options.seed,
@@ -78,33 +75,151 @@ async fn run_on(options: &Options, hosts: &Hosts) -> Result<Report> {
         WARMUP.as_millis() as u64,
         safety_ms,
     );
-    let reporter = tokio::spawn(report_progress(history.clone(), clock.clone()));
-
-    let done = run_nemesis(&windows, hosts, &mut cluster, &history, &clock, safety_ms).await;
+    let (history, clock) = (&workload.history, &workload.clock);
+    let done = run_nemesis(&windows, hosts, &mut cluster, history, clock, safety_ms).await;
     // Whatever happened, every fault is healed before the liveness phase.
     let healed = nemesis::heal_all(hosts, &mut cluster);
-    history.record(clock.now_ms(), Event::LivenessStarted);
-    phase.start_liveness();
     progress("safety phase over: every fault healed, liveness phase");
-    tokio::time::sleep(options.liveness).await;
-    history.record(clock.now_ms(), Event::Finished);
-    phase.finish();
-    let entries = history.entries();
+    let entries = workload.finish(options.liveness).await;
     let queue_full_drops = save_metrics(&cluster, &options.dir).await;
-    reporter.abort();
-    for client in clients {
-        client.abort();
-    }
     cluster.stop_all(STOP_GRACE).await;
     done?;
     healed?;
+    judge(options, &entries, &windows, queue_full_drops)
+}
 
+/// The workload of a run, under way: its clients, the history they record and the clock.
+struct Running {
+    clock: RunClock,
+    history: History,
+    phase: Phase,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    reporter: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts the clock and every client, each connecting to the `nodes`.
+    fn start(options: &Options, nodes: Vec<String>) -> Running {
+        let started = tokio::time::Instant::now();
+        let clock = RunClock::new(move || started.elapsed().as_millis() as u64);
+        let history = History::default();
+        let phase = Phase::default();
+        let clients = spawn_clients(options, nodes, &clock, &history, &phase);
+        let reporter = tokio::spawn(report_progress(history.clone(), clock.clone()));
+        Running {
+            clock,
+            history,
+            phase,
+            clients,
+            reporter,
+        }
+    }
+
+    /// Runs the liveness phase (nothing new published; everything must drain within
+    /// `liveness`), stops the clients and returns the history.
+    async fn finish(self, liveness: Duration) -> Vec<Entry> {
+        self.history
+            .record(self.clock.now_ms(), Event::LivenessStarted);
+        self.phase.start_liveness();
+        tokio::time::sleep(liveness).await;
+        self.history.record(self.clock.now_ms(), Event::Finished);
+        self.phase.finish();
+        let entries = self.history.entries();
+        self.reporter.abort();
+        for client in self.clients {
+            client.abort();
+        }
+        entries
+    }
+}
+
+/// Judges the history with the simulator's checkers and writes the report.
+fn judge(
+    options: &Options,
+    entries: &[Entry],
+    windows: &[Window],
+    queue_full_drops: u64,
+) -> Result<Report> {
     progress(&format!("judging {} events", entries.len()));
-    let violations = check_all(&entries);
-    let mut report = Report::new(options, &entries, &windows, violations);
+    let violations = check_all(entries);
+    let mut report = Report::new(options, entries, windows, violations);
     report.stats.queue_full_drops = queue_full_drops;
-    report::write(&options.dir, &report, &entries)?;
+    report::write(&options.dir, &report, entries)?;
     Ok(report)
+}
+
+/// A cluster that runs already (`--external`): keel-jepsen starts no node and needs no root;
+/// the only fault is one command, run once after the warm-up.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// The nodes' MQTT addresses, `IP:PORT`.
+    pub mqtt: Vec<String>,
+    /// The nodes' admin API addresses, `IP:PORT`, for their metrics at the end.
+    pub admin: Vec<String>,
+    /// The command (`sh -c`), e.g. `scripts/cluster.sh roll`.
+    pub during: Option<String>,
+}
+
+/// Runs the workload against an external cluster: the safety phase with `external.during`
+/// as its one fault (the run is an error if the command fails), then the liveness phase.
+pub async fn run_external(options: &Options, external: &External) -> Result<Report> {
+    let workload = Running::start(options, external.mqtt.clone());
+    let mut windows = Vec::new();
+    let mut failed = None;
+    if let Some(command) = &external.during {
+        sleep_until_ms(&workload.clock, WARMUP.as_millis() as u64).await;
+        let (window, outcome) = run_command(command, &workload).await;
+        windows.push(window);
+        failed = outcome.err();
+    }
+    sleep_until_ms(&workload.clock, options.time_limit.as_millis() as u64).await;
+    progress("safety phase over: liveness phase");
+    let entries = workload.finish(options.liveness).await;
+    let mut queue_full_drops = 0;
+    for (i, addr) in external.admin.iter().enumerate() {
+        let Some(text) = crate::nodes::metrics_at(addr).await else {
+            progress(&format!("{addr} did not answer GET /metrics"));
+            continue;
+        };
+        let _ = std::fs::write(options.dir.join(format!("n{}.metrics", i + 1)), &text);
+        queue_full_drops =
+            queue_full_drops.max(counter(&text, "keel_messages_dropped_queue_full_total"));
+    }
+    if let Some(why) = failed {
+        anyhow::bail!(why);
+    }
+    judge(options, &entries, &windows, queue_full_drops)
+}
+
+/// Runs `command` (`sh -c`) to its end as a fault, recorded in the history when it starts
+/// and ends; `Err` says why it failed.
+async fn run_command(command: &str, workload: &Running) -> (Window, Result<(), String>) {
+    let (history, clock) = (&workload.history, &workload.clock);
+    let fault = Fault::Command(command.to_string());
+    let start_ms = clock.now_ms();
+    let what = format!("start: {fault}");
+    history.record(start_ms, Event::Fault { what });
+    progress(&format!("fault: {fault}"));
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .await;
+    let end_ms = clock.now_ms();
+    let what = format!("healed: {fault}");
+    history.record(end_ms, Event::Fault { what });
+    let secs = (end_ms - start_ms) as f64 / 1000.0;
+    progress(&format!("{fault}: {status:?} after {secs:.1} s"));
+    let outcome = match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("`{command}` failed: {status}")),
+        Err(error) => Err(format!("`{command}` did not run: {error}")),
+    };
+    let window = Window {
+        start_ms,
+        end_ms,
+        fault,
+    };
+    (window, outcome)
 }
 
 /// Saves every node's metrics in the run directory (`n<id>.metrics`); returns the most QoS 1/2
@@ -133,15 +248,15 @@ fn counter(text: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts every workload client as a task; they run until aborted.
+/// Starts every workload client as a task, each connecting to the `nodes` (IP, or IP:PORT);
+/// they run until aborted.
 fn spawn_clients(
     options: &Options,
-    hosts: &Hosts,
+    nodes: Vec<String>,
     clock: &RunClock,
     history: &History,
     phase: &Phase,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let nodes: Vec<String> = hosts.nodes.iter().map(|h| h.ip.to_string()).collect();
     let workload = Workload::new();
     let nudge = workload::Nudge::default();
     let mut n = 0u64;

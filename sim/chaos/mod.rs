@@ -1,5 +1,5 @@
 //! The chaos simulator: seeded workloads and faults against real Keel nodes, judged by one
-//! checker per guarantee of DESIGN.md §1.
+//! checker per guarantee of docs/design.md §1.
 //!
 //! - [`plan`]: everything a run does, derived from its seed;
 //! - the clients, the history they record and the checkers that judge it are

@@ -1,8 +1,8 @@
-//! The admin HTTP API (DESIGN §7), on axum: the cluster (nodes, leader, term, commit and
+//! The admin HTTP API (docs/design.md §7), on axum: the cluster (nodes, leader, term, commit and
 //! applied index; joining and removing nodes), this node's clients, the sessions and their
-//! subscriptions, retained messages, publishing over HTTP, per-client traces, health,
-//! Prometheus metrics and an OpenAPI description. Served on a listener of the node's `Net`, like everything else, and
-//! guarded by `[admin]`'s API key or basic auth when configured.
+//! subscriptions, retained messages, publishing over HTTP, per-client traces, health, Prometheus
+//! metrics and an OpenAPI description. Served on a listener of the node's `Net`, like everything
+//! else, and guarded by `[admin]`'s API key or basic auth when configured.
 //!
 //! Errors are JSON (`{"error": "..."}`) with a status code that says whose fault it is. Lists
 //! come a page at a time (`?page=1&limit=100`), with `{"meta": {"page", "limit", "total"}}`.

@@ -4,7 +4,7 @@
 //! change to them is a [`Proposal`] the shell commits through the log, and takes effect only
 //! when [`Broker::apply_committed`] applies it, in log order, on every replica. *Local*
 //! sessions (that end with their connection) live in a second `State` that only this node
-//! has, changed at once with no log write: the fast path of DESIGN §2.
+//! has, changed at once with no log write: the fast path of docs/design.md §2.
 //!
 //! Requests whose reply must wait for a commit (PUBACK/PUBREC of a publish that reaches a
 //! durable session, SUBACK of a durable session...) are answered by [`Effect::Reply`], for
@@ -160,7 +160,7 @@ const MERGED_COMMANDS_MAX: usize = 256;
 
 /// A publish whose acknowledgement waits for a read of the commit index: it skipped the
 /// log because the replica showed no durable subscription matching, which holds only once
-/// the replica has applied everything committed before the publish arrived (DESIGN §2).
+/// the replica has applied everything committed before the publish arrived (docs/design.md §2).
 #[derive(Debug)]
 struct FreshWait {
     /// The publisher.
@@ -205,7 +205,7 @@ pub enum Tier {
 
 impl Tier {
     /// The tier of a connection's session, from its CONNECT. Sessions that outlive their
-    /// connection are durable (DESIGN §1); so is one that may resume an existing session
+    /// connection are durable (docs/design.md §1); so is one that may resume an existing session
     /// (Clean Start 0 with expiry 0, MQTT 5): whether a session exists is known only in log
     /// order, and a resumed session keeps its queue and QoS state ([MQTT-3.1.2-5]; the
     /// expiry of the new CONNECT only says how long it lives after this connection). Such a

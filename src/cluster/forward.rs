@@ -1,5 +1,5 @@
 //! The fast path between nodes: publishes a node sends to another for the sessions that
-//! node serves without the log (DESIGN §2).
+//! node serves without the log (docs/design.md §2).
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! the proposer that batches the broker's proposals into log entries (group commit).
 //!
 //! A single node is a Raft cluster of one: the same path commits its proposals, so what a
-//! node acknowledged survives `kill -9` (DESIGN §2).
+//! node acknowledged survives `kill -9` (docs/design.md §2).
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); boxing it
 // is not ours to choose.
@@ -11,6 +11,7 @@
 
 mod change;
 mod forward;
+mod handover;
 mod log_store;
 mod membership;
 mod network;
@@ -25,6 +26,7 @@ mod watch;
 
 pub use change::{Added, ChangeError, ChangeLimits, MembershipChanger, PeerProbe, ProbeFuture};
 pub use forward::{Forwarder, GrpcForwarder, NoForwarder, FORWARD_QUEUE_MAX};
+pub use handover::{hand_over, ElectionRequest, ElectionStarter, Handover, HANDOVER_TIMEOUT};
 pub use log_store::{LogStore, SyncPolicy};
 pub use membership::{change_refused, final_voters, quorum_refusal};
 pub use network::NoNetwork;
@@ -35,6 +37,7 @@ pub use node::{
 pub use peers::{Peers, UNKNOWN_NODE};
 pub use proposer::{
     LeaderError, LeaderLink, NoLeaderLink, ProposalFailure, ProposalQueue, ProposerLimits,
+    WriteHold,
 };
 pub use rpc::{ClusterService, Forwarded, ForwardedSink, GrpcLink, GrpcNetwork, JOIN_TIMEOUT};
 pub use runtime::{seed_thread_rng, KeelRuntime};

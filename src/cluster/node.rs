@@ -13,6 +13,7 @@ use super::log_store::{LogStore, SyncPolicy};
 use super::network::NoNetwork;
 use super::proposer::{
     run_proposer, LeaderLink, NoLeaderLink, ProposalFailure, ProposalQueue, ProposerLimits,
+    WriteHold,
 };
 use super::state_machine::{Applier, StateMachine};
 use super::types::TypeConfig;
@@ -46,6 +47,8 @@ pub enum NodeError {
 pub struct RaftNode {
     pub raft: Raft<TypeConfig>,
     pub queue: Arc<ProposalQueue>,
+    /// Stops this node appending while it hands its leadership over.
+    pub hold: Arc<WriteHold>,
 }
 
 impl RaftNode {
@@ -159,6 +162,7 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
         node: node_id,
         incarnation: durability.incarnation,
     };
+    let hold = Arc::new(WriteHold::default());
     tokio::spawn(run_proposer(
         raft.clone(),
         queue.clone(),
@@ -166,6 +170,7 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
         durability.proposer,
         place,
         membership.link,
+        hold.clone(),
     ));
-    Ok(RaftNode { raft, queue })
+    Ok(RaftNode { raft, queue, hold })
 }

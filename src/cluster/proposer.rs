@@ -267,6 +267,25 @@ pub(super) async fn leader_moved(raft: &Raft<TypeConfig>, leader: u64) {
 /// the ones after it, in order, once every outcome in flight is known: a copy that did commit
 /// is skipped when applied (`Placement::accept_batch`), and because batches of one node
 /// commit in order, skipping every seq at or below the last applied one loses none.
+/// Holds a leader's writes while it hands its leadership over (`cluster::hand_over`): a
+/// successor wins the election only with a log as long as the leader's, so the leader must
+/// stop appending (its own batches and those forwarded to it) before it asks one to stand.
+#[derive(Debug, Default)]
+pub struct WriteHold {
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl WriteHold {
+    /// From now on, this node appends nothing while it leads. Never undone: the node stops.
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 pub async fn run_proposer(
     raft: Raft<TypeConfig>,
     queue: Arc<ProposalQueue>,
@@ -274,6 +293,7 @@ pub async fn run_proposer(
     limits: ProposerLimits,
     place: Place,
     link: Arc<dyn LeaderLink>,
+    hold: Arc<WriteHold>,
 ) {
     let (outcome_tx, mut outcomes) = mpsc::channel::<Outcome>(limits.inflight_max.max(1));
     let mut pipe = Pipeline {
@@ -290,6 +310,12 @@ pub async fn run_proposer(
         }
         let leader = raft.metrics().borrow().current_leader;
         let leading = leader == Some(place.node);
+        if leading && hold.is_held() {
+            // Handing leadership over: append nothing more here; once another node leads,
+            // this node's batches go to it.
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        }
         if (!leading && !pipe.inflight.is_empty()) || pipe.overdue(OUTCOME_TIMEOUT) {
             // Leadership moved (or an outcome is long overdue): what is in flight here is
             // sent again, to whoever leads.

@@ -30,8 +30,9 @@ use crate::net::Net;
 use crate::state::{Message, SharedKey};
 
 use super::change::{ChangeError, MembershipChanger, PeerProbe, ProbeFuture};
+use super::handover::{self, ElectionRequest, ElectionStarter};
 use super::peers::Peers;
-use super::proposer::{LeaderError, LeaderLink};
+use super::proposer::{LeaderError, LeaderLink, WriteHold};
 use super::types::{Batch, TypeConfig};
 
 /// Deadline of a forwarded batch: the leader answers once it is committed.
@@ -43,6 +44,8 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline of the leader's check of who answers at a joining node's address (connecting
 /// included).
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline of a stopping leader's request that a peer stand for election.
+const START_ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn encode<T: Serialize>(value: &T) -> Blob {
     Blob {
@@ -303,6 +306,9 @@ pub struct ClusterService {
     sink: Arc<dyn ForwardedSink>,
     changer: Arc<MembershipChanger>,
     refusals: Arc<PeerRefusals>,
+    /// Held while this node hands its leadership over: forwarded batches are then refused
+    /// as if it did not lead, and their senders try again with the next leader.
+    hold: Arc<WriteHold>,
 }
 
 impl ClusterService {
@@ -311,6 +317,7 @@ impl ClusterService {
         sink: Arc<dyn ForwardedSink>,
         changer: Arc<MembershipChanger>,
         refusals: Arc<PeerRefusals>,
+        hold: Arc<WriteHold>,
     ) -> ClusterService {
         let me = raft.metrics().borrow().id;
         ClusterService {
@@ -319,6 +326,7 @@ impl ClusterService {
             sink,
             changer,
             refusals,
+            hold,
         }
     }
 
@@ -393,6 +401,9 @@ impl Cluster for ClusterService {
     async fn propose(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_member(&request)?;
         let batch: Batch = decode(request.get_ref())?;
+        if self.hold.is_held() {
+            return reply(&ProposeReply::NotLeader);
+        }
         match self.raft.client_write(batch).await {
             Ok(_) => reply(&ProposeReply::Committed),
             Err(RaftError::APIError(_)) => reply(&ProposeReply::NotLeader),
@@ -450,6 +461,45 @@ impl Cluster for ClusterService {
 
     async fn identify(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
         reply(&self.me)
+    }
+
+    async fn start_election(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let election: ElectionRequest = decode(request.get_ref())?;
+        self.check_claim(&request, Some(election.leader))?;
+        let obeys = handover::obeys(&self.raft.metrics().borrow(), &election);
+        if !obeys {
+            return reply(&false);
+        }
+        tracing::info!(
+            leader = election.leader,
+            "standing for election: the leader stops"
+        );
+        match self.raft.trigger().elect().await {
+            Ok(()) => reply(&true),
+            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+        }
+    }
+}
+
+impl<N: Net> ElectionStarter for Peers<N> {
+    fn start_election(
+        &self,
+        node: u64,
+        election: ElectionRequest,
+    ) -> ProbeFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let mut client = self
+                .client(node)
+                .ok_or_else(|| format!("no address for node {node}"))?;
+            let mut request = Request::new(encode(&election));
+            request.set_timeout(START_ELECTION_TIMEOUT);
+            let call = client.start_election(request);
+            let answer = tokio::time::timeout(START_ELECTION_TIMEOUT, call)
+                .await
+                .map_err(|_| format!("no answer within {START_ELECTION_TIMEOUT:?}"))?
+                .map_err(|status| status.to_string())?;
+            decode::<bool>(answer.get_ref()).map_err(|status| status.to_string())
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! openraft draws election timeouts from `AsyncRuntime::thread_rng`. The stock tokio runtime
 //! uses rand 0.8's OS-seeded `thread_rng`, which would make simulated runs differ from seed
-//! to seed of nothing (DESIGN §4); ours draws from a per-thread generator seeded from one
+//! to seed of nothing (docs/design.md §4); ours draws from a per-thread generator seeded from one
 //! process-wide seed that the node (or the simulator) sets.
 
 use std::cell::RefCell;

@@ -1,6 +1,6 @@
 //! The tasks that tell the broker about its cluster: whether the node leads, whether it has a
 //! quorum (G5: without one it sends its clients away), and when the publishes that skipped the
-//! log may be acknowledged (a read of the commit index, DESIGN §2).
+//! log may be acknowledged (a read of the commit index, docs/design.md §2).
 
 use std::sync::Arc;
 use std::time::Duration;

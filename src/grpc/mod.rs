@@ -9,7 +9,7 @@
 //!
 //! # Deadlines
 //!
-//! Every call needs one (DESIGN §4): on a partitioned link turmoil drops bytes and the
+//! Every call needs one (docs/design.md §4): on a partitioned link turmoil drops bytes and the
 //! connection never recovers, and a connect to a crashed host never completes. Three layers
 //! provide them, and callers rely on the last:
 //!

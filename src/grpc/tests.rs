@@ -75,6 +75,10 @@ impl Cluster for EchoCluster {
     async fn identify(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
         Err(Status::unimplemented("identify"))
     }
+
+    async fn start_election(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        Err(Status::unimplemented("start_election"))
+    }
 }
 
 /// A blob holding `n` as its bytes, so every forwarded message differs.

@@ -417,7 +417,7 @@ struct ConnectSpec {
     concurrency: usize,
     /// QoS of the subscriptions, for clients given a filter.
     qos: QoS,
-    /// Subscribers keep persistent sessions (DESIGN §1: durable sessions).
+    /// Subscribers keep persistent sessions (docs/design.md §1: durable sessions).
     persistent_subscribers: bool,
 }
 

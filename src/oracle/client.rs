@@ -46,7 +46,8 @@ impl RunClock {
 /// What a client asks of a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectSpec {
-    /// The node: a host name or IP address, connected to on [`MQTT_PORT`].
+    /// The node: a host name or IP address, connected to on [`MQTT_PORT`], or an
+    /// `IP:PORT` address.
     pub host: String,
     pub client_id: String,
     pub protocol: Protocol,
@@ -108,7 +109,11 @@ impl Conn {
         history: &History,
         clock: &RunClock,
     ) -> Result<Conn, Lost> {
-        let addr = format!("{}:{MQTT_PORT}", spec.host);
+        // A host may name its own port ("127.0.0.1:1884": nodes of one machine).
+        let addr = match spec.host.parse::<std::net::SocketAddr>() {
+            Ok(addr) => addr.to_string(),
+            Err(_) => format!("{}:{MQTT_PORT}", spec.host),
+        };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(&addr))
             .await
             .map_err(|_| "connect timed out".to_string())?

@@ -178,7 +178,7 @@ impl History {
 /// A broken guarantee, found by a checker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// The guarantee of DESIGN.md §1 (or invariant) that does not hold, e.g. `"G1 delivery"`.
+    /// The guarantee of docs/design.md §1 (or invariant) that does not hold, e.g. `"G1 delivery"`.
     pub guarantee: &'static str,
     pub detail: String,
 }

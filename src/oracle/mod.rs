@@ -1,6 +1,6 @@
 //! The test oracle: workload clients that speak MQTT to a cluster and record what their
 //! application sees, and the checkers that judge that record against the guarantees of
-//! DESIGN.md §1. The simulator (`sim/`) and the black-box tests of real clusters (`jepsen/`)
+//! docs/design.md §1. The simulator (`sim/`) and the black-box tests of real clusters (`jepsen/`)
 //! both use this one implementation, so a guarantee means the same thing in both.
 //!
 //! - [`history`]: the record (every send, acknowledgement, delivery, fault and phase marker);

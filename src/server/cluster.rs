@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use crate::broker::Proposal;
 use crate::cluster::{
     run_reads, ClusterService, ClusterView, Forwarded, ForwardedSink, GrpcForwarder, GrpcLink,
-    GrpcNetwork, Membership, MembershipChanger, Peers, ProposalQueue, TypeConfig, JOIN_TIMEOUT,
+    GrpcNetwork, Membership, MembershipChanger, Peers, ProposalQueue, RaftNode, TypeConfig,
+    JOIN_TIMEOUT,
 };
 use crate::grpc::proto::JoinRequest;
 use crate::grpc::{serve, PeerRefusals, PeerTls, PeerTlsFiles, ServerConfig};
@@ -97,16 +98,18 @@ impl<N: Net> ClusterShell<N> {
         }
     }
 
-    /// Starts serving peers and the tasks of the cluster shell, until `stop`.
+    /// Starts serving peers and the tasks of the cluster shell around `node`, until `stop`.
     pub fn start(
         self,
-        raft: Raft<TypeConfig>,
+        node: &RaftNode,
         changer: Arc<MembershipChanger>,
         hub: Arc<Hub>,
-        queue: Arc<ProposalQueue>,
         clock: Arc<dyn Clock>,
         stop: watch::Receiver<bool>,
     ) {
+        let raft = node.raft.clone();
+        let queue = node.queue.clone();
+        let hold = node.hold.clone();
         let ClusterShell {
             peers,
             settings,
@@ -115,7 +118,7 @@ impl<N: Net> ClusterShell<N> {
             refusals,
         } = self;
         hub.set_forwarder(Arc::new(GrpcForwarder::new(peers.clone())));
-        let service = ClusterService::new(raft.clone(), hub.clone(), changer, refusals);
+        let service = ClusterService::new(raft.clone(), hub.clone(), changer, refusals, hold);
         let mut serve_stop = stop.clone();
         let config = ServerConfig {
             tls,

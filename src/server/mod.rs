@@ -282,6 +282,10 @@ impl<N: Net> Server<N> {
             let peers: Arc<dyn crate::cluster::PeerProbe> = Arc::new(shell.peers.clone());
             peers
         });
+        let successor = self.cluster.as_ref().map(|shell| {
+            let peers: Arc<dyn crate::cluster::ElectionStarter> = Arc::new(shell.peers.clone());
+            peers
+        });
         let changer = Arc::new(crate::cluster::MembershipChanger::new(
             self.raft.raft.clone(),
             probe,
@@ -323,10 +327,9 @@ impl<N: Net> Server<N> {
         ));
         if let Some(cluster) = self.cluster {
             cluster.start(
-                self.raft.raft.clone(),
+                &self.raft,
                 changer,
                 self.hub.clone(),
-                self.raft.queue.clone(),
                 clock.clone(),
                 stop_rx.clone(),
             );
@@ -354,10 +357,33 @@ impl<N: Net> Server<N> {
 
         shutdown.await;
         tracing::info!("shutting down");
+        if let Some(peers) = successor {
+            hand_over_leadership(&self.raft, peers.as_ref()).await;
+        }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
         self.raft.shutdown().await;
         Ok(())
+    }
+}
+
+/// A stopping leader hands its leadership to an up-to-date voter first, so the cluster does
+/// not wait out an election timeout (see `cluster::hand_over`); its clients stay served
+/// meanwhile, through whichever node leads.
+async fn hand_over_leadership(
+    node: &crate::cluster::RaftNode,
+    peers: &dyn crate::cluster::ElectionStarter,
+) {
+    use crate::cluster::Handover;
+    let timeout = crate::cluster::HANDOVER_TIMEOUT;
+    match crate::cluster::hand_over(&node.raft, &node.hold, peers, timeout).await {
+        Handover::NotLeader => {}
+        Handover::To(leader) => tracing::info!(leader, "handed leadership over to node {leader}"),
+        Handover::Failed => tracing::warn!(
+            "could not hand leadership over in {:?}; the other nodes elect a leader when their \
+             election timeouts fire",
+            crate::cluster::HANDOVER_TIMEOUT
+        ),
     }
 }
 

@@ -753,7 +753,7 @@ impl State {
 
     /// The QoS 0 deliveries a QoS 0 message gets here, without changing anything: the
     /// connected sessions it matches (one member per shared group, chosen by `cursor`).
-    /// For messages that do not go through the log (DESIGN §2, fast path).
+    /// For messages that do not go through the log (docs/design.md §2, fast path).
     pub fn direct_deliveries(
         &self,
         message: &Arc<Message>,

@@ -5,8 +5,8 @@
 //! Part of the replicated [`super::State`]: a *local* session (one that ends with its
 //! connection) keeps its queue on its node only, but its existence and its subscriptions are
 //! committed, so that a publish on any node finds it, a connection with the same client id on
-//! another node takes it over (fenced by the commit, DESIGN §1 G5), and a node that restarts or
-//! is declared gone has its sessions cleared in log order.
+//! another node takes it over (fenced by the commit, docs/design.md §1 G5), and a node that
+//! restarts or is declared gone has its sessions cleared in log order.
 
 use std::collections::BTreeMap;
 

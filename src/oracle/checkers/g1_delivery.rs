@@ -1,7 +1,8 @@
-//! G1 Delivery (DESIGN.md §1): "Every acknowledged QoS 1 or QoS 2 publish reaches every durable
-//! session whose matching subscription was acknowledged (SUBACK) before the publish was sent:
-//! at least once when the delivery QoS is 1, exactly once to the subscribing application when
-//! it is 2 (publish and subscription both QoS 2). QoS 0 is at most once, never duplicated."
+//! G1 Delivery (docs/design.md §1): "When a durable session's subscription has been granted
+//! (SUBACK received) and a matching QoS 1 or QoS 2 publish is sent after that and
+//! acknowledged, the session gets the message: at least once if it is delivered at QoS 1,
+//! exactly once to the application if publish and subscription are both QoS 2. A QoS 0
+//! message is delivered at most once."
 //!
 //! Only non-retained deliveries count here (a retained copy sent on subscribe is G4's), and a
 //! client that ever subscribed with a `$share/<group>/<filter>` filter receives for its group

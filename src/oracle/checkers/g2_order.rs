@@ -1,6 +1,6 @@
-//! G2 Order (DESIGN.md §1, MQTT 4.6): "For one publisher and one topic, QoS ≥ 1 messages reach
-//! a subscriber in the order they were published; redelivery after reconnect keeps that
-//! order."
+//! G2 Order (docs/design.md §1, MQTT 4.6): "QoS 1 and 2 messages from one publisher on one
+//! topic reach a subscriber in the order they were published, and a redelivery after
+//! reconnect does not change that order."
 //!
 //! `G2 order`: for each subscriber S that is not in a shared group (a group spreads one
 //! publisher's messages over its members, so no member sees the whole order), each publisher P

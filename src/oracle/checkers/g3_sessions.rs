@@ -1,6 +1,7 @@
-//! G3 Session durability (DESIGN.md §1): "A durable session keeps its subscriptions, queued
-//! messages, in-flight QoS 1/2 state and QoS 2 receive state (packet ids awaiting PUBREL)
-//! across client reconnects to any node, kill -9 and restart of any node".
+//! G3 Session durability (docs/design.md §1): "A durable session keeps its subscriptions, its
+//! queued messages, its in-flight QoS 1/2 messages and its QoS 2 receive state when the client
+//! reconnects, to the same node or any other, and when any node is killed with `kill -9` and
+//! restarted."
 //!
 //! Judged through the session model ([`super::sessions`]), which follows the MQTT 5 rules for
 //! starting, resuming, taking over and expiring sessions over everything the clients sent:

@@ -1,5 +1,5 @@
-//! G4 Retained (DESIGN.md §1): "The retained message of a topic is the last acknowledged
-//! retained publish in the cluster's commit order; every node serves the same one."
+//! G4 Retained (docs/design.md §1): "The retained message of a topic is the one set by the last
+//! acknowledged retained publish in the log's order, and every node serves that same message."
 //!
 //! A *write* of topic T is a PUBLISH with RETAIN = 1 to T (one writer per topic, sending one
 //! message at a time). A *read* is a SUBSCRIBE (not shared: shared subscriptions get no

@@ -1,5 +1,6 @@
-//! G5 Raft safety (DESIGN.md §1), as clients see it: "at most one node serves a client id at a
-//! time (takeover is fenced by the commit that moves ownership)".
+//! G5 (docs/design.md §1), as clients see it: "At most one connection serves a client id at
+//! any time, across the cluster: moving a client id to another connection is decided by a
+//! committed command".
 //!
 //! `G5 two owners`: when a client opens a new connection with its client id while an old one
 //! is still open (`TakeoverStarted { old, new }`) and the new one is accepted (CONNACK), the

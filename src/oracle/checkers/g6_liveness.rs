@@ -1,6 +1,5 @@
-//! G6 Liveness (DESIGN.md §1): "When faults stop and a quorum is connected, every queued message
-//! is delivered and every client can connect, within a bounded time that the simulator
-//! asserts."
+//! G6 Liveness (docs/design.md §1): "Once faults stop and a quorum is connected, every client
+//! can connect and every queued message is delivered, within a bound the test sets".
 //!
 //! The harness heals every fault at `LivenessStarted` and ends the run at `Finished`, the
 //! bound. `G6 liveness`: every client that sent a CONNECT between the two must have had one

@@ -1,4 +1,4 @@
-//! G7 (DESIGN.md §1) holds the broker to the protocol in what it receives; this checker holds
+//! G7 (docs/design.md §1) holds the broker to the protocol in what it receives; this checker holds
 //! it to the protocol in what it sends: every packet a client gets must decode as valid MQTT
 //! of the connection's protocol, since a strict client treats anything else as a malformed
 //! packet and drops the connection ([MQTT-4.13.1-1]).

@@ -1,4 +1,4 @@
-//! The judges of a run: one module per guarantee of DESIGN.md §1, each a pure function of the
+//! The judges of a run: one module per guarantee of docs/design.md §1, each a pure function of the
 //! recorded history, run together by [`check_all`]. They share [`Facts`], what the history
 //! says about clients, subscriptions and messages, indexed once.
 //!
