@@ -25,6 +25,35 @@ fn tools_present() -> bool {
 async fn exchange(version: &str) {
     let broker = TestBroker::start_default().await;
     let port = broker.port().to_string();
+    let publish = |topic: &str, qos: &str, message: &str, retain: bool| {
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-q",
+            qos,
+            "-t",
+            topic,
+            "-m",
+            message,
+        ]);
+        if retain {
+            cmd.arg("-r");
+        }
+        cmd.status()
+    };
+    // The retained message is set before the subscriber connects, so it arrives once, as the
+    // retained copy, and its arrival says the subscription is in place. (Published while the
+    // SUBSCRIBE is on its way, it may arrive twice: live, and as the retained copy sent once
+    // the subscription commits; at QoS 1 that is allowed, and it made this test flaky.)
+    assert!(publish("smoke/retained", "1", "first", true)
+        .await
+        .unwrap()
+        .success());
     let mut sub = Command::new("mosquitto_sub")
         .args([
             "-h",
@@ -48,34 +77,6 @@ async fn exchange(version: &str) {
         .spawn()
         .expect("mosquitto_sub starts");
     let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
-
-    // Publish until the subscriber is known to be subscribed: a retained message sent first
-    // reaches it either live or as the retained copy on subscribe.
-    let publish = |topic: &str, qos: &str, message: &str, retain: bool| {
-        let mut cmd = Command::new("mosquitto_pub");
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-V",
-            version,
-            "-q",
-            qos,
-            "-t",
-            topic,
-            "-m",
-            message,
-        ]);
-        if retain {
-            cmd.arg("-r");
-        }
-        cmd.status()
-    };
-    assert!(publish("smoke/retained", "1", "first", true)
-        .await
-        .unwrap()
-        .success());
     let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .expect("subscriber output in time")
