@@ -25,22 +25,15 @@ fn tools_present() -> bool {
 async fn exchange(version: &str) {
     let broker = TestBroker::start_default().await;
     let port = broker.port().to_string();
+    // A Mosquitto client of this broker, in this protocol version, at `qos`.
+    let client = |tool: &str, qos: &str| {
+        let mut cmd = Command::new(tool);
+        cmd.args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos]);
+        cmd
+    };
     let publish = |topic: &str, qos: &str, message: &str, retain: bool| {
-        let mut cmd = Command::new("mosquitto_pub");
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-V",
-            version,
-            "-q",
-            qos,
-            "-t",
-            topic,
-            "-m",
-            message,
-        ]);
+        let mut cmd = client("mosquitto_pub", qos);
+        cmd.args(["-t", topic, "-m", message]);
         if retain {
             cmd.arg("-r");
         }
@@ -54,24 +47,8 @@ async fn exchange(version: &str) {
         .await
         .unwrap()
         .success());
-    let mut sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-V",
-            version,
-            "-q",
-            "2",
-            "-t",
-            "smoke/#",
-            "-v",
-            "-C",
-            "3",
-            "-i",
-            "mq-sub",
-        ])
+    let mut sub = client("mosquitto_sub", "2")
+        .args(["-t", "smoke/#", "-v", "-C", "3", "-i", "mq-sub"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

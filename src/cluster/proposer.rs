@@ -258,15 +258,6 @@ pub(super) async fn leader_moved(raft: &Raft<TypeConfig>, leader: u64) {
     }
 }
 
-/// Carries the queue's proposals into the log, in order, until the Raft node shuts down.
-///
-/// Each batch is numbered (from 1 in each run of the node). On the leader, batches are handed
-/// to Raft as they come, several in flight. On a follower they go to the leader one at a
-/// time, each once the previous committed, which keeps them in order. A batch whose outcome is
-/// unknown (leadership moved, the leader did not answer in time) is sent again, and so are
-/// the ones after it, in order, once every outcome in flight is known: a copy that did commit
-/// is skipped when applied (`Placement::accept_batch`), and because batches of one node
-/// commit in order, skipping every seq at or below the last applied one loses none.
 /// Holds a leader's writes while it hands its leadership over (`cluster::hand_over`): a
 /// successor wins the election only with a log as long as the leader's, so the leader must
 /// stop appending (its own batches and those forwarded to it) before it asks one to stand.
@@ -286,6 +277,15 @@ impl WriteHold {
     }
 }
 
+/// Carries the queue's proposals into the log, in order, until the Raft node shuts down.
+///
+/// Each batch is numbered (from 1 in each run of the node). On the leader, batches are handed
+/// to Raft as they come, several in flight. On a follower they go to the leader one at a
+/// time, each once the previous committed, which keeps them in order. A batch whose outcome is
+/// unknown (leadership moved, the leader did not answer in time) is sent again, and so are
+/// the ones after it, in order, once every outcome in flight is known: a copy that did commit
+/// is skipped when applied (`Placement::accept_batch`), and because batches of one node
+/// commit in order, skipping every seq at or below the last applied one loses none.
 pub async fn run_proposer(
     raft: Raft<TypeConfig>,
     queue: Arc<ProposalQueue>,
