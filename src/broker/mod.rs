@@ -6,15 +6,25 @@
 //! and [`Proposal`]s for the log); the shell (connection tasks, the Raft driver) carries that
 //! out and feeds committed proposals back through [`Broker::apply_committed`].
 
+mod apply;
 mod core;
+mod freshness;
+mod lifecycle;
+mod outbound;
 mod pending;
 mod proposal;
+mod propose;
+mod publish;
+mod subscribe;
+mod types;
+mod window;
 
-pub use self::core::{
-    Broker, BrokerConfig, BrokerStats, ConnectRequest, Delivery, Effect, LimitStats, PubRecOutcome,
+pub use self::core::Broker;
+pub use self::proposal::{Completion, ConnId, Origin, Proposal, Ticket, MERGED_COMMANDS_MAX};
+pub use self::types::{
+    BrokerConfig, BrokerStats, ConnectRequest, Delivery, Effect, LimitStats, PubRecOutcome,
     PublishError, Tier,
 };
-pub use self::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
 
 #[cfg(test)]
 mod replica_tests;

@@ -27,6 +27,35 @@ pub struct Proposal {
     pub from: Option<(ClientId, Place)>,
 }
 
+/// Most commands a proposal gathers from proposals nobody waits for.
+pub const MERGED_COMMANDS_MAX: usize = 256;
+
+impl Proposal {
+    /// Whether nobody waits for this proposal and no session fences it.
+    pub fn is_fire_and_forget(&self) -> bool {
+        self.origin.is_none() && self.from.is_none()
+    }
+
+    /// Adds `next` to `last`, the proposal queued just before it, when both are
+    /// fire-and-forget (a subscriber's PUBACK, most often) and `last` has room: one proposal
+    /// per message would cost more than its command, in the log and applying it, and the two
+    /// would have been committed together anyway. Returns `next` when it stays on its own.
+    /// The one rule of merging, for the broker's proposals and the proposer's queue alike.
+    pub fn merge_into(last: Option<&mut Proposal>, next: Proposal) -> Option<Proposal> {
+        match last {
+            Some(last)
+                if next.is_fire_and_forget()
+                    && last.is_fire_and_forget()
+                    && last.commands.len() < MERGED_COMMANDS_MAX =>
+            {
+                last.commands.extend(next.commands);
+                None
+            }
+            _ => Some(next),
+        }
+    }
+}
+
 /// Where the reply to a proposal goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {

@@ -22,31 +22,16 @@ pub struct ProposalQueue {
     wake: Notify,
 }
 
-/// Most commands a queued proposal gathers from proposals nobody waits for.
-const MERGED_COMMANDS_MAX: usize = 256;
-
 impl ProposalQueue {
-    /// Queues proposals. One that nobody waits for (no origin: a subscriber's PUBACK, most
-    /// often) joins the proposal queued just before it if that one has no origin either:
-    /// one proposal per message would cost more than its command, in the log and applying
-    /// it, and the two would have been committed together anyway.
+    /// Queues proposals, merging those nobody waits for ([`Proposal::merge_into`]).
     pub fn push(&self, proposals: Vec<Proposal>) {
         if proposals.is_empty() {
             return;
         }
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         for proposal in proposals {
-            match queue.back_mut() {
-                Some(last)
-                    if proposal.origin.is_none()
-                        && proposal.from.is_none()
-                        && last.origin.is_none()
-                        && last.from.is_none()
-                        && last.commands.len() < MERGED_COMMANDS_MAX =>
-                {
-                    last.commands.extend(proposal.commands);
-                }
-                _ => queue.push_back(proposal),
+            if let Some(unmerged) = Proposal::merge_into(queue.back_mut(), proposal) {
+                queue.push_back(unmerged);
             }
         }
         drop(queue);
@@ -400,7 +385,7 @@ pub async fn run_proposer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Origin;
+    use crate::broker::{Origin, MERGED_COMMANDS_MAX};
     use crate::codec::MqttString;
     use crate::state::Command;
 
