@@ -179,8 +179,13 @@ impl<K: Ord + Clone, V> Router<K, V> {
             }
         };
         if removed.is_some() {
-            self.len -= 1;
-            self.filter_bytes -= filter.len();
+            // Never below zero: every subscription removed was counted when it was inserted.
+            self.len = self
+                .len
+                .checked_sub(1)
+                .expect("subscription count below zero");
+            self.filter_bytes = (self.filter_bytes.checked_sub(filter.len()))
+                .expect("subscription filter bytes below zero");
             self.prune(&levels);
         }
         removed

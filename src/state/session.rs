@@ -152,6 +152,15 @@ impl SessionState {
 
     /// Appends a message to the queue, counting its bytes.
     pub(super) fn push_queued(&mut self, queued: QueuedMessage) {
+        // Sequence numbers strictly increase along the queue and were issued by `next_seq`:
+        // acknowledgements, PUBREL and DUP all find messages by seq.
+        assert!(
+            self.queue.back().is_none_or(|last| last.seq < queued.seq)
+                && queued.seq < self.next_seq,
+            "seq {} queued for {} out of order or not issued",
+            queued.seq,
+            self.client_id
+        );
         self.queue_bytes += queued.message.size_bytes();
         self.queue.push_back(queued);
     }
@@ -161,7 +170,8 @@ impl SessionState {
         let removed = self.queue.remove(index)?;
         // Never below zero: the bytes of every message in the queue were added when it was
         // pushed.
-        self.queue_bytes -= removed.message.size_bytes();
+        self.queue_bytes = (self.queue_bytes.checked_sub(removed.message.size_bytes()))
+            .expect("queue bytes below zero");
         Some(removed)
     }
 
