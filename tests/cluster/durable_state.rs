@@ -3,7 +3,7 @@
 //!
 //! The kill -9 tests against the real binary and RocksDB are in `tests/durability.rs`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
