@@ -1,7 +1,7 @@
 //! The durable state of one node, in process: snapshots compact the log and a restart
 //! restores from them; a store that fails makes the node stop acknowledging.
 //!
-//! The kill -9 tests against the real binary and RocksDB are in `tests/durability.rs`.
+//! The kill -9 tests against the real binary and RocksDB are in [`super::durability`].
 
 use crate::common;
 
