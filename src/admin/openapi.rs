@@ -1,6 +1,6 @@
 //! `GET /api/v1/openapi.json`: the API described in OpenAPI 3.0. Written by hand next to the
-//! routes; `tests/admin.rs` asks every operation it lists of a running node, so a route
-//! missing from the node (or renamed) fails a test.
+//! routes; `tests/operations/admin.rs` asks every operation it lists of a running node, so a
+//! route missing from the node (or renamed) fails a test.
 
 use axum::Json;
 use serde_json::{json, Value};

@@ -3,11 +3,13 @@
 //! started again on the same port and data directory. Its standard error goes to a file that
 //! outlives every run, so a failing test can show what the broker said.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use keel::codec::{Disconnect, Packet, Protocol, ReasonCode};
@@ -301,9 +303,21 @@ impl Drop for KeelProcess {
 
 /// A loopback address with a port that was free a moment ago: the OS picks it, the test
 /// releases it and hands it to the node.
+///
+/// Never the same port twice in one process: the tests of a program run as threads of one
+/// process, and a port handed out here is free to the OS until its node binds it (and again
+/// between a node's kill and its restart), so the OS could pick it again for another test's
+/// node.
 pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local address");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+        if handed_out.insert(addr.port()) {
+            return addr;
+        }
+    }
 }
 
 pub fn path_str(path: &Path) -> &str {

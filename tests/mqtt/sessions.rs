@@ -3,7 +3,7 @@
 //! takeover of a connected client id, and the bounded offline queue with its overflow
 //! policies and drop count.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

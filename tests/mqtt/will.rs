@@ -4,7 +4,7 @@
 //! earlier of the delay and the end of the session, or not at all if the client comes back
 //! in time ([MQTT-3.1.2-8] to [MQTT-3.1.2-10], MQTT 5 §3.1.3.2.2).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

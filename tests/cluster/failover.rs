@@ -5,7 +5,7 @@
 //! (QoS 2 exactly once, each stream in order); a new leader must be elected within a few
 //! seconds, and the majority must keep acknowledging.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! description matching the routes, and `/metrics` read by an independent Prometheus text
 //! parser. MQTT clients are rumqttc's.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -4,7 +4,7 @@
 //! consumers that cannot grow the broker's memory beyond their configured queue bounds, in
 //! messages and in bytes (a real process, its RSS read from /proc).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

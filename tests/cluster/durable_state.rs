@@ -1,9 +1,9 @@
 //! The durable state of one node, in process: snapshots compact the log and a restart
 //! restores from them; a store that fails makes the node stop acknowledging.
 //!
-//! The kill -9 tests against the real binary and RocksDB are in `tests/durability.rs`.
+//! The kill -9 tests against the real binary and RocksDB are in [`super::durability`].
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! independent client implementation. `.ci/run` installs them; where they are missing the
 //! test says so and passes without running.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

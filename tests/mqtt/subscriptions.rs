@@ -4,7 +4,7 @@
 //! `$share/{group}/{filter}` (spread across members; a leaving member's unacknowledged
 //! messages go to another member).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! core's invariants hold (a panic under the core's lock would poison it and fail both).
 //! The bad bytes are written by the raw client, since rumqttc only sends valid packets.
 
-mod common;
+use crate::common;
 
 use common::raw::{self, RawClient};
 use common::{v3, TestBroker};

@@ -13,7 +13,7 @@
 //! the way an application sees them: a QoS 2 PUBLISH is delivered when it first arrives for a
 //! packet id, not again when resent (DUP) while that id awaits its PUBREL.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -3,7 +3,7 @@
 //! PUBREL resent for a QoS 2 message already received, and a QoS 2 publish resent by its
 //! publisher that must not be routed twice.
 
-mod common;
+use crate::common;
 
 use common::raw::{self, RawClient};
 use common::{v3, v5, TestBroker};

@@ -6,7 +6,7 @@
 //! "Nothing more was sent" is shown with a barrier: a live message published after the
 //! subscription, which the broker sends after anything the subscription itself caused.
 
-mod common;
+use crate::common;
 
 use common::{v3, v5, TestBroker};
 

@@ -9,12 +9,14 @@ use futures_util::{SinkExt, StreamExt};
 use keel::codec::*;
 use keel::net::{BoxStream, Net, Rng, SystemClock, TokioNet};
 use keel::server::{ListenerSpec, Server, ServerSettings};
-use keel::transport::{tls, ClientAuth, TlsSettings, TransportAcceptor, WsConfig};
-use rustls::pki_types::{CertificateDer, ServerName};
+use keel::transport::{TransportAcceptor, WsConfig};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+
+use super::transport::ServerPki;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -147,32 +149,9 @@ async fn tls_stream(connector: &TlsConnector, addr: std::net::SocketAddr) -> Box
 #[tokio::test]
 async fn messages_cross_between_tcp_tls_websocket_and_wss_clients() {
     // A self-signed certificate for localhost, trusted by the clients.
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("key.pem"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
-    let acceptor = tls::acceptor(&TlsSettings {
-        cert_chain_path: dir.path().join("cert.pem"),
-        key_path: dir.path().join("key.pem"),
-        client_auth: ClientAuth::Off,
-    })
-    .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(certified.cert.der().to_vec()))
-        .unwrap();
-    let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = TlsConnector::from(Arc::new(client_config));
+    let pki = ServerPki::self_signed();
+    let acceptor = pki.acceptor();
+    let connector = pki.connector(None);
 
     let timeout = Duration::from_secs(5);
     let listener = |acceptor| ListenerSpec {

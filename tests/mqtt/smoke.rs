@@ -1,7 +1,7 @@
 //! End to end over real sockets with an independent client (rumqttc): QoS 0/1/2 in MQTT
 //! 3.1.1 and 5.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! clients at once, anonymous access ends for new ones), a bad file is refused with the
 //! reason and the configuration in force stays.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! ACL file, and independent clients (rumqttc) in MQTT 3.1.1 and 5 that are allowed and
 //! denied publishes and subscriptions.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

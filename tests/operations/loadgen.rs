@@ -2,7 +2,7 @@
 //! scenario must deliver, account for every message, and lose or duplicate nothing at QoS 1
 //! and 2.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

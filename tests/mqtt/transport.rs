@@ -37,14 +37,15 @@ const DISCONNECT: [u8; 2] = [0xe0, 0x00];
 const CONNACK: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 const PINGRESP: [u8; 2] = [0xd0, 0x00];
 
-/// A server certificate for `localhost` written as PEM files into a temporary directory.
-struct ServerPki {
+/// A server certificate for `localhost` written as PEM files into a temporary directory (also
+/// the certificate of the whole node in [`super::every_transport`]).
+pub(crate) struct ServerPki {
     dir: tempfile::TempDir,
     cert_der: CertificateDer<'static>,
 }
 
 impl ServerPki {
-    fn self_signed() -> ServerPki {
+    pub(crate) fn self_signed() -> ServerPki {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
@@ -71,12 +72,12 @@ impl ServerPki {
         }
     }
 
-    fn acceptor(&self) -> tls::TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> tls::TlsAcceptor {
         tls::acceptor(&self.settings(ClientAuth::Off)).unwrap()
     }
 
     /// A client that trusts only this server certificate, optionally presenting its own.
-    fn connector(
+    pub(crate) fn connector(
         &self,
         client_identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
     ) -> TlsConnector {

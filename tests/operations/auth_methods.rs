@@ -5,7 +5,7 @@
 //! authentication with SCRAM-SHA-256 and re-authentication, whose client side is the
 //! independent `scram` crate.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

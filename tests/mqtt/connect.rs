@@ -4,7 +4,7 @@
 //! what rumqttc refuses to (an empty v3 client id with a persistent session, bad names and
 //! levels, keep-alive 0 in v5).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

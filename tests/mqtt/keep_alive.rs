@@ -6,7 +6,7 @@
 //! broker acts: a silent rumqttc client (its event loop not polled, so it sends nothing) is
 //! noticed through its will, and the raw client sees the DISCONNECT itself.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

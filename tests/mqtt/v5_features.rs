@@ -4,7 +4,7 @@
 //! Receive Maximum and Maximum Packet Size of the client, DISCONNECT from either side and the
 //! session expiry a DISCONNECT sets.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! code, a configuration naming it, a node built from that configuration, and an independent
 //! client (rumqttc) connecting with good and bad credentials, in MQTT 3.1.1 and 5.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
