@@ -114,19 +114,20 @@ fn record_git_commit() {
     let commit = command_output("git", &["rev-parse", "--short=12", "HEAD"]);
     let commit = commit.unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=KEEL_GIT_COMMIT={commit}");
-    // Run again when HEAD moves (a commit, a checkout). Only files that exist are named: cargo
+    // Run again when HEAD moves (a commit, a checkout). `--git-path` finds each file where it
+    // really is: in a linked worktree HEAD is the worktree's own, while branch refs and
+    // packed-refs live in the common git directory. Only files that exist are named: cargo
     // reruns a script on every build when a named file is missing.
-    let Some(git_dir) = command_output("git", &["rev-parse", "--git-dir"]) else {
-        return;
-    };
     let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
     if let Some(head_ref) = command_output("git", &["symbolic-ref", "-q", "HEAD"]) {
         watched.push(head_ref);
     }
     for file in watched {
-        let path = Path::new(&git_dir).join(file);
-        if path.exists() {
-            println!("cargo:rerun-if-changed={}", path.display());
+        let Some(path) = command_output("git", &["rev-parse", "--git-path", &file]) else {
+            continue;
+        };
+        if Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
 }

@@ -40,82 +40,16 @@ pub fn packet_of(u: &mut Unstructured, protocol: Protocol, kind: PacketType) -> 
     let v5 = protocol.is_v5();
     Ok(match kind {
         PacketType::Connect => Packet::Connect(Box::new(connect(u, protocol)?)),
-        PacketType::ConnAck => {
-            let reason_code = if v5 {
-                reason(u, ReasonContext::ConnAck)?
-            } else {
-                let code = u.int_in_range(0..=5)?;
-                ReasonCode::from_v3_connack(code).unwrap_or_default()
-            };
-            Packet::ConnAck(ConnAck {
-                session_present: reason_code == ReasonCode::Success && u.arbitrary()?,
-                reason_code,
-                properties: if v5 {
-                    connack_properties(u)?
-                } else {
-                    Default::default()
-                },
-            })
-        }
+        PacketType::ConnAck => connack(u, protocol)?,
         PacketType::Publish => Packet::Publish(publish(u, protocol)?),
         PacketType::PubAck => Packet::PubAck(pub_reply(u, protocol, ReasonContext::PubAck)?),
         PacketType::PubRec => Packet::PubRec(pub_reply(u, protocol, ReasonContext::PubRec)?),
         PacketType::PubRel => Packet::PubRel(pub_reply(u, protocol, ReasonContext::PubRel)?),
         PacketType::PubComp => Packet::PubComp(pub_reply(u, protocol, ReasonContext::PubComp)?),
         PacketType::Subscribe => Packet::Subscribe(subscribe(u, protocol)?),
-        PacketType::SubAck => {
-            let count = u.int_in_range(1..=4)?;
-            let mut reason_codes = Vec::with_capacity(count);
-            for _ in 0..count {
-                reason_codes.push(if v5 {
-                    reason(u, ReasonContext::SubAck)?
-                } else {
-                    *u.choose(&[
-                        ReasonCode::Success,
-                        ReasonCode::GrantedQoS1,
-                        ReasonCode::GrantedQoS2,
-                        ReasonCode::UnspecifiedError,
-                    ])?
-                });
-            }
-            Packet::SubAck(SubAck {
-                packet_id: packet_id(u)?,
-                properties: if v5 {
-                    ack_properties(u)?
-                } else {
-                    Default::default()
-                },
-                reason_codes,
-            })
-        }
-        PacketType::Unsubscribe => {
-            let count = u.int_in_range(1..=4)?;
-            let mut filters = Vec::with_capacity(count);
-            for _ in 0..count {
-                filters.push(topic_filter(u)?);
-            }
-            Packet::Unsubscribe(Unsubscribe {
-                packet_id: packet_id(u)?,
-                properties: UnsubscribeProperties {
-                    user_properties: if v5 { user_properties(u)? } else { Vec::new() },
-                },
-                filters,
-            })
-        }
-        PacketType::UnsubAck => {
-            let mut ack = UnsubAck {
-                packet_id: packet_id(u)?,
-                properties: AckProperties::default(),
-                reason_codes: Vec::new(),
-            };
-            if v5 {
-                ack.properties = ack_properties(u)?;
-                for _ in 0..u.int_in_range(1..=4)? {
-                    ack.reason_codes.push(reason(u, ReasonContext::UnsubAck)?);
-                }
-            }
-            Packet::UnsubAck(ack)
-        }
+        PacketType::SubAck => suback(u, protocol)?,
+        PacketType::Unsubscribe => unsubscribe(u, protocol)?,
+        PacketType::UnsubAck => unsuback(u, protocol)?,
         PacketType::PingReq => Packet::PingReq,
         PacketType::PingResp => Packet::PingResp,
         PacketType::Disconnect => Packet::Disconnect(if v5 {
@@ -131,24 +65,109 @@ pub fn packet_of(u: &mut Unstructured, protocol: Protocol, kind: PacketType) -> 
         } else {
             Disconnect::default()
         }),
-        PacketType::Auth => {
-            let authentication_method = option(u, string)?;
-            let authentication_data = if authentication_method.is_some() {
-                option(u, binary)?
-            } else {
-                None
-            };
-            Packet::Auth(Auth {
-                reason_code: reason(u, ReasonContext::Auth)?,
-                properties: AuthProperties {
-                    authentication_method,
-                    authentication_data,
-                    reason_string: option(u, string)?,
-                    user_properties: user_properties(u)?,
-                },
-            })
-        }
+        PacketType::Auth => auth(u)?,
     })
+}
+
+/// A CONNACK: MQTT 3 return codes or MQTT 5 reason codes and properties.
+fn connack(u: &mut Unstructured, protocol: Protocol) -> Result<Packet> {
+    let v5 = protocol.is_v5();
+    let reason_code = if v5 {
+        reason(u, ReasonContext::ConnAck)?
+    } else {
+        let code = u.int_in_range(0..=5)?;
+        ReasonCode::from_v3_connack(code).unwrap_or_default()
+    };
+    Ok(Packet::ConnAck(ConnAck {
+        session_present: reason_code == ReasonCode::Success && u.arbitrary()?,
+        reason_code,
+        properties: if v5 {
+            connack_properties(u)?
+        } else {
+            Default::default()
+        },
+    }))
+}
+
+/// A SUBACK of one to four reason codes.
+fn suback(u: &mut Unstructured, protocol: Protocol) -> Result<Packet> {
+    let v5 = protocol.is_v5();
+    let count = u.int_in_range(1..=4)?;
+    let mut reason_codes = Vec::with_capacity(count);
+    for _ in 0..count {
+        reason_codes.push(if v5 {
+            reason(u, ReasonContext::SubAck)?
+        } else {
+            *u.choose(&[
+                ReasonCode::Success,
+                ReasonCode::GrantedQoS1,
+                ReasonCode::GrantedQoS2,
+                ReasonCode::UnspecifiedError,
+            ])?
+        });
+    }
+    Ok(Packet::SubAck(SubAck {
+        packet_id: packet_id(u)?,
+        properties: if v5 {
+            ack_properties(u)?
+        } else {
+            Default::default()
+        },
+        reason_codes,
+    }))
+}
+
+/// An UNSUBSCRIBE of one to four filters.
+fn unsubscribe(u: &mut Unstructured, protocol: Protocol) -> Result<Packet> {
+    let v5 = protocol.is_v5();
+    let count = u.int_in_range(1..=4)?;
+    let mut filters = Vec::with_capacity(count);
+    for _ in 0..count {
+        filters.push(topic_filter(u)?);
+    }
+    Ok(Packet::Unsubscribe(Unsubscribe {
+        packet_id: packet_id(u)?,
+        properties: UnsubscribeProperties {
+            user_properties: if v5 { user_properties(u)? } else { Vec::new() },
+        },
+        filters,
+    }))
+}
+
+/// An UNSUBACK (reason codes in MQTT 5 only).
+fn unsuback(u: &mut Unstructured, protocol: Protocol) -> Result<Packet> {
+    let v5 = protocol.is_v5();
+    let mut ack = UnsubAck {
+        packet_id: packet_id(u)?,
+        properties: AckProperties::default(),
+        reason_codes: Vec::new(),
+    };
+    if v5 {
+        ack.properties = ack_properties(u)?;
+        for _ in 0..u.int_in_range(1..=4)? {
+            ack.reason_codes.push(reason(u, ReasonContext::UnsubAck)?);
+        }
+    }
+    Ok(Packet::UnsubAck(ack))
+}
+
+/// An AUTH packet (MQTT 5).
+fn auth(u: &mut Unstructured) -> Result<Packet> {
+    let authentication_method = option(u, string)?;
+    let authentication_data = if authentication_method.is_some() {
+        option(u, binary)?
+    } else {
+        None
+    };
+    Ok(Packet::Auth(Auth {
+        reason_code: reason(u, ReasonContext::Auth)?,
+        properties: AuthProperties {
+            authentication_method,
+            authentication_data,
+            reason_string: option(u, string)?,
+            user_properties: user_properties(u)?,
+        },
+    }))
 }
 
 fn connect(u: &mut Unstructured, protocol: Protocol) -> Result<Connect> {

@@ -49,10 +49,6 @@ impl Decoder {
         self.packet_size_max
     }
 
-    pub fn set_packet_size_max(&mut self, packet_size_max: usize) {
-        self.packet_size_max = packet_size_max;
-    }
-
     /// How many bytes the packet at the front of `buf` needs in all, once its fixed header
     /// is there; lets the caller reserve buffer space in one step.
     pub fn pending_packet_len(&self, buf: &[u8]) -> Option<usize> {

@@ -141,109 +141,16 @@ impl ReasonCode {
     /// True when the spec lists this code for the packet (tables of §3.2.2.2, §3.4.2.1,
     /// §3.5.2.1, §3.6.2.1, §3.7.2.1, §3.9.3, §3.11.3, §3.14.2.1, §3.15.2.1).
     pub fn is_valid_for(self, context: ReasonContext) -> bool {
-        use ReasonCode::*;
-        match context {
-            ReasonContext::ConnAck => matches!(
-                self,
-                Success
-                    | UnspecifiedError
-                    | MalformedPacket
-                    | ProtocolError
-                    | ImplementationSpecificError
-                    | UnsupportedProtocolVersion
-                    | ClientIdentifierNotValid
-                    | BadUserNameOrPassword
-                    | NotAuthorized
-                    | ServerUnavailable
-                    | ServerBusy
-                    | Banned
-                    | BadAuthenticationMethod
-                    | TopicNameInvalid
-                    | PacketTooLarge
-                    | QuotaExceeded
-                    | PayloadFormatInvalid
-                    | RetainNotSupported
-                    | QoSNotSupported
-                    | UseAnotherServer
-                    | ServerMoved
-                    | ConnectionRateExceeded
-            ),
-            ReasonContext::PubAck | ReasonContext::PubRec => matches!(
-                self,
-                Success
-                    | NoMatchingSubscribers
-                    | UnspecifiedError
-                    | ImplementationSpecificError
-                    | NotAuthorized
-                    | TopicNameInvalid
-                    | PacketIdentifierInUse
-                    | QuotaExceeded
-                    | PayloadFormatInvalid
-            ),
-            ReasonContext::PubRel | ReasonContext::PubComp => {
-                matches!(self, Success | PacketIdentifierNotFound)
-            }
-            ReasonContext::SubAck => matches!(
-                self,
-                Success
-                    | GrantedQoS1
-                    | GrantedQoS2
-                    | UnspecifiedError
-                    | ImplementationSpecificError
-                    | NotAuthorized
-                    | TopicFilterInvalid
-                    | PacketIdentifierInUse
-                    | QuotaExceeded
-                    | SharedSubscriptionsNotSupported
-                    | SubscriptionIdentifiersNotSupported
-                    | WildcardSubscriptionsNotSupported
-            ),
-            ReasonContext::UnsubAck => matches!(
-                self,
-                Success
-                    | NoSubscriptionExisted
-                    | UnspecifiedError
-                    | ImplementationSpecificError
-                    | NotAuthorized
-                    | TopicFilterInvalid
-                    | PacketIdentifierInUse
-            ),
-            ReasonContext::Disconnect => matches!(
-                self,
-                Success
-                    | DisconnectWithWillMessage
-                    | UnspecifiedError
-                    | MalformedPacket
-                    | ProtocolError
-                    | ImplementationSpecificError
-                    | NotAuthorized
-                    | ServerBusy
-                    | ServerShuttingDown
-                    | KeepAliveTimeout
-                    | SessionTakenOver
-                    | TopicFilterInvalid
-                    | TopicNameInvalid
-                    | ReceiveMaximumExceeded
-                    | TopicAliasInvalid
-                    | PacketTooLarge
-                    | MessageRateTooHigh
-                    | QuotaExceeded
-                    | AdministrativeAction
-                    | PayloadFormatInvalid
-                    | RetainNotSupported
-                    | QoSNotSupported
-                    | UseAnotherServer
-                    | ServerMoved
-                    | SharedSubscriptionsNotSupported
-                    | ConnectionRateExceeded
-                    | MaximumConnectTime
-                    | SubscriptionIdentifiersNotSupported
-                    | WildcardSubscriptionsNotSupported
-            ),
-            ReasonContext::Auth => {
-                matches!(self, Success | ContinueAuthentication | ReAuthenticate)
-            }
-        }
+        let valid = match context {
+            ReasonContext::ConnAck => VALID_IN_CONN_ACK,
+            ReasonContext::PubAck | ReasonContext::PubRec => VALID_IN_PUB_ACK_PUB_REC,
+            ReasonContext::PubRel | ReasonContext::PubComp => VALID_IN_PUB_REL_PUB_COMP,
+            ReasonContext::SubAck => VALID_IN_SUB_ACK,
+            ReasonContext::UnsubAck => VALID_IN_UNSUB_ACK,
+            ReasonContext::Disconnect => VALID_IN_DISCONNECT,
+            ReasonContext::Auth => VALID_IN_AUTH,
+        };
+        valid.contains(&self)
     }
 
     /// The MQTT 3 CONNACK return code (§3.2.2.3 of 3.1.1) closest to this reason code.
@@ -323,3 +230,113 @@ mod tests {
         assert_eq!(ReasonCode::GrantedQoS2.to_v3_suback(), 2);
     }
 }
+
+/// The reason codes the spec allows in ConnAck.
+const VALID_IN_CONN_ACK: &[ReasonCode] = &[
+    ReasonCode::Success,
+    ReasonCode::UnspecifiedError,
+    ReasonCode::MalformedPacket,
+    ReasonCode::ProtocolError,
+    ReasonCode::ImplementationSpecificError,
+    ReasonCode::UnsupportedProtocolVersion,
+    ReasonCode::ClientIdentifierNotValid,
+    ReasonCode::BadUserNameOrPassword,
+    ReasonCode::NotAuthorized,
+    ReasonCode::ServerUnavailable,
+    ReasonCode::ServerBusy,
+    ReasonCode::Banned,
+    ReasonCode::BadAuthenticationMethod,
+    ReasonCode::TopicNameInvalid,
+    ReasonCode::PacketTooLarge,
+    ReasonCode::QuotaExceeded,
+    ReasonCode::PayloadFormatInvalid,
+    ReasonCode::RetainNotSupported,
+    ReasonCode::QoSNotSupported,
+    ReasonCode::UseAnotherServer,
+    ReasonCode::ServerMoved,
+    ReasonCode::ConnectionRateExceeded,
+];
+
+/// The reason codes the spec allows in PubAck and PubRec.
+const VALID_IN_PUB_ACK_PUB_REC: &[ReasonCode] = &[
+    ReasonCode::Success,
+    ReasonCode::NoMatchingSubscribers,
+    ReasonCode::UnspecifiedError,
+    ReasonCode::ImplementationSpecificError,
+    ReasonCode::NotAuthorized,
+    ReasonCode::TopicNameInvalid,
+    ReasonCode::PacketIdentifierInUse,
+    ReasonCode::QuotaExceeded,
+    ReasonCode::PayloadFormatInvalid,
+];
+
+/// The reason codes the spec allows in PubRel and PubComp.
+const VALID_IN_PUB_REL_PUB_COMP: &[ReasonCode] =
+    &[ReasonCode::Success, ReasonCode::PacketIdentifierNotFound];
+
+/// The reason codes the spec allows in SubAck.
+const VALID_IN_SUB_ACK: &[ReasonCode] = &[
+    ReasonCode::Success,
+    ReasonCode::GrantedQoS1,
+    ReasonCode::GrantedQoS2,
+    ReasonCode::UnspecifiedError,
+    ReasonCode::ImplementationSpecificError,
+    ReasonCode::NotAuthorized,
+    ReasonCode::TopicFilterInvalid,
+    ReasonCode::PacketIdentifierInUse,
+    ReasonCode::QuotaExceeded,
+    ReasonCode::SharedSubscriptionsNotSupported,
+    ReasonCode::SubscriptionIdentifiersNotSupported,
+    ReasonCode::WildcardSubscriptionsNotSupported,
+];
+
+/// The reason codes the spec allows in UnsubAck.
+const VALID_IN_UNSUB_ACK: &[ReasonCode] = &[
+    ReasonCode::Success,
+    ReasonCode::NoSubscriptionExisted,
+    ReasonCode::UnspecifiedError,
+    ReasonCode::ImplementationSpecificError,
+    ReasonCode::NotAuthorized,
+    ReasonCode::TopicFilterInvalid,
+    ReasonCode::PacketIdentifierInUse,
+];
+
+/// The reason codes the spec allows in Disconnect.
+const VALID_IN_DISCONNECT: &[ReasonCode] = &[
+    ReasonCode::Success,
+    ReasonCode::DisconnectWithWillMessage,
+    ReasonCode::UnspecifiedError,
+    ReasonCode::MalformedPacket,
+    ReasonCode::ProtocolError,
+    ReasonCode::ImplementationSpecificError,
+    ReasonCode::NotAuthorized,
+    ReasonCode::ServerBusy,
+    ReasonCode::ServerShuttingDown,
+    ReasonCode::KeepAliveTimeout,
+    ReasonCode::SessionTakenOver,
+    ReasonCode::TopicFilterInvalid,
+    ReasonCode::TopicNameInvalid,
+    ReasonCode::ReceiveMaximumExceeded,
+    ReasonCode::TopicAliasInvalid,
+    ReasonCode::PacketTooLarge,
+    ReasonCode::MessageRateTooHigh,
+    ReasonCode::QuotaExceeded,
+    ReasonCode::AdministrativeAction,
+    ReasonCode::PayloadFormatInvalid,
+    ReasonCode::RetainNotSupported,
+    ReasonCode::QoSNotSupported,
+    ReasonCode::UseAnotherServer,
+    ReasonCode::ServerMoved,
+    ReasonCode::SharedSubscriptionsNotSupported,
+    ReasonCode::ConnectionRateExceeded,
+    ReasonCode::MaximumConnectTime,
+    ReasonCode::SubscriptionIdentifiersNotSupported,
+    ReasonCode::WildcardSubscriptionsNotSupported,
+];
+
+/// The reason codes the spec allows in Auth.
+const VALID_IN_AUTH: &[ReasonCode] = &[
+    ReasonCode::Success,
+    ReasonCode::ContinueAuthentication,
+    ReasonCode::ReAuthenticate,
+];

@@ -126,11 +126,6 @@ impl TopicFilter {
     pub fn matching_filter(&self) -> &str {
         self.shared().map_or(self.as_str(), |(_, filter)| filter)
     }
-
-    /// True when the matching filter has a `+` or `#` level.
-    pub fn has_wildcards(&self) -> bool {
-        self.matching_filter().contains(['+', '#'])
-    }
 }
 
 impl std::fmt::Debug for TopicFilter {

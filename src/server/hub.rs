@@ -129,14 +129,6 @@ impl Hub {
     pub fn unregister(&self, conn: ConnId) {
         self.lock().outboxes.remove(&conn);
     }
-
-    /// Sends something to every registered connection (shutdown).
-    pub fn broadcast(&self, make: impl Fn() -> Outgoing) {
-        let core = self.lock();
-        for outbox in core.outboxes.values() {
-            outbox.push(make());
-        }
-    }
 }
 
 impl Core {
