@@ -41,6 +41,7 @@ pub mod net;
 #[cfg(feature = "oracle")]
 pub mod oracle;
 pub mod planted;
+pub mod procstat;
 pub mod router;
 pub mod server;
 pub mod session;
