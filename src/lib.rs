@@ -45,6 +45,7 @@ pub mod procstat;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod transport;

@@ -22,20 +22,7 @@ use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
 
 use crate::net::Listener;
-
-/// How much the admin listener holds and for how long (`[admin]`; its defaults are the
-/// configuration's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminLimits {
-    /// Most connections open at once.
-    pub connections_max: usize,
-    /// The longest a request's head may take to arrive, counted from when the connection
-    /// waits for it: a connection idle that long between requests is closed too.
-    pub header_timeout: Duration,
-    /// The longest a request may take from its head to its answer (its body read and its
-    /// handler run: a membership change waits for a new node to catch up).
-    pub request_timeout: Duration,
-}
+use crate::server::AdminLimits;
 
 /// What the admin listener counts, for `/metrics`.
 #[derive(Debug, Default)]

@@ -39,10 +39,10 @@ use serde_json::{json, Value};
 
 use crate::cluster::{MembershipChanger, TypeConfig};
 use crate::net::Listener;
-use crate::server::{ConnectionContext, Hub, Reloader};
+use crate::server::{AdminParts, ConnectionContext, Hub, Reloader};
 
-pub use access::AdminAccess;
-pub use listener::{AdminLimits, AdminStats};
+pub use crate::server::{AdminAccess, AdminLimits};
+pub use listener::AdminStats;
 pub use openapi::spec as openapi_spec;
 
 /// What the handlers reach.
@@ -60,6 +60,38 @@ pub struct Admin {
     pub reloader: Option<Arc<Reloader>>,
     /// The admin listener's own counters (connections, timeouts), for `/metrics`.
     pub stats: Arc<AdminStats>,
+}
+
+/// Starts the API on a running node's admin listener, until the node stops: the
+/// [`AdminApi`](crate::server::AdminApi) a node is built with
+/// ([`Server::with_admin_api`](crate::server::Server::with_admin_api)).
+pub fn start<L: Listener>(parts: AdminParts<L>) {
+    let AdminParts {
+        listener,
+        hub,
+        raft,
+        changer,
+        ctx,
+        access,
+        reloader,
+        limits,
+        mut stop,
+    } = parts;
+    let admin = Admin {
+        hub,
+        raft,
+        changer,
+        ctx,
+        access,
+        reloader,
+        stats: Arc::default(),
+    };
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    tokio::spawn(async move {
+        serve(listener, admin, limits, shutdown).await;
+    });
 }
 
 /// Serves the API on `listener` within `limits` until `shutdown` completes.

@@ -9,7 +9,7 @@ use crate::session::SessionConfig;
 use crate::state::{OverflowPolicy, StateConfig};
 use crate::transport::{ClientAuth, TlsSettings, WsConfig};
 
-use super::{Config, Overflow, SyncMode, TlsConfig};
+use super::{Config, Overflow, TlsConfig};
 
 impl TlsConfig {
     /// The transport layer's TLS settings.
@@ -84,26 +84,6 @@ impl Config {
                 overflow: mqtt.overflow.into(),
                 retained_max: mqtt.retained_max,
             },
-        }
-    }
-
-    /// What client traces may hold.
-    pub fn trace_limits(&self) -> crate::server::trace::TraceLimits {
-        crate::server::trace::TraceLimits {
-            clients_max: self.admin.trace_clients_max,
-            events_max: self.admin.trace_events_max,
-        }
-    }
-
-    /// The log's sync policy.
-    pub fn sync_policy(&self) -> crate::cluster::SyncPolicy {
-        use crate::cluster::SyncPolicy;
-        match self.durability.sync {
-            SyncMode::Always => SyncPolicy::Always,
-            SyncMode::Batch => SyncPolicy::Batch {
-                window: std::time::Duration::from_millis(self.durability.batch_window_ms),
-            },
-            SyncMode::None => SyncPolicy::None,
         }
     }
 
