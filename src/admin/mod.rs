@@ -26,41 +26,19 @@ mod openapi;
 mod retained;
 mod trace;
 
-use std::sync::{Arc, RwLock};
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use openraft::Raft;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cluster::{MembershipChanger, TypeConfig};
 use crate::net::Listener;
-use crate::server::{AdminParts, ConnectionContext, Hub, Reloader};
+use crate::server::AdminParts;
 
-pub use crate::server::{AdminAccess, AdminLimits};
-pub use listener::AdminStats;
+pub use crate::server::{Admin, AdminAccess, AdminLimits, AdminStats};
 pub use openapi::spec as openapi_spec;
-
-/// What the handlers reach.
-#[derive(Clone)]
-pub struct Admin {
-    pub hub: Arc<Hub>,
-    pub raft: Raft<TypeConfig>,
-    /// Membership changes (`POST` and `DELETE /api/v1/cluster/nodes`).
-    pub changer: Arc<MembershipChanger>,
-    /// For publishing through a loopback session (`POST /api/v1/publish`).
-    pub ctx: Arc<ConnectionContext>,
-    /// Who may use the API (a reload may replace it).
-    pub access: Arc<RwLock<Arc<AdminAccess>>>,
-    /// `POST /api/v1/reload`; `None` when the node was not started from a configuration.
-    pub reloader: Option<Arc<Reloader>>,
-    /// The admin listener's own counters (connections, timeouts), for `/metrics`.
-    pub stats: Arc<AdminStats>,
-}
 
 /// Starts the API on a running node's admin listener, until the node stops: the
 /// [`AdminApi`](crate::server::AdminApi) a node is built with
@@ -68,24 +46,10 @@ pub struct Admin {
 pub fn start<L: Listener>(parts: AdminParts<L>) {
     let AdminParts {
         listener,
-        hub,
-        raft,
-        changer,
-        ctx,
-        access,
-        reloader,
+        admin,
         limits,
         mut stop,
     } = parts;
-    let admin = Admin {
-        hub,
-        raft,
-        changer,
-        ctx,
-        access,
-        reloader,
-        stats: Arc::default(),
-    };
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };

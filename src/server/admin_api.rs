@@ -4,6 +4,7 @@
 //! API itself (`crate::admin`) sits above the shell: whoever builds the node gives it to
 //! [`Server::with_admin_api`](super::Server::with_admin_api).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -65,10 +66,9 @@ impl Default for AdminLimits {
     }
 }
 
-/// What a running node gives the admin API: the listener bound for it, and what its handlers
-/// reach.
-pub struct AdminParts<L> {
-    pub listener: L,
+/// What the admin API's handlers reach of a running node.
+#[derive(Clone)]
+pub struct Admin {
     pub hub: Arc<Hub>,
     pub raft: Raft<TypeConfig>,
     /// Membership changes (`POST` and `DELETE /api/v1/cluster/nodes`).
@@ -79,6 +79,31 @@ pub struct AdminParts<L> {
     pub access: Arc<RwLock<Arc<AdminAccess>>>,
     /// `POST /api/v1/reload`; `None` when the node was not started from a configuration.
     pub reloader: Option<Arc<Reloader>>,
+    /// The admin listener's own counters (connections, timeouts), for `/metrics`.
+    pub stats: Arc<AdminStats>,
+}
+
+/// What the admin listener counts (`crate::admin`'s own loop), for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AdminStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at once: the cap was reached and every connection had a request
+    /// in flight.
+    pub refused: AtomicU64,
+    /// Idle connections closed to make room for a new one at the cap.
+    pub evicted: AtomicU64,
+    /// Connections closed because a request's head did not arrive in time.
+    pub header_timeouts: AtomicU64,
+    /// Requests answered 503 because they took longer than the request timeout.
+    pub request_timeouts: AtomicU64,
+}
+
+/// What a running node gives the admin API: the listener bound for it, what its handlers
+/// reach, the listener's bounds, and the node's stop signal.
+pub struct AdminParts<L> {
+    pub listener: L,
+    pub admin: Admin,
     pub limits: AdminLimits,
     /// Turns true when the node stops.
     pub stop: watch::Receiver<bool>,

@@ -20,7 +20,7 @@ pub mod trace;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +28,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::cluster::{
-    open_node, Durability, Membership, ProposalQueue, ProposerLimits, RaftNode, SyncPolicy,
+    open_node, Durability, Membership, MembershipChanger, ProposalQueue, ProposerLimits, RaftNode,
+    SyncPolicy,
 };
 use crate::codec::TopicName;
 use crate::net::{Clock, Listener, Net, Rng};
@@ -36,7 +37,7 @@ use crate::session::{AllowAll, Authenticator, SessionConfig};
 use crate::storage::{KvStore, MemStore, WriteBatch};
 use crate::transport::TransportAcceptor;
 
-pub use admin_api::{AdminAccess, AdminApi, AdminLimits, AdminParts};
+pub use admin_api::{Admin, AdminAccess, AdminApi, AdminLimits, AdminParts, AdminStats};
 pub use admission::{Cap, ListenerStats};
 pub use auth_hook::{http_auth_method, HttpHook, HttpHookError, HOOK_ERRORS};
 pub use cluster::ClusterSettings;
@@ -280,7 +281,7 @@ impl<N: Net> Server<N> {
     /// Serves until `shutdown` completes, then tells clients (MQTT 5: DISCONNECT 0x8B) and
     /// waits a little for them to go.
     pub async fn run(
-        self,
+        mut self,
         mut rng: Rng,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> io::Result<()> {
@@ -289,7 +290,7 @@ impl<N: Net> Server<N> {
         // Every task holds a sender; when all are dropped, every task has finished.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let ctx = self.connection_context(stop_rx.clone());
-        let admin_access = Arc::new(std::sync::RwLock::new(self.settings.admin_access.clone()));
+        let admin_access = Arc::new(RwLock::new(self.settings.admin_access.clone()));
         let reloader = self
             .settings
             .reload
@@ -306,30 +307,12 @@ impl<N: Net> Server<N> {
             let peers: Arc<dyn crate::cluster::ElectionStarter> = Arc::new(shell.peers.clone());
             peers
         });
-        let changer = Arc::new(crate::cluster::MembershipChanger::new(
+        let changer = Arc::new(MembershipChanger::new(
             self.raft.raft.clone(),
             probe,
             self.settings.membership,
         ));
-        if let (Some(listener), Some(start)) = (self.admin, self.admin_api) {
-            if self.settings.admin_access.is_open() {
-                tracing::warn!(
-                    "the admin HTTP API has no credentials: anyone who can connect to it (it \
-                     listens on loopback) can change the cluster; set [admin] api_key or users"
-                );
-            }
-            start(AdminParts {
-                listener,
-                hub: self.hub.clone(),
-                raft: self.raft.raft.clone(),
-                changer: changer.clone(),
-                ctx: ctx.clone(),
-                access: admin_access.clone(),
-                reloader: reloader.clone(),
-                limits: self.settings.admin_limits,
-                stop: stop_rx.clone(),
-            });
-        }
+        self.start_admin_api(&ctx, &admin_access, &reloader, &changer, &stop_rx);
         // Every node watches its role, a cluster of one too: a node whose log names voters it
         // cannot reach (a clustered data directory started without its cluster listener, say)
         // must send clients away and fail `/healthz`, not leave them hanging.
@@ -378,6 +361,42 @@ impl<N: Net> Server<N> {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
         self.raft.shutdown().await;
         Ok(())
+    }
+
+    /// Starts the admin API the node was given ([`Server::with_admin_api`]) on its admin
+    /// listener, when it has both.
+    fn start_admin_api(
+        &mut self,
+        ctx: &Arc<ConnectionContext>,
+        access: &Arc<RwLock<Arc<AdminAccess>>>,
+        reloader: &Option<Arc<Reloader>>,
+        changer: &Arc<MembershipChanger>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let (Some(listener), Some(start)) = (self.admin.take(), self.admin_api) else {
+            return;
+        };
+        if self.settings.admin_access.is_open() {
+            tracing::warn!(
+                "the admin HTTP API has no credentials: anyone who can connect to it (it \
+                 listens on loopback) can change the cluster; set [admin] api_key or users"
+            );
+        }
+        let admin = Admin {
+            hub: self.hub.clone(),
+            raft: self.raft.raft.clone(),
+            changer: changer.clone(),
+            ctx: ctx.clone(),
+            access: access.clone(),
+            reloader: reloader.clone(),
+            stats: Arc::default(),
+        };
+        start(AdminParts {
+            listener,
+            admin,
+            limits: self.settings.admin_limits,
+            stop: stop.clone(),
+        });
     }
 }
 
