@@ -102,7 +102,8 @@ impl Config {
         }
     }
 
-    /// [`MqttConfig::connect_timeout_secs`] as a duration.
+    /// [`MqttConfig::connect_timeout_secs`](super::MqttConfig::connect_timeout_secs) as a
+    /// duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.mqtt.connect_timeout_secs.into())
     }
