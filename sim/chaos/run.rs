@@ -105,7 +105,9 @@ fn node_host(
             };
             let started_ms = super::now_ms();
             let clock = Arc::new(SimClock::new(EPOCH_MS + started_ms));
-            let server = Server::bind(&SimNet, settings, clock).await?;
+            let server = Server::bind(&SimNet, settings, clock)
+                .await?
+                .with_admin_api(keel::admin::start);
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((server.hub(), server.raft()));
             server
                 .run(

@@ -3,8 +3,6 @@
 //! against the password file of `[auth]`. Without either, the API is open (and the node says
 //! so in its log at start-up). `/healthz` is always open: load balancers ask it.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -12,73 +10,47 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::{error, Admin};
-use crate::auth::PasswordFile;
+use crate::server::AdminAccess;
 
-/// The admin API's credentials.
-#[derive(Clone, Default)]
-pub struct AdminAccess {
-    /// The API key, if one is configured.
-    pub api_key: Option<String>,
-    /// Users of the password file who may use basic auth.
-    pub users: Vec<String>,
-    pub passwords: Option<Arc<PasswordFile>>,
-}
-
-impl std::fmt::Debug for AdminAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminAccess")
-            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
-            .field("users", &self.users)
-            .finish()
+/// Whether the request's `Authorization` / `X-API-Key` headers grant access. A basic
+/// auth password is verified on the blocking pool (an argon2id verification holds a core
+/// for 15 ms or more), for every user name alike: one that is not an admin, or not in the
+/// password file, costs the same as a wrong password, so the time taken tells nothing.
+async fn grants(access: &AdminAccess, headers: &axum::http::HeaderMap) -> bool {
+    if access.is_open() {
+        return true;
     }
-}
-
-impl AdminAccess {
-    /// Whether anyone may use the API without credentials.
-    pub fn is_open(&self) -> bool {
-        self.api_key.is_none() && self.users.is_empty()
-    }
-
-    /// Whether the request's `Authorization` / `X-API-Key` headers grant access. A basic
-    /// auth password is verified on the blocking pool (an argon2id verification holds a core
-    /// for 15 ms or more), for every user name alike: one that is not an admin, or not in the
-    /// password file, costs the same as a wrong password, so the time taken tells nothing.
-    async fn grants(&self, headers: &axum::http::HeaderMap) -> bool {
-        if self.is_open() {
+    if let Some(key) = &access.api_key {
+        let offered = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            });
+        if offered.is_some_and(|offered| same(offered.as_bytes(), key.as_bytes())) {
             return true;
         }
-        if let Some(key) = &self.api_key {
-            let offered = headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| {
-                    headers
-                        .get(header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                });
-            if offered.is_some_and(|offered| same(offered.as_bytes(), key.as_bytes())) {
-                return true;
-            }
-        }
-        let basic = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .and_then(|raw| String::from_utf8(raw).ok());
-        let (Some(credentials), Some(passwords)) = (basic, &self.passwords) else {
-            return false;
-        };
-        let Some((user, password)) = credentials.split_once(':') else {
-            return false;
-        };
-        let admin = self.users.iter().any(|u| u == user);
-        let (passwords, user, password) = (passwords.clone(), user.to_owned(), password.to_owned());
-        let verified =
-            tokio::task::spawn_blocking(move || passwords.verify(&user, password.as_bytes()));
-        verified.await.unwrap_or(false) && admin
     }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|raw| String::from_utf8(raw).ok());
+    let (Some(credentials), Some(passwords)) = (basic, &access.passwords) else {
+        return false;
+    };
+    let Some((user, password)) = credentials.split_once(':') else {
+        return false;
+    };
+    let admin = access.users.iter().any(|u| u == user);
+    let (passwords, user, password) = (passwords.clone(), user.to_owned(), password.to_owned());
+    let verified =
+        tokio::task::spawn_blocking(move || passwords.verify(&user, password.as_bytes()));
+    verified.await.unwrap_or(false) && admin
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -97,7 +69,7 @@ pub(super) async fn require(State(admin): State<Admin>, request: Request, next: 
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let open = request.uri().path() == "/healthz";
-    if open || access.grants(request.headers()).await {
+    if open || grants(&access, request.headers()).await {
         return next.run(request).await;
     }
     let mut response = error(

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,36 +22,7 @@ use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
 
 use crate::net::Listener;
-
-/// How much the admin listener holds and for how long (`[admin]`; its defaults are the
-/// configuration's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminLimits {
-    /// Most connections open at once.
-    pub connections_max: usize,
-    /// The longest a request's head may take to arrive, counted from when the connection
-    /// waits for it: a connection idle that long between requests is closed too.
-    pub header_timeout: Duration,
-    /// The longest a request may take from its head to its answer (its body read and its
-    /// handler run: a membership change waits for a new node to catch up).
-    pub request_timeout: Duration,
-}
-
-/// What the admin listener counts, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct AdminStats {
-    /// Connections open now.
-    pub open: AtomicU64,
-    /// Connections closed at once: the cap was reached and every connection had a request
-    /// in flight.
-    pub refused: AtomicU64,
-    /// Idle connections closed to make room for a new one at the cap.
-    pub evicted: AtomicU64,
-    /// Connections closed because a request's head did not arrive in time.
-    pub header_timeouts: AtomicU64,
-    /// Requests answered 503 because they took longer than the request timeout.
-    pub request_timeouts: AtomicU64,
-}
+use crate::server::{AdminLimits, AdminStats};
 
 /// Pause after a failed accept (often "too many open files"), which retrying at once would
 /// only repeat in a hot loop.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use openraft::ServerState;
 
 use super::Admin;
-use crate::loadgen::procstat;
+use crate::procstat;
 use crate::server::ListenerStats;
 
 /// The exposition being written: one `# HELP`/`# TYPE` per family, then its samples.

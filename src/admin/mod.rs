@@ -26,40 +26,36 @@ mod openapi;
 mod retained;
 mod trace;
 
-use std::sync::{Arc, RwLock};
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use openraft::Raft;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cluster::{MembershipChanger, TypeConfig};
 use crate::net::Listener;
-use crate::server::{ConnectionContext, Hub, Reloader};
+use crate::server::AdminParts;
 
-pub use access::AdminAccess;
-pub use listener::{AdminLimits, AdminStats};
+pub use crate::server::{Admin, AdminAccess, AdminLimits, AdminStats};
 pub use openapi::spec as openapi_spec;
 
-/// What the handlers reach.
-#[derive(Clone)]
-pub struct Admin {
-    pub hub: Arc<Hub>,
-    pub raft: Raft<TypeConfig>,
-    /// Membership changes (`POST` and `DELETE /api/v1/cluster/nodes`).
-    pub changer: Arc<MembershipChanger>,
-    /// For publishing through a loopback session (`POST /api/v1/publish`).
-    pub ctx: Arc<ConnectionContext>,
-    /// Who may use the API (a reload may replace it).
-    pub access: Arc<RwLock<Arc<AdminAccess>>>,
-    /// `POST /api/v1/reload`; `None` when the node was not started from a configuration.
-    pub reloader: Option<Arc<Reloader>>,
-    /// The admin listener's own counters (connections, timeouts), for `/metrics`.
-    pub stats: Arc<AdminStats>,
+/// Starts the API on a running node's admin listener, until the node stops: the
+/// [`AdminApi`](crate::server::AdminApi) a node is built with
+/// ([`Server::with_admin_api`](crate::server::Server::with_admin_api)).
+pub fn start<L: Listener>(parts: AdminParts<L>) {
+    let AdminParts {
+        listener,
+        admin,
+        limits,
+        mut stop,
+    } = parts;
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    tokio::spawn(async move {
+        serve(listener, admin, limits, shutdown).await;
+    });
 }
 
 /// Serves the API on `listener` within `limits` until `shutdown` completes.

@@ -258,10 +258,10 @@ mod tests {
 
     #[test]
     fn an_unlisted_user_passes_to_the_next_method() {
-        let jwt = crate::config::JwtConfig {
+        let jwt = crate::auth::JwtConfig {
             secret: Some("k".repeat(32)),
             public_key_file: None,
-            from: crate::config::JwtFrom::Password,
+            from: crate::auth::JwtFrom::Password,
             leeway_secs: 0,
             issuer: None,
             audience: None,

@@ -15,10 +15,9 @@ use std::fmt;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::codec::{Connect, ReasonCode};
-use crate::config::{JwtConfig, JwtFrom};
-
 use super::chain::Decision;
+use super::settings::{JwtConfig, JwtFrom};
+use crate::codec::{Connect, ReasonCode};
 
 /// The `jwt` method, its key loaded.
 pub struct JwtAuth {

@@ -3,7 +3,8 @@
 //! (the password file [`PasswordAuth`], [`JwtAuth`], the shell's HTTP hook through
 //! [`RemoteMethod`]) asked in order by an
 //! [`AuthChain`], SCRAM-SHA-256 enhanced authentication ([`scram`]), ACL files ([`Acl`]), and
-//! the node's [`Authenticator`](crate::session::Authenticator) made of them ([`NodeAuth`]).
+//! the node's [`Authenticator`](crate::session::Authenticator) made of them ([`NodeAuth`]),
+//! from the settings of `[auth]` ([`AuthConfig`], which the configuration file holds).
 
 mod acl;
 mod chain;
@@ -12,6 +13,7 @@ mod node_auth;
 mod password_auth;
 mod password_file;
 pub mod scram;
+mod settings;
 
 pub use acl::{Acl, AclError, AclPermissions, Identity, LiveAcl, Permission};
 pub use chain::{AuthChain, Decision, DecisionFuture, Method, Offload, RemoteMethod};
@@ -23,3 +25,4 @@ pub use password_file::{
     HashError, LineError, PasswordFile, HASH_M_COST_KIB, HASH_M_COST_MAX_KIB, HASH_P_COST,
     HASH_T_COST, HASH_T_COST_MAX, USERNAME_LEN_MAX,
 };
+pub use settings::{AuthConfig, AuthMethodName, HttpAuthConfig, JwtConfig, JwtFrom};

@@ -5,7 +5,6 @@
 use std::sync::{Arc, RwLock};
 
 use crate::codec::{Connect, ReasonCode};
-use crate::config::{AuthConfig, AuthMethodName, HttpAuthConfig};
 use crate::session::{AuthExchange, AuthFuture, Authenticator, PeerInfo, Permissions};
 
 use super::acl::{Acl, AclError, AclPermissions, LiveAcl};
@@ -14,6 +13,7 @@ use super::jwt::{JwtAuth, JwtError};
 use super::password_auth::PasswordAuth;
 use super::password_file::{AuthError, PasswordFile};
 use super::scram::ScramUsers;
+use super::settings::{AuthConfig, AuthMethodName, HttpAuthConfig};
 
 /// Why `[auth]` cannot be put to work.
 #[derive(Debug, thiserror::Error)]

@@ -70,6 +70,6 @@ fn init_logging() {
 fn serve(config: keel::config::Config, args: cli::ServeArgs) -> anyhow::Result<()> {
     tracing::debug!(?config, "effective configuration");
     let source = Box::new(move || args.config().map_err(|e| format!("{e:#}")));
-    keel::server::serve_reloadable(config, source)?;
+    keel::startup::serve_reloadable(config, source)?;
     Ok(())
 }

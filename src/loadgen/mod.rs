@@ -7,16 +7,15 @@
 //! [`payload::PayloadHeader`] (publisher, sequence number, send time), so subscribers account
 //! for each (publisher, subscriber) pair on their own ([`tally::SeqTally`]).
 //!
-//! Pure parts, tested without sockets: `payload`, `tally`, `pacing`, `inflight`, `template`,
-//! `procstat`'s parsers and `report`. The shell: `conn`, `publisher`, `subscriber`, `idle`
-//! and `run`.
+//! Pure parts, tested without sockets: `payload`, `tally`, `pacing`, `inflight`, `template`
+//! and `report`. The shell: `conn`, `publisher`, `subscriber`, `idle` and `run`. CPU and
+//! memory come from [`crate::procstat`].
 
 mod conn;
 mod idle;
 pub mod inflight;
 pub mod pacing;
 pub mod payload;
-pub mod procstat;
 mod publisher;
 pub mod report;
 mod run;

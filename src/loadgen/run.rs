@@ -13,7 +13,6 @@ use tokio::time::Instant;
 use super::conn::{Conn, ConnError, READ_CHUNK_BUSY, READ_CHUNK_IDLE};
 use super::idle::hold_idle;
 use super::pacing::{split_rate, Pacer};
-use super::procstat::{self, ProcSample};
 use super::publisher::{run_publisher, PublisherPlan, PublisherResult};
 use super::report::{BrokerUsage, IdleFigures, Latency, Report, Totals};
 use super::shared::{LatencyShards, Phase, PublisherLink, RunClock, Window};
@@ -21,6 +20,7 @@ use super::subscriber::{run_subscriber, SubscriberPlan, SubscriberResult};
 use super::template::PublishTemplate;
 use super::{LoadgenError, Options, Scenario};
 use crate::codec::{Protocol, QoS, TopicName};
+use crate::procstat::{self, ProcSample};
 
 /// During the drain, give up waiting for deliveries after this long without one.
 const DRAIN_QUIET: Duration = Duration::from_secs(1);

@@ -32,9 +32,8 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use crate::auth::{Decision, DecisionFuture, RemoteMethod};
+use crate::auth::{Decision, DecisionFuture, HttpAuthConfig, RemoteMethod};
 use crate::codec::{Connect, Protocol, ReasonCode};
-use crate::config::HttpAuthConfig;
 use crate::net::{Net, TokioNet};
 use crate::session::PeerInfo;
 

@@ -4,23 +4,23 @@
 //! runs inside the simulator. All protocol and broker logic lives in the pure core
 //! (`session`, `broker`, `state`); this module only moves bytes and time into it.
 
+mod admin_api;
 mod admission;
 mod auth_hook;
 mod cluster;
 mod connection;
-mod fd_budget;
+mod error;
 mod hub;
 pub mod loopback;
 mod offload;
 mod outbox;
 mod reload;
-mod serve;
 pub mod trace;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +28,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::cluster::{
-    open_node, Durability, Membership, ProposalQueue, ProposerLimits, RaftNode, SyncPolicy,
+    open_node, Durability, Membership, MembershipChanger, ProposalQueue, ProposerLimits, RaftNode,
+    SyncPolicy,
 };
 use crate::codec::TopicName;
 use crate::net::{Clock, Listener, Net, Rng};
@@ -36,13 +37,15 @@ use crate::session::{AllowAll, Authenticator, SessionConfig};
 use crate::storage::{KvStore, MemStore, WriteBatch};
 use crate::transport::TransportAcceptor;
 
+pub use admin_api::{Admin, AdminAccess, AdminApi, AdminLimits, AdminParts, AdminStats};
 pub use admission::{Cap, ListenerStats};
 pub use auth_hook::{http_auth_method, HttpHook, HttpHookError, HOOK_ERRORS};
 pub use cluster::ClusterSettings;
 pub use connection::ConnectionContext;
+pub use error::ServeError;
 pub use hub::Hub;
+pub use offload::BlockingOffload;
 pub use reload::{ReloadSource, Reloaded, Reloader};
-pub use serve::{serve, serve_reloadable, settings, ConfigSource, ServeError};
 
 /// How often wills and session expiries are checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -93,12 +96,13 @@ pub struct ServerSettings {
     /// How long a membership change may wait for a new node, and when a voter counts as
     /// reachable.
     pub membership: crate::cluster::ChangeLimits,
-    /// Where the admin HTTP API listens (`HOST:PORT`); `None` turns it off.
+    /// Where the admin HTTP API listens (`HOST:PORT`), served by the API the node is given
+    /// ([`Server::with_admin_api`]); `None` turns it off.
     pub http_listen: Option<String>,
     /// The admin listener's connection cap and deadlines.
-    pub admin_limits: crate::admin::AdminLimits,
+    pub admin_limits: AdminLimits,
     /// Who may use the admin HTTP API.
-    pub admin_access: Arc<crate::admin::AdminAccess>,
+    pub admin_access: Arc<AdminAccess>,
     /// How to read the configuration again (`POST /api/v1/reload`, and SIGHUP when
     /// `reload_on_sighup`); `None`: the node was not started from one.
     pub reload: Option<ReloadSource>,
@@ -131,7 +135,7 @@ impl Default for ServerSettings {
             cluster: None,
             membership: crate::cluster::ChangeLimits::default(),
             http_listen: None,
-            admin_limits: serve::admin_limits(&crate::config::AdminConfig::default()),
+            admin_limits: AdminLimits::default(),
             admin_access: Arc::default(),
             reload: None,
             reload_on_sighup: false,
@@ -150,6 +154,8 @@ pub struct Server<N: Net> {
     clock: Arc<dyn Clock>,
     cluster: Option<cluster::ClusterShell<N>>,
     admin: Option<N::Listener>,
+    /// Serves the admin API on `admin`.
+    admin_api: Option<AdminApi<N::Listener>>,
 }
 
 impl<N: Net> Server<N> {
@@ -215,6 +221,7 @@ impl<N: Net> Server<N> {
         };
         Ok(Server {
             admin,
+            admin_api: None,
             listeners,
             settings,
             hub,
@@ -222,6 +229,14 @@ impl<N: Net> Server<N> {
             clock,
             cluster,
         })
+    }
+
+    /// Serves the admin HTTP API on the admin listener
+    /// ([`ServerSettings::http_listen`]) once the node runs: `crate::admin::start`, which the
+    /// shell does not know. Without it, a node with an admin listener serves nothing there.
+    pub fn with_admin_api(mut self, api: AdminApi<N::Listener>) -> Server<N> {
+        self.admin_api = Some(api);
+        self
     }
 
     /// The bound addresses, in the order of the settings' listeners.
@@ -246,10 +261,27 @@ impl<N: Net> Server<N> {
         self.raft.raft.clone()
     }
 
+    /// What the connection tasks of this node share; `shutdown` turns true when it stops.
+    fn connection_context(&self, shutdown: watch::Receiver<bool>) -> Arc<ConnectionContext> {
+        let settings = &self.settings;
+        Arc::new(ConnectionContext {
+            hub: self.hub.clone(),
+            clock: self.clock.clone(),
+            auth: std::sync::RwLock::new(settings.auth.clone()),
+            session_config: std::sync::RwLock::new(settings.session.clone()),
+            connect_timeout_ms: settings.connect_timeout.as_millis() as u64,
+            write_timeout: settings.write_timeout,
+            qos0_queue_max: settings.qos0_queue_max,
+            packet_timeout_ms: settings.packet_timeout.as_millis() as u64,
+            use_identity_as_username: settings.use_identity_as_username,
+            shutdown,
+        })
+    }
+
     /// Serves until `shutdown` completes, then tells clients (MQTT 5: DISCONNECT 0x8B) and
     /// waits a little for them to go.
     pub async fn run(
-        self,
+        mut self,
         mut rng: Rng,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> io::Result<()> {
@@ -257,19 +289,8 @@ impl<N: Net> Server<N> {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every task holds a sender; when all are dropped, every task has finished.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        let ctx = Arc::new(ConnectionContext {
-            hub: self.hub.clone(),
-            clock: clock.clone(),
-            auth: std::sync::RwLock::new(self.settings.auth.clone()),
-            session_config: std::sync::RwLock::new(self.settings.session.clone()),
-            connect_timeout_ms: self.settings.connect_timeout.as_millis() as u64,
-            write_timeout: self.settings.write_timeout,
-            qos0_queue_max: self.settings.qos0_queue_max,
-            packet_timeout_ms: self.settings.packet_timeout.as_millis() as u64,
-            use_identity_as_username: self.settings.use_identity_as_username,
-            shutdown: stop_rx.clone(),
-        });
-        let admin_access = Arc::new(std::sync::RwLock::new(self.settings.admin_access.clone()));
+        let ctx = self.connection_context(stop_rx.clone());
+        let admin_access = Arc::new(RwLock::new(self.settings.admin_access.clone()));
         let reloader = self
             .settings
             .reload
@@ -286,36 +307,12 @@ impl<N: Net> Server<N> {
             let peers: Arc<dyn crate::cluster::ElectionStarter> = Arc::new(shell.peers.clone());
             peers
         });
-        let changer = Arc::new(crate::cluster::MembershipChanger::new(
+        let changer = Arc::new(MembershipChanger::new(
             self.raft.raft.clone(),
             probe,
             self.settings.membership,
         ));
-        if let Some(listener) = self.admin {
-            if self.settings.admin_access.is_open() {
-                tracing::warn!(
-                    "the admin HTTP API has no credentials: anyone who can connect to it (it \
-                     listens on loopback) can change the cluster; set [admin] api_key or users"
-                );
-            }
-            let admin = crate::admin::Admin {
-                hub: self.hub.clone(),
-                raft: self.raft.raft.clone(),
-                changer: changer.clone(),
-                ctx: ctx.clone(),
-                access: admin_access.clone(),
-                reloader: reloader.clone(),
-                stats: Arc::default(),
-            };
-            let limits = self.settings.admin_limits;
-            let mut stop = stop_rx.clone();
-            let shutdown = async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            tokio::spawn(async move {
-                crate::admin::serve(listener, admin, limits, shutdown).await;
-            });
-        }
+        self.start_admin_api(&ctx, &admin_access, &reloader, &changer, &stop_rx);
         // Every node watches its role, a cluster of one too: a node whose log names voters it
         // cannot reach (a clustered data directory started without its cluster listener, say)
         // must send clients away and fail `/healthz`, not leave them hanging.
@@ -364,6 +361,42 @@ impl<N: Net> Server<N> {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
         self.raft.shutdown().await;
         Ok(())
+    }
+
+    /// Starts the admin API the node was given ([`Server::with_admin_api`]) on its admin
+    /// listener, when it has both.
+    fn start_admin_api(
+        &mut self,
+        ctx: &Arc<ConnectionContext>,
+        access: &Arc<RwLock<Arc<AdminAccess>>>,
+        reloader: &Option<Arc<Reloader>>,
+        changer: &Arc<MembershipChanger>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let (Some(listener), Some(start)) = (self.admin.take(), self.admin_api) else {
+            return;
+        };
+        if self.settings.admin_access.is_open() {
+            tracing::warn!(
+                "the admin HTTP API has no credentials: anyone who can connect to it (it \
+                 listens on loopback) can change the cluster; set [admin] api_key or users"
+            );
+        }
+        let admin = Admin {
+            hub: self.hub.clone(),
+            raft: self.raft.raft.clone(),
+            changer: changer.clone(),
+            ctx: ctx.clone(),
+            access: access.clone(),
+            reloader: reloader.clone(),
+            stats: Arc::default(),
+        };
+        start(AdminParts {
+            listener,
+            admin,
+            limits: self.settings.admin_limits,
+            stop: stop.clone(),
+        });
     }
 }
 

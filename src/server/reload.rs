@@ -7,9 +7,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::admin::AdminAccess;
 use crate::session::{Authenticator, SessionConfig};
 
+use super::admin_api::AdminAccess;
 use super::connection::ConnectionContext;
 
 /// What a reload puts in force.

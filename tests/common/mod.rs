@@ -134,7 +134,8 @@ impl TestBroker {
         }
         let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
             .await
-            .expect("bind");
+            .expect("bind")
+            .with_admin_api(keel::admin::start);
         let addrs = server.local_addrs().expect("local addr");
         let addr = addrs[0];
         let admin = server.admin_addr();

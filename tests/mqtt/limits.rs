@@ -24,7 +24,7 @@ async fn broker(change: impl FnOnce(&mut Config)) -> TestBroker {
     config.mqtt.sys_interval_secs = 0;
     change(&mut config);
     config.validate().unwrap();
-    TestBroker::start(keel::server::settings(&config).unwrap()).await
+    TestBroker::start(keel::startup::settings(&config).unwrap()).await
 }
 
 /// The value of `keel_limit_hits_total{limit="<limit>"}`.
@@ -291,7 +291,7 @@ async fn connections_beyond_a_listeners_cap_are_closed_and_other_listeners_still
     config.listeners.ws = None;
     config.listeners.tcp_connections_max = 2;
     config.validate().unwrap();
-    let mut settings = keel::server::settings(&config).unwrap();
+    let mut settings = keel::startup::settings(&config).unwrap();
     assert_eq!(
         settings.listeners[0].connections_max,
         Some(2),

@@ -52,7 +52,7 @@ async fn broker() -> (TestBroker, tempfile::TempDir) {
     config.durability.store = keel::config::StoreKind::Memory;
     config.mqtt.sys_interval_secs = 0;
     config.validate().unwrap();
-    let settings = keel::server::settings(&config).unwrap();
+    let settings = keel::startup::settings(&config).unwrap();
     (TestBroker::start(settings).await, dir)
 }
 

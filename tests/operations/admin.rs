@@ -27,7 +27,7 @@ async fn broker() -> (TestBroker, SocketAddr, tempfile::TempDir) {
     config.durability.store = keel::config::StoreKind::Memory;
     config.mqtt.sys_interval_secs = 0;
     config.validate().unwrap();
-    let settings = keel::server::settings(&config).unwrap();
+    let settings = keel::startup::settings(&config).unwrap();
     let broker = TestBroker::start(settings).await;
     let admin = broker.admin.expect("an admin listener");
     (broker, admin, dir)

@@ -22,7 +22,7 @@ async fn broker(allow_anonymous: bool) -> (TestBroker, tempfile::TempDir) {
     config.auth.password_file = Some(passwd);
     config.durability.store = keel::config::StoreKind::Memory;
     config.validate().unwrap();
-    let settings = keel::server::settings(&config).unwrap();
+    let settings = keel::startup::settings(&config).unwrap();
     (TestBroker::start(settings).await, dir)
 }
 

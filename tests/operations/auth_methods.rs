@@ -39,7 +39,7 @@ fn base_config(dir: &tempfile::TempDir) -> Config {
 
 async fn start(config: &Config) -> TestBroker {
     config.validate().unwrap();
-    TestBroker::start(keel::server::settings(config).unwrap()).await
+    TestBroker::start(keel::startup::settings(config).unwrap()).await
 }
 
 fn jwt_config() -> JwtConfig {
@@ -386,7 +386,7 @@ async fn a_tls_client_certificate_names_the_client() {
     let mut config = base_config(&dir);
     config.auth.acl_file = Some(acl);
     config.validate().unwrap();
-    let mut settings = keel::server::settings(&config).unwrap();
+    let mut settings = keel::startup::settings(&config).unwrap();
     let acceptor = tls::acceptor(&TlsSettings {
         cert_chain_path: dir.path().join("cert.pem"),
         key_path: dir.path().join("key.pem"),

@@ -1,5 +1,6 @@
-//! CPU time and memory of a process, read from Linux's `/proc`: the broker's (by pid) and the
-//! load generator's own, sampled at the start and end of the measured window.
+//! CPU time and memory of a process, read from Linux's `/proc`: the node's own for the admin
+//! API's `/metrics`, and the load generator's and the broker's (by pid), sampled at the start
+//! and end of its measured window.
 
 use std::io;
 
