@@ -48,24 +48,57 @@ fn borrowed(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
     samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
 }
 
+/// What the broker core shows of itself, read under one lock.
+struct BrokerFigures {
+    stats: crate::broker::BrokerStats,
+    connections: usize,
+    sessions: usize,
+    subscriptions: usize,
+    retained: usize,
+    inflight: usize,
+    queued: usize,
+    queued_bytes: usize,
+}
+
 /// Prometheus text exposition of the node.
 pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
     let raft = admin.raft.metrics().borrow().clone();
-    let (stats, connections, sessions, subscriptions, retained, (inflight, queued), queued_bytes) = {
+    let figures = {
         let core = admin.hub.lock();
         let broker = &core.broker;
-        (
-            *broker.stats(),
-            broker.connection_count(),
-            broker.session_count(),
-            broker.subscription_count(),
-            broker.state().retained().count(),
-            broker.inflight_and_queued(),
-            broker.queued_bytes(),
-        )
+        let (inflight, queued) = broker.inflight_and_queued();
+        BrokerFigures {
+            stats: *broker.stats(),
+            connections: broker.connection_count(),
+            sessions: broker.session_count(),
+            subscriptions: broker.subscription_count(),
+            retained: broker.state().retained().count(),
+            inflight,
+            queued,
+            queued_bytes: broker.queued_bytes(),
+        }
     };
-    let shell = &admin.hub.shell_stats;
     let mut out = Exposition::default();
+    broker_gauges(&mut out, &figures);
+    message_counters(&mut out, &figures.stats, &admin);
+    limit_counters(&mut out, &figures.stats, &admin);
+    cluster_figures(&mut out, &admin, &raft);
+    process_figures(&mut out);
+    ([("content-type", "text/plain; version=0.0.4")], out.text).into_response()
+}
+
+/// The sessions, subscriptions and messages the node holds.
+fn broker_gauges(out: &mut Exposition, figures: &BrokerFigures) {
+    let BrokerFigures {
+        connections,
+        sessions,
+        subscriptions,
+        retained,
+        inflight,
+        queued,
+        queued_bytes,
+        ..
+    } = *figures;
     out.one(
         "connections",
         "gauge",
@@ -108,6 +141,11 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "Payload and topic bytes of the QoS 1/2 messages held by sessions (in flight included).",
         queued_bytes as u64,
     );
+}
+
+/// Messages and bytes in and out, traces and authentication.
+fn message_counters(out: &mut Exposition, stats: &crate::broker::BrokerStats, admin: &Admin) {
+    let shell = &admin.hub.shell_stats;
     let qos = |counts: [u64; 3]| -> [(&'static str, u64); 3] {
         [
             ("qos=\"0\"", counts[0]),
@@ -183,6 +221,11 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "Calls of the HTTP authentication hook that failed (counted as ignore).",
         crate::server::HOOK_ERRORS.load(std::sync::atomic::Ordering::Relaxed),
     );
+}
+
+/// Every limit's hits, the MQTT listeners' open connections.
+fn limit_counters(out: &mut Exposition, stats: &crate::broker::BrokerStats, admin: &Admin) {
+    let shell = &admin.hub.shell_stats;
     let listeners = shell.listeners();
     // `listener` is the transport, `addr` tells two listeners of one transport apart.
     let listener_label = |l: &ListenerStats| {
@@ -257,6 +300,16 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "Requests refused, connections closed or accepts delayed by a limit.",
         &limit_hits,
     );
+}
+
+/// Cluster peers refused, the admin listener, and Raft.
+fn cluster_figures(
+    out: &mut Exposition,
+    admin: &Admin,
+    raft: &openraft::RaftMetrics<u64, openraft::BasicNode>,
+) {
+    let shell = &admin.hub.shell_stats;
+    let ours = &admin.stats;
     let refusals: Vec<(String, u64)> = shell
         .peer_refusals
         .counts()
@@ -308,6 +361,10 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
         "1 while this node leads.",
         u64::from(raft.state == ServerState::Leader),
     );
+}
+
+/// The process's memory and CPU.
+fn process_figures(out: &mut Exposition) {
     if let Ok(process) = procstat::sample(None) {
         out.one(
             "process_resident_memory_bytes",
@@ -322,5 +379,4 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
             process.cpu_ticks * 1000 / procstat::clock_ticks_per_sec(),
         );
     }
-    ([("content-type", "text/plain; version=0.0.4")], out.text).into_response()
 }

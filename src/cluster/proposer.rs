@@ -345,41 +345,61 @@ pub async fn run_proposer(
             continue;
         };
         if !leading {
-            // Another node leads: one batch at a time. A call to a leader that has been
-            // replaced meanwhile is given up at once (it would wait out its deadline if the
-            // old leader is paused, holding up every client of this node; jepsen saw 2 s),
-            // and the batch goes to the new one.
-            let call = link.propose(leader, batch.clone());
-            let result = tokio::select! {
-                result = call => result,
-                _ = leader_moved(&raft, leader) => Err(LeaderError::NotLeader(leader)),
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, seq = batch.id.seq, "batch not committed; sending it again");
-                pipe.retry.push_front(batch);
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
+            send_to_leader(&raft, &*link, leader, batch, &mut pipe).await;
             continue;
         }
-        let seq = batch.id.seq;
-        // `client_write_ff` hands the entry to Raft before returning, so entries keep the
-        // queue's order; the outcome is awaited apart.
-        match raft.client_write_ff(batch.clone()).await {
-            Ok(outcome) => {
-                pipe.inflight
-                    .insert(seq, (batch, tokio::time::Instant::now()));
-                let outcome_tx = outcome_tx.clone();
-                tokio::spawn(async move {
-                    let committed = matches!(outcome.await, Ok(Ok(_)));
-                    let _ = outcome_tx.send((seq, committed)).await;
-                });
-            }
-            Err(fatal) => {
-                failure.log_failed(fatal.to_string());
-                return;
-            }
+        if let Err(fatal) = append(&raft, batch, &mut pipe, &outcome_tx).await {
+            failure.log_failed(fatal.to_string());
+            return;
         }
     }
+}
+
+/// Another node leads: sends it one batch, and waits for its outcome. A call to a leader that
+/// has been replaced meanwhile is given up at once (it would wait out its deadline if the old
+/// leader is paused, holding up every client of this node; jepsen saw 2 s), and the batch
+/// goes to the new one.
+async fn send_to_leader(
+    raft: &Raft<TypeConfig>,
+    link: &dyn LeaderLink,
+    leader: u64,
+    batch: Batch,
+    pipe: &mut Pipeline,
+) {
+    let call = link.propose(leader, batch.clone());
+    let result = tokio::select! {
+        result = call => result,
+        _ = leader_moved(raft, leader) => Err(LeaderError::NotLeader(leader)),
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, seq = batch.id.seq, "batch not committed; sending it again");
+        pipe.retry.push_front(batch);
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// This node leads: appends a batch to its log, its outcome awaited apart (reported on
+/// `outcome_tx`). `client_write_ff` hands the entry to Raft before returning, so entries keep
+/// the queue's order. An error is fatal: the log failed.
+async fn append(
+    raft: &Raft<TypeConfig>,
+    batch: Batch,
+    pipe: &mut Pipeline,
+    outcome_tx: &mpsc::Sender<Outcome>,
+) -> Result<
+    (),
+    openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, openraft::BasicNode>>,
+> {
+    let seq = batch.id.seq;
+    let outcome = raft.client_write_ff(batch.clone()).await?;
+    pipe.inflight
+        .insert(seq, (batch, tokio::time::Instant::now()));
+    let outcome_tx = outcome_tx.clone();
+    tokio::spawn(async move {
+        let committed = matches!(outcome.await, Ok(Ok(_)));
+        let _ = outcome_tx.send((seq, committed)).await;
+    });
+    Ok(())
 }
 
 #[cfg(test)]

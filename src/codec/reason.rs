@@ -201,36 +201,6 @@ impl ReasonCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_code_round_trips_through_its_byte() {
-        for &code in ReasonCode::ALL {
-            assert_eq!(ReasonCode::from_u8(code.as_u8()), Some(code));
-        }
-        assert_eq!(ReasonCode::from_u8(0x03), None);
-        assert_eq!(ReasonCode::from_u8(0xA3), None);
-    }
-
-    #[test]
-    fn v3_connack_codes_round_trip() {
-        for code in 0..=5u8 {
-            let reason = ReasonCode::from_v3_connack(code).unwrap();
-            assert_eq!(reason.to_v3_connack(), code);
-            assert!(reason.is_valid_for(ReasonContext::ConnAck));
-        }
-        assert_eq!(ReasonCode::from_v3_connack(6), None);
-    }
-
-    #[test]
-    fn v3_suback_failure_is_0x80() {
-        assert_eq!(ReasonCode::NotAuthorized.to_v3_suback(), 0x80);
-        assert_eq!(ReasonCode::GrantedQoS2.to_v3_suback(), 2);
-    }
-}
-
 /// The reason codes the spec allows in ConnAck.
 const VALID_IN_CONN_ACK: &[ReasonCode] = &[
     ReasonCode::Success,
@@ -340,3 +310,33 @@ const VALID_IN_AUTH: &[ReasonCode] = &[
     ReasonCode::ContinueAuthentication,
     ReasonCode::ReAuthenticate,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_its_byte() {
+        for &code in ReasonCode::ALL {
+            assert_eq!(ReasonCode::from_u8(code.as_u8()), Some(code));
+        }
+        assert_eq!(ReasonCode::from_u8(0x03), None);
+        assert_eq!(ReasonCode::from_u8(0xA3), None);
+    }
+
+    #[test]
+    fn v3_connack_codes_round_trip() {
+        for code in 0..=5u8 {
+            let reason = ReasonCode::from_v3_connack(code).unwrap();
+            assert_eq!(reason.to_v3_connack(), code);
+            assert!(reason.is_valid_for(ReasonContext::ConnAck));
+        }
+        assert_eq!(ReasonCode::from_v3_connack(6), None);
+    }
+
+    #[test]
+    fn v3_suback_failure_is_0x80() {
+        assert_eq!(ReasonCode::NotAuthorized.to_v3_suback(), 0x80);
+        assert_eq!(ReasonCode::GrantedQoS2.to_v3_suback(), 2);
+    }
+}

@@ -8,8 +8,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::codec::Packet;
-use crate::codec::{Decoder, ReasonCode};
+use crate::codec::{Connect, Decoder, Packet, ReasonCode};
 use crate::net::{BoxStream, Clock};
 use crate::session::{Authenticator, Decided, PeerInfo, Session, SessionConfig};
 
@@ -106,10 +105,7 @@ pub async fn serve_connection(
     let mut write_buf = BytesMut::new();
     let mut inbox = Vec::new();
     let mut read_chunk = READ_CHUNK_IDLE;
-    // One timer for the connection's deadline, re-armed only when the deadline comes earlier
-    // than the armed one: keep-alive moves the deadline on every packet, and resetting a
-    // timer per packet costs more than a spurious wake-up now and then (which `on_timer`
-    // ignores, after which the timer is armed again for the deadline then in force).
+    // One timer for the connection's deadline (see `arm_timer`).
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut armed_ms: Option<u64> = None;
@@ -117,11 +113,7 @@ pub async fn serve_connection(
     let mut partial_deadline_ms: Option<u64> = None;
 
     loop {
-        if !write_output(&ctx, &mut session, &mut stream, &mut write_buf).await {
-            break;
-        }
-        if session.is_closing() {
-            let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
+        if !write_and_go_on(&ctx, &mut session, &mut stream, &mut write_buf).await {
             break;
         }
         if read_buf.is_empty() {
@@ -134,75 +126,29 @@ pub async fn serve_connection(
         if read_buf.capacity() - read_buf.len() < READ_CHUNK_IDLE {
             read_buf.reserve(read_chunk);
         }
-        let deadline_ms = match (session.deadline_ms(), partial_deadline_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (deadline_ms, armed_ms) {
-            (Some(deadline), Some(armed)) if armed <= deadline => {}
-            (Some(deadline), _) => {
-                let now_ms = ctx.clock.unix_ms();
-                let wait = Duration::from_millis(deadline.saturating_sub(now_ms));
-                timer.as_mut().reset(tokio::time::Instant::now() + wait);
-                armed_ms = Some(deadline);
-            }
-            (None, _) => armed_ms = None,
-        }
+        let deadline_ms = [session.deadline_ms(), partial_deadline_ms]
+            .into_iter()
+            .flatten()
+            .min();
+        armed_ms = arm_timer(&ctx, timer.as_mut(), deadline_ms, armed_ms);
         tokio::select! {
             read = stream.read_buf(&mut read_buf), if session.pending_replies() < PENDING_REPLIES_MAX => {
                 let Ok(n) = read else { break };
                 if n == 0 {
                     break;
                 }
-                ctx.hub
-                    .shell_stats
-                    .bytes_received
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                count_received(&ctx, n);
                 read_chunk = if read_buf.len() >= read_chunk / 2 { READ_CHUNK_BUSY } else { read_chunk };
                 let mut input = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
                 if let Some(mut c) = input.connect.take() {
-                    // Authentication may wait (a password hash, an HTTP call): outside the
-                    // broker's lock, then the session gets the verdict with the CONNECT.
-                    // Enhanced authentication (an authentication method) runs in the session.
-                    // Only the boxed CONNECT is held across the wait: every byte held there
-                    // is in every idle connection's task.
-                    let verdict = if c.properties.authentication_method.is_none() {
-                        if let Some(identity) = &peer.cert_identity {
-                            c.username = Some(identity.clone());
-                        }
-                        auth.authenticate_async(&c, &peer).await
-                    } else {
-                        Ok(())
-                    };
-                    tracing::debug!(
-                        client_id = c.client_id.as_str(),
-                        peer = ?peer.addr,
-                        ?verdict,
-                        "CONNECT"
-                    );
-                    let packet = Packet::Connect(c);
+                    let verdict = authenticate(&*auth, &mut c, &peer).await;
                     let decided = Decided { verdict, by: &*auth };
-                    {
-                        let mut core = ctx.hub.lock();
-                        let now_ms = ctx.clock.unix_ms();
-                        session.handle(packet, &mut core.broker, &decided, now_ms);
-                        core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
-                        let tap = ctx.hub.tracer.tap(&session, || now_ms);
-                        if let (Some(tap), Some(addr)) = (tap, peer.addr) {
-                            tap.peer(addr);
-                        }
-                    }
+                    hand_connect(&ctx, &mut session, c, &decided, &peer);
                     let more = handle_input(&ctx, &*auth, &mut session, &mut decoder, &mut read_buf);
                     input.packets += 1 + more.packets;
                     input.handed_off += more.handed_off;
                 }
-                // The clock of an unfinished packet starts when its first bytes are the
-                // first unfinished ones: a stream of packets that keeps completing is fine.
-                partial_deadline_ms = match (read_buf.is_empty(), input.packets, partial_deadline_ms) {
-                    (true, _, _) => None,
-                    (false, 0, Some(started)) => Some(started),
-                    (false, _, _) => Some(ctx.clock.unix_ms().saturating_add(ctx.packet_timeout_ms)),
-                };
+                partial_deadline_ms = partial_deadline(&ctx, &read_buf, input.packets, partial_deadline_ms);
                 if (1..=LATENCY_FIRST_HANDOFF_MAX).contains(&input.handed_off) {
                     // A few messages for other connections: let their tasks write them
                     // before this task writes its own acknowledgements (as Mosquitto does in
@@ -219,48 +165,156 @@ pub async fn serve_connection(
             }
             _ = outbox.ready() => {
                 outbox.drain_into(&mut inbox);
-                let mut core = ctx.hub.lock();
-                let now_ms = ctx.clock.unix_ms();
-                for item in inbox.drain(..) {
-                    match item {
-                        Outgoing::Deliver(delivery) => session.deliver(delivery, &mut core.broker, now_ms),
-                        Outgoing::Disconnect(reason) => session.kick(reason),
-                        Outgoing::Reply(ticket, completion) => session.on_reply(ticket, completion),
-                    }
-                }
-                core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
+                take_inbox(&ctx, &mut session, &mut inbox);
             }
             _ = &mut timer, if armed_ms.is_some() => {
                 armed_ms = None;
-                let now_ms = ctx.clock.unix_ms();
-                if partial_deadline_ms.is_some_and(|due| now_ms >= due) {
-                    // A packet trickling in slower than the timeout: a slow loris, or a
-                    // client that died mid-packet. Nothing in MQTT names this; close.
-                    tracing::debug!(conn = session.conn(), "packet not complete in time: closing");
-                    ctx.hub
-                        .shell_stats
-                        .closed_slow_packets
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !on_deadline(&ctx, &mut session, partial_deadline_ms) {
                     break;
                 }
-                let mut core = ctx.hub.lock();
-                session.on_timer(&mut core.broker, now_ms);
-                core.dispatch(Some(&mut session), now_ms, &ctx.hub.qos0_dropped);
             }
             _ = shutdown.changed() => session.kick(ReasonCode::ServerShuttingDown),
         }
     }
+    closed(&ctx, &mut session);
+}
 
+/// When the bytes of the unfinished packet at the front of `read_buf` must be complete. Its
+/// clock starts when its first bytes are the first unfinished ones: a stream of packets that
+/// keeps completing is fine.
+fn partial_deadline(
+    ctx: &ConnectionContext,
+    read_buf: &BytesMut,
+    packets: usize,
+    started: Option<u64>,
+) -> Option<u64> {
+    match (read_buf.is_empty(), packets, started) {
+        (true, _, _) => None,
+        (false, 0, Some(started)) => Some(started),
+        (false, _, _) => Some(ctx.clock.unix_ms().saturating_add(ctx.packet_timeout_ms)),
+    }
+}
+
+/// Arms the connection's timer for `deadline_ms` unless it is armed for that or earlier
+/// already; returns what it is armed for. Re-armed only when the deadline comes earlier than
+/// the armed one: keep-alive moves the deadline on every packet, and resetting a timer per
+/// packet costs more than a spurious wake-up now and then (which `on_timer` ignores, after
+/// which the timer is armed again for the deadline then in force).
+fn arm_timer(
+    ctx: &ConnectionContext,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    deadline_ms: Option<u64>,
+    armed_ms: Option<u64>,
+) -> Option<u64> {
+    match (deadline_ms, armed_ms) {
+        (Some(deadline), Some(armed)) if armed <= deadline => Some(armed),
+        (Some(deadline), _) => {
+            let now_ms = ctx.clock.unix_ms();
+            let wait = Duration::from_millis(deadline.saturating_sub(now_ms));
+            timer.reset(tokio::time::Instant::now() + wait);
+            Some(deadline)
+        }
+        (None, _) => None,
+    }
+}
+
+/// The verdict on a CONNECT. Authentication may wait (a password hash, an HTTP call): it runs
+/// outside the broker's lock, then the session gets the verdict with the CONNECT. Enhanced
+/// authentication (an authentication method) runs in the session. Only the boxed CONNECT and
+/// the boxed authentication are held across the wait: every byte held there is in every idle
+/// connection's task.
+async fn authenticate(
+    auth: &dyn Authenticator,
+    connect: &mut Connect,
+    peer: &PeerInfo,
+) -> Result<(), ReasonCode> {
+    if connect.properties.authentication_method.is_some() {
+        return Ok(());
+    }
+    if let Some(identity) = &peer.cert_identity {
+        connect.username = Some(identity.clone());
+    }
+    auth.authenticate_async(connect, peer).await
+}
+
+/// Hands an authenticated (or refused) CONNECT to the session, under the broker's lock.
+fn hand_connect(
+    ctx: &ConnectionContext,
+    session: &mut Session,
+    connect: Box<Connect>,
+    decided: &Decided<'_>,
+    peer: &PeerInfo,
+) {
+    tracing::debug!(
+        client_id = connect.client_id.as_str(),
+        peer = ?peer.addr,
+        verdict = ?decided.verdict,
+        "CONNECT"
+    );
+    let packet = Packet::Connect(connect);
+    let mut core = ctx.hub.lock();
+    let now_ms = ctx.clock.unix_ms();
+    session.handle(packet, &mut core.broker, decided, now_ms);
+    core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+    let tap = ctx.hub.tracer.tap(session, || now_ms);
+    if let (Some(tap), Some(addr)) = (tap, peer.addr) {
+        tap.peer(addr);
+    }
+}
+
+/// What other connections and the broker sent this one: deliveries, a disconnect, replies.
+fn take_inbox(ctx: &ConnectionContext, session: &mut Session, inbox: &mut Vec<Outgoing>) {
+    let mut core = ctx.hub.lock();
+    let now_ms = ctx.clock.unix_ms();
+    for item in inbox.drain(..) {
+        match item {
+            Outgoing::Deliver(delivery) => session.deliver(delivery, &mut core.broker, now_ms),
+            Outgoing::Disconnect(reason) => session.kick(reason),
+            Outgoing::Reply(ticket, completion) => session.on_reply(ticket, completion),
+        }
+    }
+    core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+}
+
+/// The timer fired: returns false when the connection must close because a packet did not
+/// complete in time, else lets the session act on its deadline (keep-alive, CONNECT).
+fn on_deadline(
+    ctx: &ConnectionContext,
+    session: &mut Session,
+    partial_deadline_ms: Option<u64>,
+) -> bool {
+    let now_ms = ctx.clock.unix_ms();
+    if partial_deadline_ms.is_some_and(|due| now_ms >= due) {
+        // A packet trickling in slower than the timeout: a slow loris, or a client that died
+        // mid-packet. Nothing in MQTT names this; close.
+        tracing::debug!(
+            conn = session.conn(),
+            "packet not complete in time: closing"
+        );
+        ctx.hub
+            .shell_stats
+            .closed_slow_packets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return false;
+    }
+    let mut core = ctx.hub.lock();
+    session.on_timer(&mut core.broker, now_ms);
+    core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
+    true
+}
+
+/// The connection is over: the broker is told, the trace notes it, the hub forgets it.
+fn closed(ctx: &ConnectionContext, session: &mut Session) {
     {
         let mut core = ctx.hub.lock();
         let now_ms = ctx.clock.unix_ms();
         session.on_closed(&mut core.broker, now_ms);
         core.dispatch(None, now_ms, &ctx.hub.qos0_dropped);
     }
-    if let Some(tap) = ctx.hub.tracer.tap(&session, || ctx.clock.unix_ms()) {
+    if let Some(tap) = ctx.hub.tracer.tap(session, || ctx.clock.unix_ms()) {
         tap.closed();
     }
-    ctx.hub.unregister(conn);
+    ctx.hub.unregister(session.conn());
 }
 
 /// What one pass over the read buffer did.
@@ -323,6 +377,31 @@ fn handle_input(
         handed_off,
         connect: None,
     }
+}
+
+/// Writes what the session produced; false when the connection is over: broken, or closing
+/// (then shut down, within the write timeout).
+async fn write_and_go_on(
+    ctx: &ConnectionContext,
+    session: &mut Session,
+    stream: &mut BoxStream,
+    write_buf: &mut BytesMut,
+) -> bool {
+    if !write_output(ctx, session, stream, write_buf).await {
+        return false;
+    }
+    if session.is_closing() {
+        let _ = tokio::time::timeout(ctx.write_timeout, stream.shutdown()).await;
+        return false;
+    }
+    true
+}
+
+fn count_received(ctx: &ConnectionContext, bytes: usize) {
+    ctx.hub
+        .shell_stats
+        .bytes_received
+        .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Encodes and writes what the session produced; false when the connection is broken.

@@ -228,19 +228,13 @@ impl State {
                 will,
                 now_ms,
                 place,
-            } => {
-                // A local session of the client id is taken over by this durable one.
-                if let Some(old) = self.placement.take(&client_id).filter(|old| *old != place) {
-                    applied.displaced.push((client_id.clone(), old));
-                }
-                self.open_session(
-                    client_id,
-                    (clean_start, expiry_secs),
-                    will,
-                    (now_ms, place),
-                    &mut applied,
-                )
-            }
+            } => self.open_session(
+                client_id,
+                (clean_start, expiry_secs),
+                will,
+                (now_ms, place),
+                &mut applied,
+            ),
             Command::CloseSession {
                 client_id,
                 expiry_secs,

@@ -44,6 +44,10 @@ impl State {
         (now_ms, place): (u64, Place),
         applied: &mut Applied,
     ) {
+        // A local session of the client id is taken over by this durable one.
+        if let Some(old) = self.placement.take(&client_id).filter(|old| *old != place) {
+            applied.displaced.push((client_id.clone(), old));
+        }
         if let Some(existing) = self.sessions.get_mut(&client_id) {
             let taken_over = existing.connected;
             applied.taken_over = taken_over;
