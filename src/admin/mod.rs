@@ -120,7 +120,7 @@ async fn reload(State(admin): State<Admin>) -> Response {
     };
     match reloader.reload() {
         Ok(notes) => Json(json!({ "ok": true, "needs_restart": notes })).into_response(),
-        Err(why) => error(StatusCode::BAD_REQUEST, why),
+        Err(why) => error(StatusCode::BAD_REQUEST, why.to_string()),
     }
 }
 

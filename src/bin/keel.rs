@@ -69,7 +69,7 @@ fn init_logging() {
 /// same flags again.
 fn serve(config: keel::config::Config, args: cli::ServeArgs) -> anyhow::Result<()> {
     tracing::debug!(?config, "effective configuration");
-    let source = Box::new(move || args.config().map_err(|e| format!("{e:#}")));
+    let source = Box::new(move || args.config().map_err(|e| e.into()));
     keel::startup::serve_reloadable(config, source)?;
     Ok(())
 }

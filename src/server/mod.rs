@@ -45,7 +45,7 @@ pub use connection::ConnectionContext;
 pub use error::ServeError;
 pub use hub::Hub;
 pub use offload::BlockingOffload;
-pub use reload::{ReloadSource, Reloaded, Reloader};
+pub use reload::{ReloadError, ReloadSource, Reloaded, Reloader};
 
 /// How often wills and session expiries are checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -424,12 +424,10 @@ async fn hand_over_leadership(
 /// replayed from the log must not reach this run's connections (see `broker::Origin`).
 fn next_incarnation(store: &dyn KvStore) -> Result<u64, ServeError> {
     const KEY: &[u8] = b"node/incarnation";
-    let storage = |e: crate::storage::StorageError| ServeError::Storage(e.to_string());
-    let previous = match store.get(KEY).map_err(storage)? {
+    let previous = match store.get(KEY)? {
         Some(bytes) => {
-            let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                ServeError::Storage("the node's run counter is corrupt".to_string())
-            })?;
+            let bytes: [u8; 8] =
+                (bytes.as_slice().try_into()).map_err(|_| ServeError::CorruptRunCounter)?;
             u64::from_be_bytes(bytes)
         }
         None => 0,
@@ -437,7 +435,7 @@ fn next_incarnation(store: &dyn KvStore) -> Result<u64, ServeError> {
     let next = previous + 1;
     let mut batch = WriteBatch::default();
     batch.put(KEY, next.to_be_bytes().to_vec());
-    store.write(batch, true).map_err(storage)?;
+    store.write(batch, true)?;
     Ok(next)
 }
 

@@ -24,7 +24,22 @@ pub struct Reloaded {
 }
 
 /// Reads the configuration again and prepares what it says; `Err` says why it cannot be.
-pub type ReloadSource = Arc<dyn Fn() -> Result<Reloaded, String> + Send + Sync>;
+pub type ReloadSource = Arc<dyn Fn() -> Result<Reloaded, ReloadError> + Send + Sync>;
+
+/// Why a reload was refused; the configuration in force stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration could not be read again (the file and the command line's
+    /// overrides), or it is not valid.
+    #[error(transparent)]
+    Config(Box<dyn std::error::Error + Send + Sync>),
+    /// The authentication it describes could not be loaded (password file, JWT key, ACL).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::NodeAuthError),
+    /// The admin API's users could not be loaded (their password file).
+    #[error(transparent)]
+    AdminAccess(#[from] crate::auth::AuthError),
+}
 
 /// Carries out reloads for a running node.
 pub struct Reloader {
@@ -47,7 +62,7 @@ impl Reloader {
     }
 
     /// Reloads; returns the notes on what needs a restart, or why nothing changed.
-    pub fn reload(&self) -> Result<Vec<String>, String> {
+    pub fn reload(&self) -> Result<Vec<String>, ReloadError> {
         let reloaded = (self.source)().inspect_err(|why| {
             tracing::error!(%why, "reload refused: the configuration in force stays");
         })?;

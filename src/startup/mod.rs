@@ -18,13 +18,14 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::net::{Rng, SystemClock, TokioNet};
-use crate::server::{ServeError, Server, ServerSettings};
+use crate::server::{ReloadError, ServeError, Server, ServerSettings};
 
 pub use settings::{admin_limits, settings, sync_policy, trace_limits};
 
 /// What a reload reads: the configuration as `keel serve` would build it now (file and
 /// flags), checked.
-pub type ConfigSource = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+pub type ConfigSource =
+    Box<dyn Fn() -> Result<Config, Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
 
 /// Runs a node until SIGTERM or Ctrl-C, reloading from `source` on SIGHUP and
 /// `POST /api/v1/reload` (see `server::Reloader` for what a reload changes).
@@ -33,7 +34,7 @@ pub fn serve_reloadable(config: Config, source: ConfigSource) -> Result<(), Serv
     let mut settings = settings::settings_with_acl(&config, &live)?;
     let started = config.clone();
     settings.reload = Some(Arc::new(move || {
-        let new = source()?;
+        let new = source().map_err(ReloadError::Config)?;
         reload::reload_from(&started, &new, &live)
     }));
     settings.reload_on_sighup = true;
@@ -89,7 +90,10 @@ fn run(config: Config, mut settings: ServerSettings) -> Result<(), ServeError> {
                 // A listener that could not be bound says which address.
                 ServeError::Io(e) => ServeError::Io(e),
                 ServeError::PeerTls(e) => ServeError::PeerTls(e),
-                other => ServeError::Storage(format!("data directory {data_dir}: {other}")),
+                other => ServeError::DataDir {
+                    dir: data_dir,
+                    error: Box::new(other),
+                },
             })?;
         server
             .with_admin_api(crate::admin::start)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::auth::{LiveAcl, PreparedAuth};
 use crate::config::Config;
-use crate::server::{BlockingOffload, Reloaded};
+use crate::server::{BlockingOffload, ReloadError, Reloaded};
 
 use super::settings::{admin_access, admin_limits, trace_limits};
 
@@ -14,11 +14,10 @@ pub(super) fn reload_from(
     started: &Config,
     new: &Config,
     live: &Arc<LiveAcl>,
-) -> Result<Reloaded, String> {
-    let prepared = PreparedAuth::load(&new.auth, &crate::server::http_auth_method)
-        .map_err(|e| e.to_string())?
+) -> Result<Reloaded, ReloadError> {
+    let prepared = PreparedAuth::load(&new.auth, &crate::server::http_auth_method)?
         .offloaded(Arc::new(BlockingOffload::default()));
-    let admin_access = admin_access(new).map_err(|e| e.to_string())?;
+    let admin_access = admin_access(new)?;
     Ok(Reloaded {
         auth: Arc::new(prepared.commit(live)),
         session: new.session_config(),

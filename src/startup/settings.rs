@@ -65,15 +65,11 @@ fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
         StoreKind::Memory => Ok(Arc::new(MemStore::new())),
         #[cfg(feature = "rocksdb")]
         StoreKind::Rocksdb => {
-            let store = crate::storage::RocksStore::open(&config.data_dir)
-                .map_err(|e| ServeError::Storage(e.to_string()))?;
+            let store = crate::storage::RocksStore::open(&config.data_dir)?;
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "rocksdb"))]
-        StoreKind::Rocksdb => Err(ServeError::Storage(
-            "this build has no RocksDB (feature `rocksdb`): set durability.store = \"memory\""
-                .to_string(),
-        )),
+        StoreKind::Rocksdb => Err(ServeError::NoRocksDb),
     }
 }
 
@@ -130,7 +126,7 @@ pub fn admin_limits(admin: &AdminConfig) -> AdminLimits {
 }
 
 /// Who may use the admin API: `[admin]`, with the password file of `[auth]` for its users.
-pub(super) fn admin_access(config: &Config) -> Result<AdminAccess, ServeError> {
+pub(super) fn admin_access(config: &Config) -> Result<AdminAccess, crate::auth::AuthError> {
     let passwords = match (&config.auth.password_file, config.admin.users.is_empty()) {
         (Some(path), false) => Some(Arc::new(PasswordFile::load(path)?)),
         _ => None,
