@@ -493,12 +493,11 @@ impl<N: Net> ElectionStarter for Peers<N> {
                 .ok_or_else(|| format!("no address for node {node}"))?;
             let mut request = Request::new(encode(&election));
             request.set_timeout(START_ELECTION_TIMEOUT);
-            let call = client.start_election(request);
-            let answer = tokio::time::timeout(START_ELECTION_TIMEOUT, call)
-                .await
-                .map_err(|_| format!("no answer within {START_ELECTION_TIMEOUT:?}"))?
-                .map_err(|status| status.to_string())?;
-            decode::<bool>(answer.get_ref()).map_err(|status| status.to_string())
+            let call = async {
+                let answer = (client.start_election(request).await).map_err(|s| s.to_string())?;
+                decode::<bool>(answer.get_ref()).map_err(|s| s.to_string())
+            };
+            within(START_ELECTION_TIMEOUT, call).await
         })
     }
 }
@@ -513,13 +512,22 @@ impl<N: Net> PeerProbe for Peers<N> {
                 let answer = client.identify(request).await.map_err(|s| s.to_string())?;
                 decode::<u64>(answer.get_ref()).map_err(|s| s.to_string())
             };
-            tokio::time::timeout(IDENTIFY_TIMEOUT, call)
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {IDENTIFY_TIMEOUT:?}")))
+            within(IDENTIFY_TIMEOUT, call).await
         })
     }
 
     fn silent_for(&self, node: u64) -> Option<Duration> {
         Peers::silent_for(self, node)
     }
+}
+
+/// `call` given up after `limit`: the gRPC deadline travels with the request, and this also
+/// bounds connecting and a peer that never answers.
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
 }

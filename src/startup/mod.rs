@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::net::{Rng, SystemClock, TokioNet};
-use crate::server::{ReloadError, ServeError, Server, ServerSettings};
+use crate::server::{BlockingOffload, ReloadError, ServeError, Server, ServerSettings};
 
 pub use settings::{admin_limits, settings, sync_policy, trace_limits};
 
@@ -31,11 +31,12 @@ pub type ConfigSource =
 /// `POST /api/v1/reload` (see `server::Reloader` for what a reload changes).
 pub fn serve_reloadable(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     let live = Arc::new(RwLock::new(None));
-    let mut settings = settings::settings_with_acl(&config, &live)?;
+    let offload = Arc::new(BlockingOffload::default());
+    let mut settings = settings::settings_with_acl(&config, &live, &offload)?;
     let started = config.clone();
     settings.reload = Some(Arc::new(move || {
         let new = source().map_err(ReloadError::Config)?;
-        reload::reload_from(&started, &new, &live)
+        reload::reload_from(&started, &new, &live, &offload)
     }));
     settings.reload_on_sighup = true;
     run(config, settings)

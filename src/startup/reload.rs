@@ -14,9 +14,10 @@ pub(super) fn reload_from(
     started: &Config,
     new: &Config,
     live: &Arc<LiveAcl>,
+    offload: &Arc<BlockingOffload>,
 ) -> Result<Reloaded, ReloadError> {
-    let prepared = PreparedAuth::load(&new.auth, &crate::server::http_auth_method)?
-        .offloaded(Arc::new(BlockingOffload::default()));
+    let prepared =
+        PreparedAuth::load(&new.auth, &crate::server::http_auth_method)?.offloaded(offload.clone());
     let admin_access = admin_access(new)?;
     Ok(Reloaded {
         auth: Arc::new(prepared.commit(live)),

@@ -75,18 +75,21 @@ fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, ServeError> {
 
 /// Builds the settings of a node from its configuration, opening its store.
 pub fn settings(config: &Config) -> Result<ServerSettings, ServeError> {
-    settings_with_acl(config, &Arc::new(RwLock::new(None)))
+    let offload = Arc::new(BlockingOffload::default());
+    settings_with_acl(config, &Arc::new(RwLock::new(None)), &offload)
 }
 
-/// [`settings`], with the ACL put in force in `live` (which a reload replaces).
+/// [`settings`], with the ACL put in force in `live` (which a reload replaces) and password
+/// verifications run on `offload` (which a reload keeps: one bound on them for the node).
 pub(super) fn settings_with_acl(
     config: &Config,
     live: &Arc<LiveAcl>,
+    offload: &Arc<BlockingOffload>,
 ) -> Result<ServerSettings, ServeError> {
     let auth: Arc<dyn Authenticator> = Arc::new(
         PreparedAuth::load(&config.auth, &crate::server::http_auth_method)
             .map_err(ServeError::NodeAuth)?
-            .offloaded(Arc::new(BlockingOffload::default()))
+            .offloaded(offload.clone())
             .commit(live),
     );
     Ok(ServerSettings {
