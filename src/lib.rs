@@ -35,7 +35,10 @@
 //! | `startup` | starting a node: the configuration into the settings of each layer, the authenticator, the admin API given to the server, reloads, the open-files budget, `keel serve` | `cli` |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config`, `cert` | `broker`, `state`; `tokio` |
 //! | `planted` | switches for bugs planted on purpose (feature `planted`, which `sim` turns on), to prove the simulator and `jepsen/` catch them | every other Keel module |
-//! | `oracle` | test machinery shared by `sim/` and `jepsen/` (feature `oracle`): workload clients recording a history, checkers of the guarantees | every other Keel module but `codec`, `net`, `router` (it judges the broker from outside, as a client) |
+//!
+//! Beside the broker, crates of the workspace use it from outside, as any client would:
+//! `oracle/` (`keel-oracle`: the workload clients that record a history, and the checkers of
+//! the guarantees, shared by `sim/` and `jepsen/`) may use only `codec`, `net` and `router`.
 
 pub mod admin;
 pub mod auth;
@@ -50,8 +53,6 @@ pub mod loadgen;
 #[cfg(test)]
 mod module_map_tests;
 pub mod net;
-#[cfg(feature = "oracle")]
-pub mod oracle;
 pub mod planted;
 pub mod procstat;
 pub mod router;
