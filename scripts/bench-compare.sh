@@ -193,7 +193,7 @@ if has_broker rumqttd; then
     fi
 fi
 log "building keel and keel-bench (release, $CARGO_TARGET_DIR)"
-cargo build --release --bin keel --bin keel-bench
+cargo build --release --workspace --bin keel --bin keel-bench
 BENCH="$CARGO_TARGET_DIR/release/keel-bench"
 KEEL="$CARGO_TARGET_DIR/release/keel"
 

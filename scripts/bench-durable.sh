@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/keel-target}"
-cargo build --release --bin keel --bin keel-bench >/dev/null
+cargo build --release --workspace --bin keel --bin keel-bench >/dev/null
 KEEL="$CARGO_TARGET_DIR/release/keel"
 BENCH="$CARGO_TARGET_DIR/release/keel-bench"
 WORK="$(mktemp -d /tmp/keel-bench-durable.XXXXXX)"

@@ -25,7 +25,6 @@
 //! | `transport` | turning an accepted stream into the MQTT byte stream: TCP, TLS (rustls), WebSocket and WSS (tokio-tungstenite), the PROXY protocol header | every other Keel module but `net`; `turmoil` |
 //! | `storage` | durable bytes: the `KvStore` contract (ordered keys, atomic batches, explicit sync), RocksDB and an in-memory store that loses unsynced writes on a simulated crash | every other Keel module; `tokio` (callers decide how to run blocking calls) |
 //! | `procstat` | a process's CPU time and memory from Linux's `/proc`: for the admin API's `/metrics` and `keel-bench`'s figures of the broker and itself | every other Keel module |
-//! | `loadgen` | the load generator behind `keel-bench`: MQTT clients over real sockets (tokio, Keel's codec), scenarios, delivery accounting, latency, the broker's CPU and memory | every other Keel module but `codec`, `procstat` (it must measure any broker the same way, and is to become a crate of its own) |
 //! | `config` | the TOML configuration (`config/`: a file per table): defaults, validation, and the settings of the core and the transports it feeds | `server`, `admin`, `cluster`, `grpc`, `storage`, `startup`, `cli` (the settings of the node's runtime are `startup`'s to make); `tokio`, I/O beyond reading its file |
 //! | `auth`  | who a client is and what it may do: password files (argon2id, SCRAM verifiers), JWT, the chain of methods, SCRAM-SHA-256 enhanced authentication, ACLs; the settings of `[auth]`, which `config` holds | `config`, `broker`, `state`, `cluster`, `server`, `admin`, `startup`, `cli`; tokio outside its tests, clocks, I/O beyond loading its files (the HTTP hook lives in server) |
 //! | `cert`  | the certificates of node-to-node mutual TLS: `keel cert`'s cluster CA and node certificates, and the node id a certificate names | every other Keel module; `tokio`, I/O |
@@ -35,7 +34,13 @@
 //! | `startup` | starting a node: the configuration into the settings of each layer, the authenticator, the admin API given to the server, reloads, the open-files budget, `keel serve` | `cli` |
 //! | `cli`   | what the `keel` binary does: arguments, overrides, `passwd`, `check-config`, `cert` | `broker`, `state`; `tokio` |
 //! | `planted` | switches for bugs planted on purpose (feature `planted`, which `sim` turns on), to prove the simulator and `jepsen/` catch them | every other Keel module |
-//! | `oracle` | test machinery shared by `sim/` and `jepsen/` (feature `oracle`): workload clients recording a history, checkers of the guarantees | every other Keel module but `codec`, `net`, `router` (it judges the broker from outside, as a client) |
+//!
+//! Beside the broker, crates of the workspace use it from outside, as any client would (the
+//! table has no say over them; each one's `lib.rs` states its rule):
+//! `loadgen/` (`keel-loadgen`: the load generator behind `keel-bench`, which must measure any
+//! broker the same way) may use only `codec` and `procstat`; `oracle/` (`keel-oracle`: the
+//! workload clients that record a history, and the checkers of the guarantees, shared by
+//! `sim/` and `jepsen/`) may use only `codec`, `net` and `router`.
 
 pub mod admin;
 pub mod auth;
@@ -46,12 +51,9 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod grpc;
-pub mod loadgen;
 #[cfg(test)]
 mod module_map_tests;
 pub mod net;
-#[cfg(feature = "oracle")]
-pub mod oracle;
 pub mod planted;
 pub mod procstat;
 pub mod router;

@@ -1,7 +1,7 @@
 //! `keel-jepsen`: Jepsen-style black-box tests of a real Keel cluster (docs/design.md §5).
 //!
 //! Each node is the release `keel` binary in its own network namespace, with a RocksDB data
-//! directory. The workload clients are the simulator's (`keel::oracle`), on real sockets; a
+//! directory. The workload clients are the simulator's (`keel-oracle`), on real sockets; a
 //! nemesis kills (SIGKILL) and restarts nodes, pauses them (SIGSTOP/SIGCONT) and partitions
 //! the network with `iptables`, on a schedule derived from the seed, and heals everything for
 //! a liveness phase at the end. The simulator's checkers judge the history, and the report

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use keel::net::TokioNet;
-use keel::oracle::admin::request;
+use keel_oracle::admin::request;
 use tokio::process::{Child, Command};
 
 use crate::hosts::Hosts;

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use keel::oracle::history::{Entry, Event, MsgId, Violation};
+use keel_oracle::history::{Entry, Event, MsgId, Violation};
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -453,7 +453,7 @@ fn plot_throughput(path: &Path, entries: &[Entry], windows: &[(f64, f64, String)
 #[cfg(test)]
 mod tests {
     use keel::codec::QoS;
-    use keel::oracle::history::ConnRef;
+    use keel_oracle::history::ConnRef;
 
     use super::*;
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use keel::net::TokioNet;
-use keel::oracle::checkers::check_all;
-use keel::oracle::client::RunClock;
-use keel::oracle::history::{Entry, Event, History};
-use keel::oracle::workload::{self, ClientCtx, Disk, Phase};
+use keel_oracle::checkers::check_all;
+use keel_oracle::client::RunClock;
+use keel_oracle::history::{Entry, Event, History};
+use keel_oracle::workload::{self, ClientCtx, Disk, Phase};
 
 use crate::hosts::Hosts;
 use crate::nemesis::{self, Fault, Kind, Window};

@@ -1,4 +1,4 @@
-//! The clients of a run: the simulator's workload programs (`keel::oracle::workload`), here
+//! The clients of a run: the simulator's workload programs (`keel_oracle::workload`), here
 //! on real sockets. Three workloads, as in the issue:
 //!
 //! - **queue**: QoS 1 and QoS 2 publishers (durable and clean, MQTT 3.1.1 and 5) and durable
@@ -12,7 +12,7 @@
 //!   client id, to a random node, while the first is open (and drops or closes connections).
 
 use keel::codec::{Protocol, QoS};
-use keel::oracle::workload::{PublisherSpec, ReaderSpec, SessionStyle, SubscriberSpec};
+use keel_oracle::workload::{PublisherSpec, ReaderSpec, SessionStyle, SubscriberSpec};
 
 /// Chance per operation that a client drops, closes or takes over its own connection.
 const CLIENT_FAULTS: f64 = 0.01;

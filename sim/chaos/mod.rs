@@ -3,7 +3,7 @@
 //!
 //! - [`plan`]: everything a run does, derived from its seed;
 //! - the clients, the history they record and the checkers that judge it are
-//!   `keel::oracle`'s, shared with `jepsen/`;
+//!   `keel-oracle`'s, shared with `jepsen/`;
 //! - [`nemesis`]: the faults, and `operator`: the membership changes it orders;
 //! - [`run`]: one run; `tests`: the seeds of `cargo test --features sim`.
 

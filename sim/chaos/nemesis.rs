@@ -7,7 +7,7 @@ use keel::storage::MemStore;
 
 use super::operator::{Order, Orders};
 use super::plan::{Fault, ScheduledFault, CRASH_WAIT_MS};
-use keel::oracle::history::{Event, History};
+use keel_oracle::history::{Event, History};
 
 /// Something to undo at a time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

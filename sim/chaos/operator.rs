@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel::net::SimNet;
-use keel::oracle::admin::request;
+use keel_oracle::admin::request;
 
-use keel::oracle::history::{Event, History};
+use keel_oracle::history::{Event, History};
 
 use super::now_ms;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use keel::cluster::SyncPolicy;
 use keel::codec::{Protocol, QoS};
 use keel::net::Rng;
-pub use keel::oracle::workload::{PublisherSpec, ReaderSpec, SessionStyle, SubscriberSpec};
+pub use keel_oracle::workload::{PublisherSpec, ReaderSpec, SessionStyle, SubscriberSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {

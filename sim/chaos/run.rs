@@ -20,10 +20,10 @@ use openraft::Raft;
 use super::nemesis::Nemesis;
 use super::operator::{operator, Orders, ADMIN_PORT};
 use super::plan::Plan;
-use keel::oracle::checkers;
-use keel::oracle::client::RunClock;
-use keel::oracle::history::{Entry, Event, History, Violation};
-use keel::oracle::workload::{self, ClientCtx, Disk, Phase};
+use keel_oracle::checkers;
+use keel_oracle::client::RunClock;
+use keel_oracle::history::{Entry, Event, History, Violation};
+use keel_oracle::workload::{self, ClientCtx, Disk, Phase};
 
 /// The wall clock of every node starts here (plus the simulated time of its start), so every
 /// run of a seed reads the same times.

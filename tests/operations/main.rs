@@ -1,7 +1,7 @@
 //! What an operator configures and runs, one test program: the `keel` command line
 //! ([`cli`]), the admin HTTP API ([`admin`]), configuration reload ([`reload`]),
-//! authentication ([`auth`], [`auth_methods`]) and authorisation ([`acl`]), and the load
-//! generator behind `keel-bench` ([`loadgen`]).
+//! authentication ([`auth`], [`auth_methods`]) and authorisation ([`acl`]). The load generator
+//! behind `keel-bench` is tested in its own crate (`loadgen/tests/`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,5 +11,4 @@ mod admin;
 mod auth;
 mod auth_methods;
 mod cli;
-mod loadgen;
 mod reload;

@@ -32,7 +32,7 @@ pub mod sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec::QoS;
+use keel::codec::QoS;
 
 use super::history::{ConnRef, Entry, Event, MsgId, Violation};
 
@@ -292,7 +292,7 @@ impl<'h> Facts<'h> {
 }
 
 /// Splits a share filter `$share/<group>/<filter>` into its group and the filter it matches
-/// topics with; any other filter has no group and matches as it is. (`crate::router::
+/// topics with; any other filter has no group and matches as it is. (`keel::router::
 /// filter_matches` knows nothing of `$share`: given the whole share filter it would try to
 /// match `$share` as a topic level.)
 pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
@@ -307,17 +307,17 @@ pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
 
 /// Whether `filter` (a share filter included) matches `topic`.
 pub fn matches(filter: &str, topic: &str) -> bool {
-    crate::router::filter_matches(split_shared(filter).1, topic)
+    keel::router::filter_matches(split_shared(filter).1, topic)
 }
 
 /// Short hand for the checkers' tests: a history written as a chain of events, connections
 /// named `"client/conn"`.
 #[cfg(test)]
 pub mod build {
-    use crate::codec::QoS;
+    use keel::codec::QoS;
 
     use super::{check_all, Violation};
-    use crate::oracle::history::{ConnRef, Entry, Event, MsgId};
+    use crate::history::{ConnRef, Entry, Event, MsgId};
 
     /// `"s/2"` is connection 2 of client `s`.
     pub fn conn(name: &str) -> ConnRef {
@@ -521,7 +521,7 @@ pub mod build {
 
 #[cfg(test)]
 mod tests {
-    use crate::codec::QoS::*;
+    use keel::codec::QoS::*;
 
     use super::build::*;
     use super::{matches, split_shared, Facts, Receiver};

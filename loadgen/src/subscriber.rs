@@ -11,7 +11,7 @@ use super::payload::PayloadHeader;
 use super::run::RunShared;
 use super::shared::Phase;
 use super::tally::{Arrival, SeqTally};
-use crate::codec::{Packet, PubReply, Publish, QosPid};
+use keel::codec::{Packet, PubReply, Publish, QosPid};
 
 /// What one subscriber is to do.
 #[derive(Debug, Clone)]

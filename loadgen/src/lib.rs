@@ -9,7 +9,13 @@
 //!
 //! Pure parts, tested without sockets: `payload`, `tally`, `pacing`, `inflight`, `template`
 //! and `report`. The shell: `conn`, `publisher`, `subscriber`, `idle` and `run`. CPU and
-//! memory come from [`crate::procstat`].
+//! memory come from [`keel::procstat`].
+//!
+//! A crate of its own (`keel-loadgen`, with the `keel-bench` binary), not part of the broker:
+//! it must measure any broker the same way, so of Keel it may use only the packet codec
+//! (`keel::codec`) and the process figures (`keel::procstat`), never a broker-side module
+//! (`broker`, `state`, `session`, `server`, `net`, ...). Its tests (`tests/loadgen.rs`) start a
+//! Keel node in-process to run against; the library never does.
 
 mod conn;
 mod idle;
@@ -32,7 +38,7 @@ pub use conn::ConnError;
 pub use report::Report;
 pub use run::run;
 
-use crate::codec::{Protocol, QoS};
+use keel::codec::{Protocol, QoS};
 
 /// Most clients one scenario may open: beyond the open-files limit of most machines anyway.
 pub const CLIENTS_MAX: usize = 200_000;

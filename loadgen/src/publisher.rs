@@ -21,7 +21,7 @@ use super::payload::PayloadHeader;
 use super::run::RunShared;
 use super::shared::Phase;
 use super::template::PublishTemplate;
-use crate::codec::{Packet, PubReply};
+use keel::codec::{Packet, PubReply};
 
 /// Messages stamped per pass before the task lets others run.
 const FILL_BATCH: usize = 256;
@@ -119,7 +119,7 @@ pub async fn run_publisher(
 ) -> PublisherResult {
     let index = plan.index;
     let inflight = match shared.settings.qos {
-        crate::codec::QoS::AtMostOnce => None,
+        keel::codec::QoS::AtMostOnce => None,
         _ => Some(Inflight::new(
             shared.settings.inflight.min(conn.server_receive_max()),
         )),

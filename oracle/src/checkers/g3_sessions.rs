@@ -21,7 +21,7 @@
 //! by G1's exactly-once, in-flight order by G2.
 
 use super::Facts;
-use crate::oracle::history::{Entry, Violation};
+use crate::history::{Entry, Violation};
 
 pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     facts.sessions.violations.clone()

@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::payload::{PayloadHeader, HEADER_LEN};
-use crate::codec::{
+use keel::codec::{
     EncodeError, FixedHeader, Packet, PacketId, Protocol, Publish, PublishProperties, QoS, QosPid,
     TopicName,
 };
@@ -87,7 +87,7 @@ impl PublishTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Decoder;
+    use keel::codec::Decoder;
 
     fn decode_one(protocol: Protocol, bytes: &mut BytesMut) -> Publish {
         let mut decoder = Decoder::with_protocol(protocol, 1 << 20);

@@ -44,10 +44,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec::QoS;
+use keel::codec::QoS;
 
 use super::{matches, split_shared, Facts, Granted, Receiver, Sent};
-use crate::oracle::history::{ConnRef, Entry, MsgId, Violation};
+use crate::history::{ConnRef, Entry, MsgId, Violation};
 
 /// A receiving session: a receiver, and for a client the life of its session (see
 /// [`super::sessions`]; 0 for a whole shared group).
@@ -214,12 +214,12 @@ fn copies_text(copies: &[(usize, &ConnRef)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::codec::QoS::*;
+    use keel::codec::QoS::*;
 
     use super::super::build::*;
 
     /// A durable subscriber to `t/+` and a publisher, connected.
-    fn setup(sub_qos: crate::codec::QoS) -> H {
+    fn setup(sub_qos: keel::codec::QoS) -> H {
         H::new()
             .connect_durable("s/1")
             .connected("s/1", false)

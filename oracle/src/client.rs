@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::history::{ConnRef, Event, History};
-use crate::codec::*;
-use crate::net::{BoxStream, Net};
+use keel::codec::*;
+use keel::net::{BoxStream, Net};
 
 /// Keep-alive the workload clients ask for. The broker drops a silent client after 1.5× this,
 /// and a client gives up on a silent broker after twice this.

@@ -8,7 +8,7 @@
 //! found the first one: a node without quorum sent DISCONNECT 0x88, a reason code only
 //! CONNACK may carry.)
 
-use crate::oracle::history::{Entry, Event, Violation};
+use crate::history::{Entry, Event, Violation};
 
 pub fn check(history: &[Entry]) -> Vec<Violation> {
     history
@@ -27,7 +27,7 @@ pub fn check(history: &[Entry]) -> Vec<Violation> {
 #[cfg(test)]
 mod tests {
     use super::super::build::*;
-    use crate::oracle::history::Event;
+    use crate::history::Event;
 
     #[test]
     fn a_malformed_packet_from_the_broker_is_a_violation() {

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::codec::PacketId;
+use keel::codec::PacketId;
 
 /// Where one packet id's flow stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

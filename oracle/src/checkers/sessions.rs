@@ -40,8 +40,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::oracle::client::connect_refused;
-use crate::oracle::history::{ConnRef, Entry, Event, Violation};
+use crate::client::connect_refused;
+use crate::history::{ConnRef, Entry, Event, Violation};
 
 /// A Session Expiry Interval of at least this many seconds outlasts any run.
 pub const LASTING_EXPIRY_SECS: u32 = 3_600;
@@ -408,7 +408,7 @@ fn judge(conn: &Conn, exists: Tri, present: bool) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::super::build::*;
-    use crate::oracle::history::Event;
+    use crate::history::Event;
 
     #[test]
     fn clean_start_0_resumes_whatever_expiry_it_carries() {

@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
-use crate::codec::{
+use keel::codec::{
     Connect, ConnectProperties, DecodeError, Decoder, Disconnect, EncodeError, MqttString, Packet,
     PacketId, Protocol, QoS, ReasonCode, Subscribe, SubscribeProperties, SubscriptionOptions,
     TopicFilter,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::Net;
+use keel::net::Net;
 
 /// Sends `method path` with `headers` (credentials, say) and a JSON `body` (empty for none)
 /// to `addr` (`host:port`); the status and body of the response, or `None` when there was

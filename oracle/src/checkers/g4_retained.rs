@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use super::{matches, split_shared, Facts};
-use crate::oracle::history::{ConnRef, Entry, Event, MsgId, Violation};
+use crate::history::{ConnRef, Entry, Event, MsgId, Violation};
 
 /// The acknowledged writes of one topic, by acknowledgement, with the latest-sent write among
 /// each prefix.
@@ -173,7 +173,7 @@ pub fn check(history: &[Entry], facts: &Facts) -> Vec<Violation> {
 
 #[cfg(test)]
 mod tests {
-    use crate::codec::QoS::*;
+    use keel::codec::QoS::*;
 
     use super::super::build::*;
 

@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 
 use super::Facts;
-use crate::oracle::history::{ConnRef, Entry, Event, Violation};
+use crate::history::{ConnRef, Entry, Event, Violation};
 
 pub fn check(history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let mut connected: BTreeSet<&ConnRef> = BTreeSet::new();

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::QoS;
+use keel::codec::QoS;
 
 /// One message of the workload: which publisher sent it and its place in that publisher's
 /// sequence (the payload carries both, see [`MsgId::payload`]).

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use super::Facts;
-use crate::oracle::history::{Entry, Event, Violation};
+use crate::history::{Entry, Event, Violation};
 
 pub fn check(history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let (Some(start), Some(end)) = (facts.liveness_started, facts.finished) else {

@@ -19,8 +19,8 @@ use super::shared::{LatencyShards, Phase, PublisherLink, RunClock, Window};
 use super::subscriber::{run_subscriber, SubscriberPlan, SubscriberResult};
 use super::template::PublishTemplate;
 use super::{LoadgenError, Options, Scenario};
-use crate::codec::{Protocol, QoS, TopicName};
-use crate::procstat::{self, ProcSample};
+use keel::codec::{Protocol, QoS, TopicName};
+use keel::procstat::{self, ProcSample};
 
 /// During the drain, give up waiting for deliveries after this long without one.
 const DRAIN_QUIET: Duration = Duration::from_secs(1);

@@ -28,10 +28,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec::QoS;
+use keel::codec::QoS;
 
 use super::Facts;
-use crate::oracle::history::{ConnRef, Entry, MsgId, Violation};
+use crate::history::{ConnRef, Entry, MsgId, Violation};
 
 pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();
@@ -82,7 +82,7 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
 
 #[cfg(test)]
 mod tests {
-    use crate::codec::QoS::{self, *};
+    use keel::codec::QoS::{self, *};
 
     use super::super::build::*;
 

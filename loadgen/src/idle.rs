@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::conn::{read_into, unexpected, write_ready, Conn, ConnError};
 use super::publisher::sleep_until;
 use super::shared::Phase;
-use crate::codec::Packet;
+use keel::codec::Packet;
 
 enum Event {
     Phase,

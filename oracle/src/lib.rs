@@ -10,8 +10,13 @@
 //! - [`checkers`]: one pure function per guarantee over a history;
 //! - [`admin`]: requests to a node's admin HTTP API (the operator's side).
 //!
-//! Built only with the `oracle` feature (the `sim` feature turns it on): it is test
-//! machinery, not part of the broker.
+//! Test machinery, not part of the broker: a crate of its own (`keel-oracle`) that the root
+//! package's `sim` test and `keel-jepsen` depend on.
+//!
+//! It judges the broker from outside, as a client: of Keel it may use only the packet codec
+//! (`keel::codec`), the seam to the world (`keel::net`: sockets, clock, seeded randomness) and
+//! topic matching (`keel::router`), never a broker-side module (`broker`, `state`, `session`,
+//! `server`, `cluster`, ...), nor the `sim` or `planted` features.
 
 pub mod admin;
 pub mod checkers;

@@ -2,13 +2,59 @@
 //! scenario must deliver, account for every message, and lose or duplicate nothing at QoS 1
 //! and 2.
 
-use crate::common;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestBroker;
 use keel::codec::{Protocol, QoS};
-use keel::loadgen::{self, Options, Report, Scenario};
+use keel::net::{Rng, SystemClock, TokioNet};
+use keel::server::{ListenerSpec, Server, ServerSettings};
+use keel::transport::TransportAcceptor;
+use keel_loadgen::{self as loadgen, Options, Report, Scenario};
+use tokio::sync::oneshot;
+
+/// A Keel node with the default settings (no cluster, in-memory store) on one TCP port of
+/// 127.0.0.1, running until it is dropped.
+struct TestBroker {
+    port: u16,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestBroker {
+    async fn start_default() -> TestBroker {
+        let settings = ServerSettings {
+            listeners: vec![ListenerSpec {
+                addr: "127.0.0.1:0".into(),
+                acceptor: TransportAcceptor::tcp(),
+                connections_max: None,
+            }],
+            ..ServerSettings::default()
+        };
+        let server = Server::bind(&TokioNet, settings, Arc::new(SystemClock))
+            .await
+            .expect("bind");
+        let port = server.local_addrs().expect("local addr")[0].port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run(Rng::from_seed(7), async {
+            let _ = stopped.await;
+        }));
+        TestBroker {
+            port,
+            stop: Some(stop),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
 
 fn options(broker: &TestBroker, scenario: Scenario, qos: QoS, protocol: Protocol) -> Options {
     Options {

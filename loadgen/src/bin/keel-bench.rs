@@ -1,12 +1,12 @@
 //! `keel-bench`: the MQTT load generator. Thin: parses arguments, builds the runtime and hands
-//! over to `keel::loadgen`.
+//! over to the library of this crate (`keel_loadgen`).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel::codec::{Protocol, QoS};
-use keel::loadgen::{self, Options, Scenario};
+use keel_loadgen::{Options, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             .build()
     }
     .context("building the tokio runtime")?;
-    let mut report = runtime.block_on(loadgen::run(&options))?;
+    let mut report = runtime.block_on(keel_loadgen::run(&options))?;
     report.loadgen_threads = u64::from(threads);
     if json {
         println!("{}", report.to_json());

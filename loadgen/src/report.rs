@@ -369,7 +369,7 @@ fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::tally::SeqTally;
+    use crate::tally::SeqTally;
 
     fn publisher(index: u32, sent: u64, unacknowledged: Vec<u64>) -> PublisherResult {
         PublisherResult {

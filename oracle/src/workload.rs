@@ -17,8 +17,8 @@ use bytes::Bytes;
 
 use super::client::{granted_qos, Conn, ConnectSpec, Lost, RunClock, SESSION_EXPIRY_SECS};
 use super::history::{ConnRef, Event, History, MsgId};
-use crate::codec::*;
-use crate::net::{Net, Rng};
+use keel::codec::*;
+use keel::net::{Net, Rng};
 
 /// How long a publisher waits for an acknowledgement before it gives the connection up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
