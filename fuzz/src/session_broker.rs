@@ -76,12 +76,6 @@ const START_MS: u64 = 1_700_000_000_000;
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Responses a client keeps owing at most (older ones are forgotten).
 const OWED_MAX: usize = 16;
-/// A known bug, tolerated so the fuzzer can look past it: a connection that closes while its
-/// CONNACK waits for a commit (a protocol error, keep-alive timeout or DISCONNECT before the
-/// CONNACK) writes what it queued meanwhile (PINGRESP, PUBREL) without any CONNACK before it
-/// ([MQTT-3.2.0-1]): `Session::output` holds those packets back only while `Connected`, and
-/// `fail_because` and `on_disconnect` do not drop them as `kick` does. Set to false once fixed.
-const TOLERATE_OUTPUT_BEFORE_CONNACK_ON_CLOSE: bool = true;
 
 /// Runs one input: builds the broker, runs its steps, checks after each, then tears down.
 pub fn run(data: &[u8]) {
@@ -537,12 +531,11 @@ impl World {
         let c = self.conns.get_mut(&conn).expect("live");
         let packets: Vec<Packet> = c.session.output().collect();
         let protocol = c.session.protocol();
-        let closing = c.session.is_closing();
         for packet in packets {
             if self.trace {
                 eprintln!("  conn {conn} -> {packet:?}");
             }
-            c.check_sent(conn, &packet, protocol, closing);
+            c.check_sent(conn, &packet, protocol);
         }
     }
 
@@ -635,7 +628,7 @@ impl Conn {
     }
 
     /// Checks one packet the session sent, and notes the response the client owes for it.
-    fn check_sent(&mut self, conn: ConnId, packet: &Packet, protocol: Protocol, closing: bool) {
+    fn check_sent(&mut self, conn: ConnId, packet: &Packet, protocol: Protocol) {
         let mut bytes = BytesMut::new();
         packet.encode(protocol, &mut bytes).unwrap_or_else(|e| {
             panic!("conn {conn}: sent a packet that does not encode: {e}: {packet:?}")
@@ -667,7 +660,6 @@ impl Conn {
             }
             Packet::Auth(_) => {}
             _ if self.connack_seen => {}
-            _ if closing && TOLERATE_OUTPUT_BEFORE_CONNACK_ON_CLOSE => {}
             _ => panic!("conn {conn}: sent {packet:?} before any CONNACK [MQTT-3.2.0-1]"),
         }
         let client_max = self.connect.as_ref().map(|c| &c.properties);

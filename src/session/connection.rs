@@ -178,8 +178,16 @@ impl Session {
 
     /// The packets to send, in order (none while the CONNACK waits for the broker).
     pub fn output(&mut self) -> std::vec::Drain<'_, Packet> {
-        if self.phase == Phase::Connected && !self.connack_sent {
-            return self.out.drain(0..0);
+        if !self.connack_sent {
+            match self.phase {
+                Phase::Connected => return self.out.drain(0..0),
+                // Nothing goes before a CONNACK ([MQTT-3.2.0-1]): a connection that closes
+                // before its CONNACK was sent sends a refusal CONNACK, if it has one, and
+                // nothing it had held back for after the CONNACK (a PINGRESP, a PUBREL).
+                // Found by the `session_broker` fuzz target.
+                Phase::Closing => self.out.retain(|p| matches!(p, Packet::ConnAck(_))),
+                Phase::AwaitingConnect | Phase::Authenticating => {}
+            }
         }
         self.out.drain(..)
     }

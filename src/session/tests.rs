@@ -332,6 +332,65 @@ fn a_protocol_error_before_the_connack_sends_no_disconnect_first() {
     assert!(hub.closing(1));
 }
 
+/// A connection that closes while its CONNACK waits for a commit sends nothing it held back
+/// for after the CONNACK ([MQTT-3.2.0-1]), however it closes: a DISCONNECT from the client,
+/// a packet only a server sends, or the keep-alive running out. Found by fuzzing.
+#[test]
+fn a_connection_closing_before_its_connack_sends_nothing_held_for_after_it() {
+    let closings: [fn(&mut Hub); 3] = [
+        |hub| {
+            hub.sessions.get_mut(&1).expect("session").handle(
+                Packet::Disconnect(Disconnect::default()),
+                &mut hub.broker,
+                &AllowAll,
+                hub.now_ms,
+            )
+        },
+        |hub| {
+            hub.sessions.get_mut(&1).expect("session").handle(
+                Packet::PingResp,
+                &mut hub.broker,
+                &AllowAll,
+                hub.now_ms,
+            )
+        },
+        |hub| {
+            hub.now_ms += 60_000;
+            let now = hub.now_ms;
+            hub.sessions
+                .get_mut(&1)
+                .expect("session")
+                .on_timer(&mut hub.broker, now);
+        },
+    ];
+    for close in closings {
+        let mut hub = Hub::new();
+        let mut first = connect(Protocol::V3_1_1, "a");
+        first.keep_alive = 10;
+        let session = hub
+            .sessions
+            .entry(1)
+            .or_insert_with(|| Session::new(1, hub.config.clone(), hub.now_ms, 10_000, 42));
+        // The CONNECT's registration stays uncommitted: its CONNACK waits.
+        for packet in [Packet::Connect(Box::new(first)), Packet::PingReq] {
+            session.handle(packet, &mut hub.broker, &AllowAll, hub.now_ms);
+        }
+        assert!(session.output().next().is_none());
+        close(&mut hub);
+        assert!(hub.closing(1));
+        let out: Vec<Packet> = hub
+            .sessions
+            .get_mut(&1)
+            .expect("session")
+            .output()
+            .collect();
+        assert!(
+            out.iter().all(|p| matches!(p, Packet::ConnAck(_))),
+            "{out:?}"
+        );
+    }
+}
+
 /// A client that ends with a DISCONNECT carrying an error code has not ended normally: only
 /// 0x00 discards the will ([MQTT-3.14.4-3], §3.1.2.5).
 #[test]
