@@ -219,91 +219,103 @@ impl Report {
 
     /// The report as an aligned two-column table.
     pub fn to_table(&self) -> String {
-        let mut rows: Vec<(&str, String)> = Vec::new();
-        let version = if self.mqtt_version == 5 {
-            "5.0"
-        } else {
-            "3.1.1"
-        };
+        let mut rows: Rows = Vec::new();
+        match &self.idle {
+            Some(idle) => self.idle_rows(idle, &mut rows),
+            None => self.traffic_rows(&mut rows),
+        }
+        self.usage_rows(&mut rows);
+        render_rows(rows)
+    }
+
+    /// The table's rows for an idle run: what was held, and what each connection cost.
+    fn idle_rows(&self, idle: &IdleFigures, rows: &mut Rows) {
+        rows.push((
+            "scenario",
+            format!(
+                "idle ({} connections), MQTT {}, held {:.1} s",
+                idle.connections_asked,
+                self.version_text(),
+                self.duration_secs
+            ),
+        ));
+        rows.push((
+            "connections",
+            format!(
+                "{} of {} made",
+                idle.connections_made, idle.connections_asked
+            ),
+        ));
+        if let Some(kb) = idle.kb_per_connection {
+            rows.push(("broker RSS/conn", format!("{kb:.2} KB")));
+        }
+    }
+
+    /// The table's rows for a run with traffic: its setup, throughput, latency and delivery
+    /// accounting.
+    fn traffic_rows(&self, rows: &mut Rows) {
         let rate = match self.rate {
             Some(rate) => format!("fixed {rate} msgs/s"),
             None => "full speed".to_owned(),
         };
-        if let Some(idle) = &self.idle {
-            rows.push((
-                "scenario",
-                format!(
-                    "idle ({} connections), MQTT {version}, held {:.1} s",
-                    idle.connections_asked, self.duration_secs
-                ),
-            ));
-        } else {
-            rows.push((
-                "scenario",
-                format!(
-                    "{} ({} pub → {} sub), QoS {}, MQTT {version}, {} B, {}",
-                    self.scenario,
-                    self.publishers,
-                    self.subscribers,
-                    self.qos,
-                    self.payload_bytes,
-                    rate
-                ),
-            ));
-            rows.push((
-                "window",
-                format!(
-                    "{:.1} s after {:.1} s warm-up; drain {:.2} s",
-                    self.duration_secs, self.warmup_secs, self.drain_secs
-                ),
-            ));
-        }
+        rows.push((
+            "scenario",
+            format!(
+                "{} ({} pub → {} sub), QoS {}, MQTT {}, {} B, {}",
+                self.scenario,
+                self.publishers,
+                self.subscribers,
+                self.qos,
+                self.version_text(),
+                self.payload_bytes,
+                rate
+            ),
+        ));
+        rows.push((
+            "window",
+            format!(
+                "{:.1} s after {:.1} s warm-up; drain {:.2} s",
+                self.duration_secs, self.warmup_secs, self.drain_secs
+            ),
+        ));
         let t = &self.totals;
-        if let Some(idle) = &self.idle {
-            rows.push((
-                "connections",
+        rows.push(("delivered", format!("{:.0} msgs/s", self.msgs_per_sec)));
+        rows.push((
+            "messages",
+            format!(
+                "sent {}, deliveries expected {}, delivered {}",
+                t.sent, t.expected, t.delivered
+            ),
+        ));
+        rows.push(match &self.latency {
+            Some(l) => (
+                "latency",
                 format!(
-                    "{} of {} made",
-                    idle.connections_made, idle.connections_asked
+                    "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+                    l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
                 ),
-            ));
-            if let Some(kb) = idle.kb_per_connection {
-                rows.push(("broker RSS/conn", format!("{kb:.2} KB")));
-            }
-        } else {
-            rows.push(("delivered", format!("{:.0} msgs/s", self.msgs_per_sec)));
-            rows.push((
-                "messages",
-                format!(
-                    "sent {}, deliveries expected {}, delivered {}",
-                    t.sent, t.expected, t.delivered
-                ),
-            ));
-            rows.push(match &self.latency {
-                Some(l) => (
-                    "latency",
-                    format!(
-                        "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
-                        l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
-                    ),
-                ),
-                None => ("latency", "no deliveries in the window".to_owned()),
-            });
-            rows.push((
-                "correctness",
-                format!(
-                    "lost {}, duplicated {}, out of order {}",
-                    t.lost, t.duplicated, t.out_of_order
-                ),
-            ));
-            rows.push((
-                "not counted",
-                format!(
-                    "unacknowledged {}, refused {}, foreign {}, lead stalls {}",
-                    t.unacknowledged, t.refused, t.foreign, t.lead_stalls
-                ),
-            ));
-        }
+            ),
+            None => ("latency", "no deliveries in the window".to_owned()),
+        });
+        rows.push((
+            "correctness",
+            format!(
+                "lost {}, duplicated {}, out of order {}",
+                t.lost, t.duplicated, t.out_of_order
+            ),
+        ));
+        rows.push((
+            "not counted",
+            format!(
+                "unacknowledged {}, refused {}, foreign {}, lead stalls {}",
+                t.unacknowledged, t.refused, t.foreign, t.lead_stalls
+            ),
+        ));
+    }
+
+    /// The table's closing rows, common to every scenario: the broker's and the load
+    /// generator's CPU and memory, and the clients that failed.
+    fn usage_rows(&self, rows: &mut Rows) {
         match &self.broker {
             Some(b) => {
                 let per_msg = self
@@ -344,18 +356,34 @@ impl Report {
                 ),
             ));
         }
-        let width = rows
-            .iter()
-            .map(|(k, _)| k.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut out = String::new();
-        for (key, value) in rows {
-            // Writing to a String cannot fail.
-            writeln!(out, "{key:<width$}  {value}").unwrap();
-        }
-        out
     }
+
+    /// The MQTT version as people write it.
+    fn version_text(&self) -> &'static str {
+        if self.mqtt_version == 5 {
+            "5.0"
+        } else {
+            "3.1.1"
+        }
+    }
+}
+
+/// The rows of [`Report::to_table`]: a label and its value.
+type Rows = Vec<(&'static str, String)>;
+
+/// Lays `rows` out as two columns, the labels padded to the longest.
+fn render_rows(rows: Rows) -> String {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in rows {
+        // Writing to a String cannot fail.
+        writeln!(out, "{key:<width$}  {value}").unwrap();
+    }
+    out
 }
 
 fn round2(x: f64) -> f64 {

@@ -175,9 +175,60 @@ async fn run_traffic(
         .collect();
     let publisher_conns = all_or_error(connect_many(spec, publisher_ids).await, "publisher")?;
 
+    let publisher_plans = publisher_plans(options, &plan)?;
+    let shared = Arc::new(run_shared(options, clock, run_id, publisher_plans.len()));
+    let window = shared.window;
+    let (phase_tx, phase_rx) = watch::channel(Phase::Run);
+    let subscriber_tasks = spawn_subscribers(subscriber_conns, &plan, &shared, &phase_rx);
+    let publisher_tasks = spawn_publishers(publisher_conns, publisher_plans, &shared, &phase_rx);
+
+    tokio::time::sleep_until(clock.instant_at(window.start_ns)).await;
+    let (broker_window_start, self_window_start) = samples(options.broker_pid);
+    let measured_from_ns = clock.now_ns();
+    tokio::time::sleep_until(clock.instant_at(window.end_ns)).await;
+    let (broker_window_end, self_window_end) = samples(options.broker_pid);
+    let measured_ns = clock.now_ns() - measured_from_ns;
+
+    // Stop publishing, let the in-flight flows finish, then wait for the deliveries owed.
+    let drain_started = Instant::now();
+    phase_tx.send_replace(Phase::Stop);
+    let publisher_results = join_all(publisher_tasks).await?;
+    let owed = owed_deliveries(&publisher_results, plan.fanout);
+    wait_for_deliveries(&shared, owed, drain_started + options.drain).await;
+    let drain_secs = drain_started.elapsed().as_secs_f64();
+    let broker_end = options
+        .broker_pid
+        .and_then(|pid| procstat::sample(Some(pid)).ok());
+    phase_tx.send_replace(Phase::Close);
+    let subscriber_results = join_all(subscriber_tasks).await?;
+
+    let readings = TrafficReadings {
+        broker: [
+            broker_start,
+            broker_window_start,
+            broker_window_end,
+            broker_end,
+        ],
+        self_window: (self_window_start, self_window_end),
+        measured_ns,
+        drain_secs,
+    };
+    Ok(traffic_report(
+        options,
+        &plan,
+        &shared,
+        (&publisher_results, &subscriber_results),
+        readings,
+    ))
+}
+
+/// Builds each publisher's plan (its topic's PUBLISH template, its share of the rate and of
+/// the lead), by publisher index. Kept out of [`run_traffic`], which it would lengthen: it
+/// only computes, and fails on a topic or packet the options make invalid.
+fn publisher_plans(options: &Options, plan: &Plan) -> Result<Vec<PublisherPlan>, LoadgenError> {
     let publishers = plan.publisher_topics.len();
     let rates = options.rate.map(|rate| split_rate(rate, publishers));
-    let lead_max = publisher_lead_max(options.lead_max, &plan);
+    let lead_max = publisher_lead_max(options.lead_max, plan);
     let mut publisher_plans = Vec::with_capacity(publishers);
     for (i, topic) in plan.publisher_topics.iter().enumerate() {
         let topic = TopicName::new(topic)
@@ -195,14 +246,20 @@ async fn run_traffic(
                 .map(|rates| Pacer::new(rates[i], i, publishers)),
         });
     }
+    Ok(publisher_plans)
+}
 
+/// What the client tasks share, with publishing starting now: the measured window opens after
+/// the warm-up, counted from this moment, which is why it is read here, once every client is
+/// connected and just before the tasks are spawned.
+fn run_shared(options: &Options, clock: RunClock, run_id: u16, publishers: usize) -> RunShared {
     let publish_start_ns = clock.now_ns();
     let window_start_ns = publish_start_ns + duration_ns(options.warmup);
     let window = Window {
         start_ns: window_start_ns,
         end_ns: window_start_ns + duration_ns(options.duration),
     };
-    let shared = Arc::new(RunShared {
+    RunShared {
         clock,
         run_id,
         settings: Settings {
@@ -215,10 +272,18 @@ async fn run_traffic(
         window,
         links: (0..publishers).map(|_| PublisherLink::default()).collect(),
         latencies: LatencyShards::new(LATENCY_SHARDS),
-    });
-    let (phase_tx, phase_rx) = watch::channel(Phase::Run);
+    }
+}
 
-    let subscriber_tasks: Vec<JoinHandle<SubscriberResult>> = subscriber_conns
+/// Starts one task per subscriber connection, by index (spawning does not wait, so the
+/// subscribers all start before any publisher).
+fn spawn_subscribers(
+    conns: Vec<Conn>,
+    plan: &Plan,
+    shared: &Arc<RunShared>,
+    phase_rx: &watch::Receiver<Phase>,
+) -> Vec<JoinHandle<SubscriberResult>> {
+    conns
         .into_iter()
         .enumerate()
         .map(|(index, conn)| {
@@ -228,52 +293,65 @@ async fn run_traffic(
             };
             tokio::spawn(run_subscriber(conn, plan, shared.clone(), phase_rx.clone()))
         })
-        .collect();
-    let publisher_tasks: Vec<JoinHandle<PublisherResult>> = publisher_conns
+        .collect()
+}
+
+/// Starts one task per publisher connection with its plan, by index.
+fn spawn_publishers(
+    conns: Vec<Conn>,
+    plans: Vec<PublisherPlan>,
+    shared: &Arc<RunShared>,
+    phase_rx: &watch::Receiver<Phase>,
+) -> Vec<JoinHandle<PublisherResult>> {
+    conns
         .into_iter()
-        .zip(publisher_plans)
+        .zip(plans)
         .map(|(conn, plan)| {
             tokio::spawn(run_publisher(conn, plan, shared.clone(), phase_rx.clone()))
         })
-        .collect();
+        .collect()
+}
 
-    tokio::time::sleep_until(clock.instant_at(window.start_ns)).await;
-    let (broker_window_start, self_window_start) = samples(options.broker_pid);
-    let measured_from_ns = clock.now_ns();
-    tokio::time::sleep_until(clock.instant_at(window.end_ns)).await;
-    let (broker_window_end, self_window_end) = samples(options.broker_pid);
-    let measured_ns = clock.now_ns() - measured_from_ns;
-
-    // Stop publishing, let the in-flight flows finish, then wait for the deliveries owed.
-    let drain_started = Instant::now();
-    phase_tx.send_replace(Phase::Stop);
-    let publisher_results = join_all(publisher_tasks).await?;
-    let owed: u64 = publisher_results
+/// The distinct deliveries the drain waits for: every message the broker accepted (neither
+/// unacknowledged nor refused), once per subscriber of it.
+fn owed_deliveries(publisher_results: &[PublisherResult], fanout: u64) -> u64 {
+    publisher_results
         .iter()
-        .map(|p| (p.sent - p.unacknowledged.len() as u64 - p.refused.len() as u64) * plan.fanout)
-        .sum();
-    wait_for_deliveries(&shared, owed, drain_started + options.drain).await;
-    let drain_secs = drain_started.elapsed().as_secs_f64();
-    let broker_end = options
-        .broker_pid
-        .and_then(|pid| procstat::sample(Some(pid)).ok());
-    phase_tx.send_replace(Phase::Close);
-    let subscriber_results = join_all(subscriber_tasks).await?;
+        .map(|p| (p.sent - p.unacknowledged.len() as u64 - p.refused.len() as u64) * fanout)
+        .sum()
+}
 
-    let totals = Totals::tally(&publisher_results, &subscriber_results, |_| plan.fanout);
+/// The process readings and timings a traffic run took, for [`traffic_report`].
+struct TrafficReadings {
+    /// The broker's readings: before connecting, at the window's start and end, after the
+    /// drain; each `None` when there is no broker pid or it could not be read.
+    broker: [Option<ProcSample>; 4],
+    /// The load generator's own readings at the window's start and end.
+    self_window: (Option<ProcSample>, Option<ProcSample>),
+    /// Length of the measured window as it actually ran.
+    measured_ns: u64,
+    drain_secs: f64,
+}
+
+/// Adds up a finished traffic run into its report. Separate from [`run_traffic`] so that the
+/// run reads as its sequence of steps; this part only computes.
+fn traffic_report(
+    options: &Options,
+    plan: &Plan,
+    shared: &RunShared,
+    (publisher_results, subscriber_results): (&[PublisherResult], &[SubscriberResult]),
+    readings: TrafficReadings,
+) -> Report {
+    let totals = Totals::tally(publisher_results, subscriber_results, |_| plan.fanout);
     let errors: Vec<&String> = publisher_results
         .iter()
         .filter_map(|p| p.error.as_ref())
         .chain(subscriber_results.iter().filter_map(|s| s.error.as_ref()))
         .collect();
     let ticks = procstat::clock_ticks_per_sec();
-    let broker = match (
-        broker_start,
-        broker_window_start,
-        broker_window_end,
-        broker_end,
-    ) {
-        (Some(start), Some(from), Some(to), end) => Some(BrokerUsage {
+    let measured_ns = readings.measured_ns;
+    let broker = match readings.broker {
+        [Some(start), Some(from), Some(to), end] => Some(BrokerUsage {
             cpu_percent: procstat::cpu_percent(&from, &to, measured_ns, ticks),
             rss_kb_start: start.rss_kb,
             rss_kb_end: end.unwrap_or(to).rss_kb,
@@ -281,12 +359,12 @@ async fn run_traffic(
         }),
         _ => None,
     };
-    let loadgen_cpu_percent = match (self_window_start, self_window_end) {
+    let loadgen_cpu_percent = match readings.self_window {
         (Some(from), Some(to)) => procstat::cpu_percent(&from, &to, measured_ns, ticks),
         _ => 0.0,
     };
     let (publishers, subscribers) = options.scenario.clients();
-    Ok(Report {
+    Report {
         scenario: options.scenario.name().to_owned(),
         publishers: publishers as u64,
         subscribers: subscribers as u64,
@@ -299,14 +377,14 @@ async fn run_traffic(
         msgs_per_sec: totals.delivered_in_window as f64 / options.duration.as_secs_f64(),
         totals,
         latency: Latency::from_histogram(&shared.latencies.merged()),
-        drain_secs,
+        drain_secs: readings.drain_secs,
         broker,
         loadgen_cpu_percent,
         loadgen_threads: 1,
         idle: None,
         errors: errors.len() as u64,
         first_error: errors.first().map(|e| e.to_string()),
-    })
+    }
 }
 
 async fn run_idle(

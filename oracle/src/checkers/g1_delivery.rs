@@ -46,7 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use keel::codec::QoS;
 
-use super::{matches, split_shared, Facts, Granted, Receiver, Sent};
+use super::{matches, split_shared, Delivery, Facts, Granted, Receiver, Sent};
 use crate::history::{ConnRef, Entry, MsgId, Violation};
 
 /// A receiving session: a receiver, and for a client the life of its session (see
@@ -61,7 +61,24 @@ struct Copies<'h> {
 
 pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();
-    let mut to_receiver: BTreeMap<(Receiver, MsgId), Copies> = BTreeMap::new();
+    let received = judge_deliveries(facts, &mut violations);
+    judge_lost(facts, &received, &mut violations);
+    violations
+}
+
+/// The non-retained deliveries of messages sent before them, indexed for [`judge_lost`].
+#[derive(Default)]
+struct Received<'h> {
+    /// By receiver (a client, or a shared group) and message.
+    to_receiver: BTreeMap<(Receiver<'h>, MsgId), Copies<'h>>,
+    /// The (client, message) pairs delivered.
+    to_client: BTreeSet<(&'h str, MsgId)>,
+}
+
+/// Judges every delivery in history order (`G1 never sent`, `G1 exactly-once`, `G1 QoS 0
+/// duplicate`, each reported at the delivery that breaks it), and gathers what was received.
+fn judge_deliveries<'h>(facts: &Facts<'h>, violations: &mut Vec<Violation>) -> Received<'h> {
+    let mut received = Received::default();
     let mut to_session: BTreeMap<(Session, MsgId), Vec<(usize, &ConnRef)>> = BTreeMap::new();
     let durable_groups: BTreeSet<&str> = facts
         .share_filter
@@ -69,48 +86,20 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
         .filter(|(client, _)| facts.durable.contains(*client))
         .map(|(_, filter)| *filter)
         .collect();
-    let mut to_client: BTreeSet<(&str, MsgId)> = BTreeSet::new();
-
     for d in &facts.deliveries {
         let Some(sent) = facts.sent_before(d.msg, d.index) else {
-            let later = match facts.sent.get(&d.msg) {
-                Some(s) => format!(" (its first PUBLISH is at entry {}, later)", s.first_sent),
-                None => String::new(),
-            };
-            violations.push(Violation {
-                guarantee: "G1 never sent",
-                detail: format!(
-                    "{} got {} on {} at entry {}, a message nobody had sent{later}",
-                    d.at, d.msg, d.topic, d.index
-                ),
-            });
+            violations.push(never_sent(facts, d));
             continue;
         };
         if d.retain {
             continue;
         }
-        to_client.insert((&d.at.client, d.msg));
+        received.to_client.insert((&d.at.client, d.msg));
         let receiver = facts.receiver(&d.at.client);
-        let copies = to_receiver.entry((receiver, d.msg)).or_default();
+        let copies = received.to_receiver.entry((receiver, d.msg)).or_default();
         copies.all.push((d.index, d.at));
         if sent.qos == QoS::ExactlyOnce && d.qos == QoS::ExactlyOnce && sent.sent_in_sessions <= 1 {
-            // A client whose sessions end with their connections has a new session, and a
-            // receiver of its own, on each connection; but a shared group with a durable
-            // member is one receiver, whichever member it gave the message to.
-            let whole_group = match receiver {
-                Receiver::Group(filter) => durable_groups.contains(filter),
-                Receiver::Client(_) => false,
-            };
-            let session = if whole_group {
-                (receiver, 0)
-            } else {
-                // Every delivery is on an accepted connection, which served one life.
-                let life = facts
-                    .sessions
-                    .life(d.at)
-                    .map_or(usize::MAX, |(life, _)| life);
-                (Receiver::Client(&d.at.client), life)
-            };
+            let session = receiving_session(facts, &durable_groups, receiver, d);
             let qos2 = to_session.entry((session, d.msg)).or_default();
             qos2.push((d.index, d.at));
             if qos2.len() == 2 {
@@ -138,8 +127,55 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
             });
         }
     }
+    received
+}
 
-    // Lost messages. A share filter is judged once, from its earliest durable member.
+/// `G1 never sent`: delivery `d` carries a message with no PUBLISH before it.
+fn never_sent(facts: &Facts, d: &Delivery) -> Violation {
+    let later = match facts.sent.get(&d.msg) {
+        Some(s) => format!(" (its first PUBLISH is at entry {}, later)", s.first_sent),
+        None => String::new(),
+    };
+    Violation {
+        guarantee: "G1 never sent",
+        detail: format!(
+            "{} got {} on {} at entry {}, a message nobody had sent{later}",
+            d.at, d.msg, d.topic, d.index
+        ),
+    }
+}
+
+/// The session that received QoS 2 delivery `d`, counting for `receiver`, for exactly once.
+///
+/// A client whose sessions end with their connections has a new session, and a receiver of
+/// its own, on each connection; but a shared group with a durable member (in
+/// `durable_groups`) is one receiver, whichever member it gave the message to.
+fn receiving_session<'h>(
+    facts: &Facts<'h>,
+    durable_groups: &BTreeSet<&str>,
+    receiver: Receiver<'h>,
+    d: &Delivery<'h>,
+) -> Session<'h> {
+    let whole_group = match receiver {
+        Receiver::Group(filter) => durable_groups.contains(filter),
+        Receiver::Client(_) => false,
+    };
+    if whole_group {
+        (receiver, 0)
+    } else {
+        // Every delivery is on an accepted connection, which served one life.
+        let life = facts
+            .sessions
+            .life(d.at)
+            .map_or(usize::MAX, |(life, _)| life);
+        (Receiver::Client(&d.at.client), life)
+    }
+}
+
+/// `G1 delivery`: the messages each durable subscription was owed and its receiver never got,
+/// subscription by subscription in history order, then each share filter once, from its
+/// earliest durable member.
+fn judge_lost(facts: &Facts, received: &Received, violations: &mut Vec<Violation>) {
     let mut groups: BTreeMap<&str, &Granted> = BTreeMap::new();
     for sub in &facts.subscriptions {
         let durable = sub
@@ -153,7 +189,7 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
             continue;
         }
         for (msg, sent) in owed(facts, sub) {
-            if !to_client.contains(&(sub.client, msg)) {
+            if !received.to_client.contains(&(sub.client, msg)) {
                 violations.push(lost(msg, sent, sub, sub.client));
             }
         }
@@ -161,12 +197,11 @@ pub fn check(_history: &[Entry], facts: &Facts) -> Vec<Violation> {
     for (filter, first) in groups {
         let group = Receiver::Group(filter);
         for (msg, sent) in owed(facts, first) {
-            if !to_receiver.contains_key(&(group, msg)) {
+            if !received.to_receiver.contains_key(&(group, msg)) {
                 violations.push(lost(msg, sent, first, &group.to_string()));
             }
         }
     }
-    violations
 }
 
 /// The messages `sub` must get: acknowledged, QoS ≥ 1, not retained, matching, and first sent

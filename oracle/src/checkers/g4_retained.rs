@@ -47,7 +47,37 @@ impl Acknowledged {
 }
 
 pub fn check(history: &[Entry], facts: &Facts) -> Vec<Violation> {
-    let mut acknowledged: BTreeMap<&str, Acknowledged> = BTreeMap::new();
+    let acknowledged = acknowledged_writes(facts);
+    let written = written_topics(facts);
+    let seen = Seen::of(history, facts);
+    let mut violations = Vec::new();
+    for (i, entry) in history.iter().enumerate() {
+        let Event::SubscribeSent { at, filter, .. } = &entry.event else {
+            continue;
+        };
+        if split_shared(filter).0.is_some() {
+            continue;
+        }
+        let reads = values_read(filter, &written, seen.retained_on(at), i);
+        let waited_until = seen.waited_until(at, i);
+        for (topic, value) in reads {
+            let read = Read {
+                at,
+                i,
+                topic,
+                value,
+            };
+            let last_acked = acknowledged.get(topic).and_then(|a| a.latest_before(i));
+            violations.extend(judge(facts, &read, last_acked, waited_until));
+        }
+    }
+    violations
+}
+
+/// The acknowledged retained writes of each topic that has any, indexed for
+/// [`Acknowledged::latest_before`], which every read asks.
+fn acknowledged_writes<'h>(facts: &Facts<'h>) -> BTreeMap<&'h str, Acknowledged> {
+    let mut acknowledged = BTreeMap::new();
     for (topic, msgs) in &facts.by_topic {
         let mut writes: Vec<_> = msgs
             .iter()
@@ -68,107 +98,151 @@ pub fn check(history: &[Entry], facts: &Facts) -> Vec<Violation> {
             }
             latest.push(best);
         }
-        acknowledged.insert(topic, Acknowledged { writes, latest });
+        acknowledged.insert(*topic, Acknowledged { writes, latest });
     }
-    let written: Vec<&str> = facts
+    acknowledged
+}
+
+/// The topics with some retained write, acknowledged or not: each read of a matching filter
+/// reads them, even if it gets nothing.
+fn written_topics<'h>(facts: &Facts<'h>) -> Vec<&'h str> {
+    facts
         .by_topic
         .iter()
         .filter(|(_, msgs)| msgs.iter().any(|m| facts.sent[m].retain))
         .map(|(topic, _)| *topic)
-        .collect();
+        .collect()
+}
 
-    // Per connection: its retained deliveries (entry, topic, message) and read-window ends.
-    let mut retained: BTreeMap<&ConnRef, Vec<(usize, &str, MsgId)>> = BTreeMap::new();
-    let mut done: BTreeMap<&ConnRef, Vec<usize>> = BTreeMap::new();
-    for d in facts.deliveries.iter().filter(|d| d.retain) {
-        retained
-            .entry(d.at)
-            .or_default()
-            .push((d.index, d.topic, d.msg));
-    }
-    for (i, entry) in history.iter().enumerate() {
-        if let Event::RetainedReadDone { at } = &entry.event {
-            done.entry(at).or_default().push(i);
-        }
-    }
+/// What each connection saw: its retained deliveries and the ends of its read windows,
+/// gathered once so that each read looks up only its own connection's.
+struct Seen<'h> {
+    /// Per connection: its retained deliveries (entry, topic, message), in history order.
+    retained: BTreeMap<&'h ConnRef, Vec<(usize, &'h str, MsgId)>>,
+    /// Per connection: the entries of its `RetainedReadDone`, in history order.
+    done: BTreeMap<&'h ConnRef, Vec<usize>>,
+}
 
-    let mut violations = Vec::new();
-    for (i, entry) in history.iter().enumerate() {
-        let Event::SubscribeSent { at, filter, .. } = &entry.event else {
-            continue;
-        };
-        if split_shared(filter).0.is_some() {
-            continue;
+impl<'h> Seen<'h> {
+    fn of(history: &'h [Entry], facts: &Facts<'h>) -> Seen<'h> {
+        let mut retained: BTreeMap<&ConnRef, Vec<(usize, &str, MsgId)>> = BTreeMap::new();
+        let mut done: BTreeMap<&ConnRef, Vec<usize>> = BTreeMap::new();
+        for d in facts.deliveries.iter().filter(|d| d.retain) {
+            retained
+                .entry(d.at)
+                .or_default()
+                .push((d.index, d.topic, d.msg));
         }
-        // The value read of each topic: the first retained copy after the SUBSCRIBE.
-        let mut reads: BTreeMap<&str, Option<(usize, MsgId)>> = written
-            .iter()
-            .filter(|t| matches(filter, t))
-            .map(|t| (*t, None))
-            .collect();
-        let copies = retained.get(at).map_or(&[][..], Vec::as_slice);
-        for &(j, topic, msg) in &copies[copies.partition_point(|c| c.0 < i)..] {
-            if matches(filter, topic) {
-                reads.entry(topic).or_default().get_or_insert((j, msg));
+        for (i, entry) in history.iter().enumerate() {
+            if let Event::RetainedReadDone { at } = &entry.event {
+                done.entry(at).or_default().push(i);
             }
         }
-        let waited = done
+        Seen { retained, done }
+    }
+
+    /// The retained deliveries on `at`.
+    fn retained_on(&self, at: &ConnRef) -> &[(usize, &'h str, MsgId)] {
+        self.retained.get(at).map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The entry at which `at`'s last read window ended, if that is after entry `i`: then a
+    /// read at `i` on `at` has waited out its window.
+    fn waited_until(&self, at: &ConnRef, i: usize) -> Option<usize> {
+        self.done
             .get(at)
-            .is_some_and(|d| d.last().is_some_and(|&k| k > i));
-        for (topic, read) in reads {
-            let last_acked = acknowledged.get(topic).and_then(|a| a.latest_before(i));
-            let Some((j, r)) = read else {
-                if let (true, Some((_, w))) = (waited, last_acked) {
-                    let w_acked = facts.sent[&w].acked.unwrap_or_default();
-                    violations.push(Violation {
-                        guarantee: "G4 retained missing",
-                        detail: format!(
-                            "{at} read no retained message of {topic} (SUBSCRIBE at entry {i}, \
-                             read window over by entry {}), though {w} was written there and \
-                             acknowledged at entry {w_acked}",
-                            done[at].last().copied().unwrap_or_default()
-                        ),
-                    });
-                }
-                continue;
-            };
-            let Some(sent) = facts.sent_before(r, j) else {
-                continue; // G1 reports it.
-            };
-            if !sent.retain || sent.topic != topic {
-                violations.push(Violation {
-                    guarantee: "G4 retained never written",
-                    detail: format!(
-                        "{at} read {r} as the retained message of {topic} (entry {j}), but {r} \
-                         was a {} publish to {}",
-                        if sent.retain {
-                            "retained"
-                        } else {
-                            "non-retained"
-                        },
-                        sent.topic
-                    ),
-                });
-                continue;
-            }
-            let Some(r_acked) = sent.acked else {
-                continue; // Unknown: it may have committed after anything.
-            };
-            if let Some((w_sent, w)) = last_acked.filter(|&(w_sent, _)| w_sent > r_acked) {
-                violations.push(Violation {
-                    guarantee: "G4 retained stale",
-                    detail: format!(
-                        "{at} read {r} as the retained message of {topic} (SUBSCRIBE at entry \
-                         {i}, read at {j}), but {r} was acknowledged at entry {r_acked} and {w}, \
-                         first sent after it (entry {w_sent}), was acknowledged at entry {} \
-                         before the read",
-                        facts.sent[&w].acked.unwrap_or_default()
-                    ),
-                });
-            }
+            .and_then(|d| d.last().copied())
+            .filter(|&k| k > i)
+    }
+}
+
+/// The value a SUBSCRIBE at entry `i` with `filter` read of each written topic it matches: the
+/// first retained copy of the topic on its connection after the SUBSCRIBE, or nothing. A copy
+/// of a topic never written is a read too (of a message G1 or G4 will judge).
+fn values_read<'h>(
+    filter: &str,
+    written: &[&'h str],
+    copies: &[(usize, &'h str, MsgId)],
+    i: usize,
+) -> BTreeMap<&'h str, Option<(usize, MsgId)>> {
+    let mut reads: BTreeMap<&str, Option<(usize, MsgId)>> = written
+        .iter()
+        .filter(|t| matches(filter, t))
+        .map(|t| (*t, None))
+        .collect();
+    for &(j, topic, msg) in &copies[copies.partition_point(|c| c.0 < i)..] {
+        if matches(filter, topic) {
+            reads.entry(topic).or_default().get_or_insert((j, msg));
         }
     }
-    violations
+    reads
+}
+
+/// One read of one topic: a SUBSCRIBE at entry `i` on `at`, and what it got of `topic`.
+struct Read<'a> {
+    at: &'a ConnRef,
+    i: usize,
+    topic: &'a str,
+    /// The retained copy read (entry, message), if any.
+    value: Option<(usize, MsgId)>,
+}
+
+/// The violation of one read, if any. `last_acked` is the write of the topic first sent last
+/// among those acknowledged before the read (first sent at, message); `waited_until` is where
+/// the read's window ended, if it ended after the read.
+fn judge(
+    facts: &Facts,
+    read: &Read,
+    last_acked: Option<(usize, MsgId)>,
+    waited_until: Option<usize>,
+) -> Option<Violation> {
+    let &Read {
+        at,
+        i,
+        topic,
+        value,
+    } = read;
+    let Some((j, r)) = value else {
+        let (done, (_, w)) = waited_until.zip(last_acked)?;
+        let w_acked = facts.sent[&w].acked.unwrap_or_default();
+        return Some(Violation {
+            guarantee: "G4 retained missing",
+            detail: format!(
+                "{at} read no retained message of {topic} (SUBSCRIBE at entry {i}, read window \
+                 over by entry {done}), though {w} was written there and acknowledged at entry \
+                 {w_acked}"
+            ),
+        });
+    };
+    // Never sent before the read: G1 reports it.
+    let sent = facts.sent_before(r, j)?;
+    if !sent.retain || sent.topic != topic {
+        return Some(Violation {
+            guarantee: "G4 retained never written",
+            detail: format!(
+                "{at} read {r} as the retained message of {topic} (entry {j}), but {r} was a {} \
+                 publish to {}",
+                if sent.retain {
+                    "retained"
+                } else {
+                    "non-retained"
+                },
+                sent.topic
+            ),
+        });
+    }
+    // Unacknowledged, it is unknown: it may have committed after anything.
+    let r_acked = sent.acked?;
+    let (w_sent, w) = last_acked.filter(|&(w_sent, _)| w_sent > r_acked)?;
+    Some(Violation {
+        guarantee: "G4 retained stale",
+        detail: format!(
+            "{at} read {r} as the retained message of {topic} (SUBSCRIBE at entry {i}, read at \
+             {j}), but {r} was acknowledged at entry {r_acked} and {w}, first sent after it \
+             (entry {w_sent}), was acknowledged at entry {} before the read",
+            facts.sent[&w].acked.unwrap_or_default()
+        ),
+    })
 }
 
 #[cfg(test)]

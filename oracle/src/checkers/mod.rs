@@ -30,7 +30,7 @@ mod g6_liveness;
 mod g7_broker_output;
 pub mod sessions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 
 use keel::codec::QoS;
 
@@ -145,136 +145,21 @@ pub struct Facts<'h> {
 }
 
 impl<'h> Facts<'h> {
+    /// Indexes `history` in one pass, entry by entry (see [`Indexer`]).
     pub fn of(history: &'h [Entry]) -> Facts<'h> {
-        let mut facts = Facts {
-            sessions: sessions::Sessions::of(history),
-            ..Facts::default()
+        let mut indexer = Indexer {
+            facts: Facts {
+                sessions: sessions::Sessions::of(history),
+                ..Facts::default()
+            },
+            seen_subscriptions: BTreeSet::new(),
+            sent_in: BTreeSet::new(),
+            hosts: Hosts::default(),
         };
-        let mut seen_subscriptions = BTreeSet::new();
-        // The sessions each message was sent in.
-        let mut sent_in: BTreeSet<(MsgId, Option<usize>)> = BTreeSet::new();
-        // Per client: its connections still open, its current (newest) one, and the
-        // connection a takeover announced.
-        let mut open: BTreeMap<&str, BTreeSet<&ConnRef>> = BTreeMap::new();
-        let mut current: BTreeMap<&str, &ConnRef> = BTreeMap::new();
-        let mut takeover_to: BTreeMap<&str, &ConnRef> = BTreeMap::new();
         for (i, entry) in history.iter().enumerate() {
-            match &entry.event {
-                Event::ConnectSent { at, durable, .. } => {
-                    let client = at.client.as_str();
-                    if *durable {
-                        facts.durable.insert(client);
-                    }
-                    let announced = takeover_to.remove(client) == Some(at);
-                    let open = open.entry(client).or_default();
-                    let current_open = current.get(client).is_some_and(|c| open.contains(c));
-                    if !announced && current_open {
-                        // Its machine died: none of its open connections will be recorded
-                        // as ended.
-                        facts.died_unrecorded.extend(open.iter().copied());
-                        open.clear();
-                    }
-                    open.insert(at);
-                    current.insert(client, at);
-                }
-                Event::ConnectionLost { at, .. } => {
-                    if let Some(open) = open.get_mut(at.client.as_str()) {
-                        open.remove(at);
-                    }
-                }
-                Event::TakeoverStarted { new, .. } => {
-                    takeover_to.insert(new.client.as_str(), new);
-                }
-                Event::SubscribeSent { at, filter, .. } => {
-                    if split_shared(filter).0.is_some() {
-                        facts.share_filter.entry(&at.client).or_insert(filter);
-                    }
-                }
-                Event::Subscribed {
-                    at,
-                    filter,
-                    granted,
-                } => {
-                    let life = facts.sessions.life(at).map(|(life, _)| life);
-                    if seen_subscriptions.insert((at.client.as_str(), filter.as_str(), life)) {
-                        facts.subscriptions.push(Granted {
-                            client: &at.client,
-                            filter,
-                            qos: *granted,
-                            at: i,
-                            life,
-                        });
-                    }
-                    if split_shared(filter).0.is_some() {
-                        facts.share_filter.entry(&at.client).or_insert(filter);
-                    }
-                }
-                Event::PublishSent {
-                    at,
-                    msg,
-                    topic,
-                    qos,
-                    retain,
-                    ..
-                } => {
-                    let life = facts.sessions.life(at).map(|(life, _)| life);
-                    if !facts.sent.contains_key(msg) {
-                        facts.sent.insert(
-                            *msg,
-                            Sent {
-                                topic,
-                                qos: *qos,
-                                retain: *retain,
-                                first_sent: i,
-                                first_sent_on: at,
-                                acked: None,
-                                sent_in_sessions: 0,
-                            },
-                        );
-                        facts.by_topic.entry(topic).or_default().push(*msg);
-                    }
-                    if sent_in.insert((*msg, life)) {
-                        if let Some(sent) = facts.sent.get_mut(msg) {
-                            sent.sent_in_sessions += 1;
-                        }
-                    }
-                }
-                Event::PublishAcked { msg, .. } => {
-                    if let Some(sent) = facts.sent.get_mut(msg) {
-                        sent.acked.get_or_insert(i);
-                    }
-                }
-                Event::Delivered {
-                    at,
-                    msg,
-                    topic,
-                    qos,
-                    retain,
-                    ..
-                } => facts.deliveries.push(Delivery {
-                    index: i,
-                    at,
-                    msg: *msg,
-                    topic,
-                    qos: *qos,
-                    retain: *retain,
-                }),
-                Event::LivenessStarted => {
-                    facts.liveness_started.get_or_insert(i);
-                }
-                Event::Finished => {
-                    facts.finished.get_or_insert(i);
-                }
-                Event::Connected { .. }
-                | Event::DisconnectSent { .. }
-                | Event::PublishCompleted { .. }
-                | Event::ReleaseReceived { .. }
-                | Event::RetainedReadDone { .. }
-                | Event::MalformedFromBroker { .. }
-                | Event::Fault { .. } => {}
-            }
+            indexer.entry(i, &entry.event);
         }
-        facts
+        indexer.facts
     }
 
     /// Who a delivery to `client` counts for.
@@ -288,6 +173,169 @@ impl<'h> Facts<'h> {
     /// The message, if it was sent before entry `index`.
     pub fn sent_before(&self, msg: MsgId, index: usize) -> Option<&Sent<'h>> {
         self.sent.get(&msg).filter(|s| s.first_sent < index)
+    }
+}
+
+/// [`Facts::of`]'s state while it walks the history: the facts so far and what it must
+/// remember to derive them. One method per kind of entry that needs more than a line, so that
+/// no function has to hold the whole walk.
+struct Indexer<'h> {
+    facts: Facts<'h>,
+    /// The (client, filter, session) of each `Subscribed` already indexed: only the first
+    /// SUBACK of each counts.
+    seen_subscriptions: BTreeSet<(&'h str, &'h str, Option<usize>)>,
+    /// The sessions each message was sent in.
+    sent_in: BTreeSet<(MsgId, Option<usize>)>,
+    hosts: Hosts<'h>,
+}
+
+/// Per client: its connections still open, its current (newest) one, and the connection a
+/// takeover announced; enough to tell a crashed machine from a takeover.
+#[derive(Default)]
+struct Hosts<'h> {
+    open: BTreeMap<&'h str, BTreeSet<&'h ConnRef>>,
+    current: BTreeMap<&'h str, &'h ConnRef>,
+    takeover_to: BTreeMap<&'h str, &'h ConnRef>,
+}
+
+impl<'h> Indexer<'h> {
+    /// Indexes entry `i`, whose event is `event`.
+    fn entry(&mut self, i: usize, event: &'h Event) {
+        let facts = &mut self.facts;
+        match event {
+            Event::ConnectSent { at, durable, .. } => self.connect_sent(at, *durable),
+            Event::ConnectionLost { at, .. } => {
+                if let Some(open) = self.hosts.open.get_mut(at.client.as_str()) {
+                    open.remove(at);
+                }
+            }
+            Event::TakeoverStarted { new, .. } => {
+                self.hosts.takeover_to.insert(new.client.as_str(), new);
+            }
+            Event::SubscribeSent { at, filter, .. } => {
+                if split_shared(filter).0.is_some() {
+                    facts.share_filter.entry(&at.client).or_insert(filter);
+                }
+            }
+            Event::Subscribed {
+                at,
+                filter,
+                granted,
+            } => self.subscribed(i, at, filter, *granted),
+            Event::PublishSent {
+                at,
+                msg,
+                topic,
+                qos,
+                retain,
+                ..
+            } => self.publish_sent(i, at, *msg, topic, (*qos, *retain)),
+            Event::PublishAcked { msg, .. } => {
+                if let Some(sent) = facts.sent.get_mut(msg) {
+                    sent.acked.get_or_insert(i);
+                }
+            }
+            Event::Delivered {
+                at,
+                msg,
+                topic,
+                qos,
+                retain,
+                ..
+            } => facts.deliveries.push(Delivery {
+                index: i,
+                at,
+                msg: *msg,
+                topic,
+                qos: *qos,
+                retain: *retain,
+            }),
+            Event::LivenessStarted => {
+                facts.liveness_started.get_or_insert(i);
+            }
+            Event::Finished => {
+                facts.finished.get_or_insert(i);
+            }
+            Event::Connected { .. }
+            | Event::DisconnectSent { .. }
+            | Event::PublishCompleted { .. }
+            | Event::ReleaseReceived { .. }
+            | Event::RetainedReadDone { .. }
+            | Event::MalformedFromBroker { .. }
+            | Event::Fault { .. } => {}
+        }
+    }
+
+    /// A CONNECT on `at`: notes a durable client, and a machine that died unrecorded (a new
+    /// connection, not announced by a takeover, while the current one is still open).
+    fn connect_sent(&mut self, at: &'h ConnRef, durable: bool) {
+        let client = at.client.as_str();
+        if durable {
+            self.facts.durable.insert(client);
+        }
+        let hosts = &mut self.hosts;
+        let announced = hosts.takeover_to.remove(client) == Some(at);
+        let open = hosts.open.entry(client).or_default();
+        let current_open = hosts.current.get(client).is_some_and(|c| open.contains(c));
+        if !announced && current_open {
+            // Its machine died: none of its open connections will be recorded as ended.
+            self.facts.died_unrecorded.extend(open.iter().copied());
+            open.clear();
+        }
+        open.insert(at);
+        hosts.current.insert(client, at);
+    }
+
+    /// A SUBACK at entry `i`: the first of its (client, filter, session) is a subscription.
+    fn subscribed(&mut self, i: usize, at: &'h ConnRef, filter: &'h str, granted: QoS) {
+        let facts = &mut self.facts;
+        let life = facts.sessions.life(at).map(|(life, _)| life);
+        if self
+            .seen_subscriptions
+            .insert((at.client.as_str(), filter, life))
+        {
+            facts.subscriptions.push(Granted {
+                client: &at.client,
+                filter,
+                qos: granted,
+                at: i,
+                life,
+            });
+        }
+        if split_shared(filter).0.is_some() {
+            facts.share_filter.entry(&at.client).or_insert(filter);
+        }
+    }
+
+    /// A PUBLISH at entry `i`: the first of its message makes it sent; each new session it is
+    /// sent in is counted.
+    fn publish_sent(
+        &mut self,
+        i: usize,
+        at: &'h ConnRef,
+        msg: MsgId,
+        topic: &'h str,
+        (qos, retain): (QoS, bool),
+    ) {
+        let facts = &mut self.facts;
+        let life = facts.sessions.life(at).map(|(life, _)| life);
+        if let btree_map::Entry::Vacant(first) = facts.sent.entry(msg) {
+            first.insert(Sent {
+                topic,
+                qos,
+                retain,
+                first_sent: i,
+                first_sent_on: at,
+                acked: None,
+                sent_in_sessions: 0,
+            });
+            facts.by_topic.entry(topic).or_default().push(msg);
+        }
+        if self.sent_in.insert((msg, life)) {
+            if let Some(sent) = facts.sent.get_mut(&msg) {
+                sent.sent_in_sessions += 1;
+            }
+        }
     }
 }
 
