@@ -17,14 +17,14 @@ use super::proposer::{
 };
 use super::state_machine::{Applier, StateMachine};
 use super::types::TypeConfig;
-use crate::state::Place;
+use crate::state::{Incarnation, NodeId, Place};
 
 /// How a node keeps its state.
 #[derive(Clone)]
 pub struct Durability {
     pub node_id: u64,
     /// This run of the node (grows with every start).
-    pub incarnation: u64,
+    pub incarnation: Incarnation,
     pub store: Arc<dyn KvStore>,
     pub sync: SyncPolicy,
     /// A snapshot is taken after this many log entries, and the log before it is purged.
@@ -159,7 +159,7 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
     // Before any client's: the repairs are applied before anything this run asks.
     queue.push(applier.recover());
     let place = Place {
-        node: node_id,
+        node: NodeId::from(node_id),
         incarnation: durability.incarnation,
     };
     let hold = Arc::new(WriteHold::default());

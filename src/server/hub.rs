@@ -120,7 +120,7 @@ impl Hub {
 
     /// A new connection id and its outbox, registered for deliveries.
     pub fn register(&self, qos0_max: usize) -> (ConnId, Arc<Outbox>) {
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let outbox = Arc::new(Outbox::new(qos0_max));
         self.lock().outboxes.insert(conn, outbox.clone());
         (conn, outbox)
@@ -158,7 +158,7 @@ impl Core {
                         message,
                         groups,
                     } => {
-                        self.forwarder.forward(node, message, groups);
+                        self.forwarder.forward(node.into(), message, groups);
                         continue;
                     }
                     Effect::Deliver { conn, delivery } => (conn, Outgoing::Deliver(delivery)),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
 
 use super::message::{ClientId, Message};
-use super::placement::Place;
-use super::session::{SharedKey, Subscription, Will};
+use super::placement::{Incarnation, NodeId, Place};
+use super::session::{Seq, SharedKey, Subscription, Will};
 
 /// Serde writes commands into the Raft log (postcard, see `persist`): variants and fields are
 /// written in declaration order, so reordering, adding or removing any changes the log format
@@ -65,7 +65,7 @@ pub enum Command {
     /// have completed it.
     Publish {
         message: Arc<Message>,
-        origin: Option<(ClientId, PacketId, Place)>,
+        origin: Option<Qos2Origin>,
         /// Shared groups that already gave the message to one of their members elsewhere
         /// (a session of the node's local tier): none of this state's members get it.
         skip_shared: Vec<SharedKey>,
@@ -77,9 +77,9 @@ pub enum Command {
     },
     /// The subscriber acknowledged the message at `seq` (PUBACK or PUBCOMP), or the broker
     /// gave up on it (expired, too large for the client, refused by the client).
-    Acked { client_id: ClientId, seq: u64 },
+    Acked { client_id: ClientId, seq: Seq },
     /// The subscriber sent PUBREC for the QoS 2 message at `seq`.
-    PubRecReceived { client_id: ClientId, seq: u64 },
+    PubRecReceived { client_id: ClientId, seq: Seq },
     /// The publisher released a QoS 2 packet id with PUBREL.
     PubRelReceived {
         client_id: ClientId,
@@ -87,7 +87,7 @@ pub enum Command {
     },
     /// The shared-subscription messages at `seqs` go to other members of their groups (the
     /// session's connection ended before it acknowledged them).
-    ReleaseShared { client_id: ClientId, seqs: Vec<u64> },
+    ReleaseShared { client_id: ClientId, seqs: Vec<Seq> },
     /// A message released by a member of a shared group in another state (a local session
     /// that ended with no other local member to take it) goes to one of this state's members
     /// of the group, if it has any.
@@ -116,10 +116,26 @@ pub enum Command {
     /// restarted, or was declared gone. Durable sessions connected there are closed (their
     /// wills published, their expiry started), local sessions there end.
     NodeDown {
-        node: u64,
-        incarnation: u64,
+        node: NodeId,
+        incarnation: Incarnation,
         now_ms: u64,
     },
+}
+
+/// Who sent a QoS 2 publish, for [`Command::Publish`]: its packet id is remembered for the
+/// publisher until PUBREL (a resend with the same id is not routed again), and a publish from
+/// a connection that no longer holds its session is not routed at all.
+///
+/// Part of the log format: serde writes a struct as its fields in order, the same bytes as
+/// the tuple `(ClientId, PacketId, Place)` this was before (`COMMANDS_VERSION` 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qos2Origin {
+    /// The publisher's session.
+    pub client_id: ClientId,
+    /// The packet id of the PUBLISH, released by the publisher's PUBREL.
+    pub packet_id: PacketId,
+    /// Where the publisher's connection was served when it sent the PUBLISH.
+    pub place: Place,
 }
 
 /// A QoS 0 delivery decided while applying a command: sent at once to a connected session,

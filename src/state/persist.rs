@@ -31,7 +31,7 @@ use super::command::Command;
 use super::machine::{State, StateConfig};
 use super::message::{ClientId, Message};
 use super::placement::{BatchId, LocalSession, Place, Placement};
-use super::session::{QueuedMessage, SessionState, SharedKey, Subscription, Will};
+use super::session::{QueuedMessage, Seq, SessionState, SharedKey, Subscription, Will};
 
 /// The format version a command batch starts with. Any change to the serde encoding of
 /// [`Command`] or anything in it (fields, variants, their order) needs a new one.
@@ -181,7 +181,7 @@ pub(super) struct SessionRecord<'a> {
     pub(super) subscriptions: Vec<(TopicFilter, Subscription)>,
     /// By seq, ascending.
     pub(super) queue: Vec<QueuedRecord>,
-    pub(super) next_seq: u64,
+    pub(super) next_seq: Seq,
     /// Ascending.
     pub(super) incoming_qos2: Vec<PacketId>,
     /// Held by value in the session, not shared, so written in place.
@@ -193,7 +193,7 @@ pub(super) struct SessionRecord<'a> {
 /// A [`QueuedMessage`] with its message as an index into the message table.
 #[derive(Serialize, Deserialize)]
 pub(super) struct QueuedRecord {
-    pub(super) seq: u64,
+    pub(super) seq: Seq,
     pub(super) message: u64,
     pub(super) qos: QoS,
     pub(super) retain: bool,

@@ -15,29 +15,30 @@ use crate::codec::{
 };
 use crate::state::persist::{SessionRecord, SnapshotBody};
 use crate::state::{
-    decode_commands, encode_commands, ClientId, Command, Format, Message, OverflowPolicy,
-    PersistError, Place, SharedKey, State, StateConfig, Subscription, Will, SNAPSHOT_MAGIC,
+    decode_commands, encode_commands, ClientId, Command, Format, Incarnation, Message, NodeId,
+    OverflowPolicy, PersistError, Place, Qos2Origin, Seq, SharedKey, State, StateConfig,
+    Subscription, Will, SNAPSHOT_MAGIC,
 };
 
 /// Where the sessions of a test that is not about places are served.
 const HERE: Place = Place {
-    node: 1,
-    incarnation: 1,
+    node: NodeId(1),
+    incarnation: Incarnation(1),
 };
 
 /// Places the property tests draw from: two nodes, one of them in two runs.
 const PLACES: [Place; 3] = [
     Place {
-        node: 1,
-        incarnation: 1,
+        node: NodeId(1),
+        incarnation: Incarnation(1),
     },
     Place {
-        node: 2,
-        incarnation: 1,
+        node: NodeId(2),
+        incarnation: Incarnation(1),
     },
     Place {
-        node: 1,
-        incarnation: 2,
+        node: NodeId(1),
+        incarnation: Incarnation(2),
     },
 ];
 
@@ -222,7 +223,11 @@ fn every_command() -> Vec<Command> {
         },
         Command::Publish {
             message: Arc::new(full_message("a/b")),
-            origin: Some((id("pub"), PacketId::new(65_535).unwrap(), HERE)),
+            origin: Some(Qos2Origin {
+                client_id: id("pub"),
+                packet_id: PacketId::new(65_535).unwrap(),
+                place: HERE,
+            }),
             skip_shared: vec![SharedKey {
                 group: "g".into(),
                 filter: "a/+".into(),
@@ -238,11 +243,11 @@ fn every_command() -> Vec<Command> {
         },
         Command::Acked {
             client_id: id("c"),
-            seq: u64::MAX,
+            seq: Seq(u64::MAX),
         },
         Command::PubRecReceived {
             client_id: id("c"),
-            seq: 7,
+            seq: Seq(7),
         },
         Command::PubRelReceived {
             client_id: id("c"),
@@ -250,7 +255,7 @@ fn every_command() -> Vec<Command> {
         },
         Command::ReleaseShared {
             client_id: id("c"),
-            seqs: vec![1, 2, 300],
+            seqs: vec![Seq(1), Seq(2), Seq(300)],
         },
         Command::PublishShared {
             key: SharedKey {
@@ -279,8 +284,8 @@ fn every_command() -> Vec<Command> {
             place: PLACES[1],
         },
         Command::NodeDown {
-            node: 2,
-            incarnation: u64::MAX,
+            node: NodeId(2),
+            incarnation: Incarnation::MAX,
             now_ms: 6,
         },
     ]
@@ -473,7 +478,11 @@ fn rich_state() -> State {
         &mut state,
         Command::Publish {
             message: retained,
-            origin: Some((id("m1"), PacketId::new(3).unwrap(), HERE)),
+            origin: Some(Qos2Origin {
+                client_id: id("m1"),
+                packet_id: PacketId::new(3).unwrap(),
+                place: HERE,
+            }),
             skip_shared: Vec::new(),
         },
     );
@@ -744,7 +753,9 @@ fn snapshot_breaking_an_invariant_is_refused() {
         ("queue of s out of order at seq 1", |b| {
             record(b, "s").queue.swap(0, 1)
         }),
-        ("seq 3 of s not yet issued", |b| record(b, "s").next_seq = 3),
+        ("seq 3 of s not yet issued", |b| {
+            record(b, "s").next_seq = Seq(3)
+        }),
         ("QoS 0 message queued for s at seq 2", |b| {
             record(b, "s").queue[1].qos = QoS::AtMostOnce
         }),
@@ -1031,16 +1042,16 @@ fn spec_message(spec: &PublishSpec, now_ms: u64) -> Message {
 
 /// The seq of the `pick`th queued message of `client` at `qos` or above, or one that is not
 /// queued.
-fn picked_seq(state: &State, client: &ClientId, pick: usize, qos: QoS) -> u64 {
+fn picked_seq(state: &State, client: &ClientId, pick: usize, qos: QoS) -> Seq {
     let Some(session) = state.session(client) else {
-        return pick as u64;
+        return Seq(pick as u64);
     };
     session
         .queue
         .iter()
         .filter(|q| q.qos >= qos)
         .nth(pick)
-        .map_or(session.next_seq + pick as u64, |q| q.seq)
+        .map_or(Seq(session.next_seq.0 + pick as u64), |q| q.seq)
 }
 
 fn subscription_of(s: &SubscribeSpec) -> (TopicFilter, Subscription) {
@@ -1115,9 +1126,11 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
                 });
             }
             let origin = match (spec.qos, spec.publisher) {
-                (QoS::ExactlyOnce, Some(c)) => {
-                    Some((id(CLIENTS[c]), PacketId::new(spec.packet_id).unwrap(), HERE))
-                }
+                (QoS::ExactlyOnce, Some(c)) => Some(Qos2Origin {
+                    client_id: id(CLIENTS[c]),
+                    packet_id: PacketId::new(spec.packet_id).unwrap(),
+                    place: HERE,
+                }),
                 _ => None,
             };
             commands.push(Command::Publish {
@@ -1173,7 +1186,7 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
         }],
         Op::NodeDown { place } => vec![Command::NodeDown {
             node: PLACES[*place].node,
-            incarnation: PLACES[*place].incarnation + 1,
+            incarnation: Incarnation(PLACES[*place].incarnation.0 + 1),
             now_ms: now,
         }],
     }
