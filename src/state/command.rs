@@ -16,8 +16,9 @@ use super::placement::{Incarnation, NodeId, Place};
 use super::session::{Seq, SharedKey, Subscription, Will};
 
 /// Serde writes commands into the Raft log (postcard, see `persist`): variants and fields are
-/// written in declaration order, so reordering, adding or removing any changes the log format
-/// and needs a new `COMMANDS_VERSION`.
+/// written in declaration order, so reordering, adding or removing any (or changing the type
+/// of one) changes the log format and needs a new `COMMANDS_VERSION`; and, since the Raft
+/// log's entries carry no version, more than that (see `COMMANDS_VERSION`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// A client connected. With `clean_start` (or no session) a new session begins; otherwise

@@ -1,6 +1,6 @@
 //! Behaviour of the state machine, driven command by command with `validate()` after each.
 
-mod persist;
+pub(crate) mod persist;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

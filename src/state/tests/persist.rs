@@ -15,9 +15,9 @@ use crate::codec::{
 };
 use crate::state::persist::{SessionRecord, SnapshotBody};
 use crate::state::{
-    decode_commands, encode_commands, ClientId, Command, Format, Incarnation, Message, NodeId,
-    OverflowPolicy, PersistError, Place, Qos2Origin, Seq, SharedKey, State, StateConfig,
-    Subscription, Will, SNAPSHOT_MAGIC,
+    decode_commands, encode_commands, BatchId, ClientId, Command, Format, Incarnation, Message,
+    NodeId, OverflowPolicy, PersistError, Place, Qos2Origin, Seq, SharedKey, State, StateConfig,
+    Subscription, Will, COMMANDS_VERSION, COMMANDS_VERSION_OLDEST, SNAPSHOT_MAGIC,
 };
 
 /// Where the sessions of a test that is not about places are served.
@@ -171,7 +171,7 @@ fn assert_same_state(a: &State, b: &State, now_ms: u64) {
 }
 
 /// One command of each variant, with the optional parts filled in.
-fn every_command() -> Vec<Command> {
+pub(crate) fn every_command() -> Vec<Command> {
     let will = Will {
         message: full_message("will/t"),
         delay_secs: 5,
@@ -351,7 +351,7 @@ fn command_batch_format_is_pinned() {
     assert_eq!(
         bytes,
         [
-            2, // version
+            3, // version
             2, // two commands
             10, 1, b'c', 0x82, 0x02, // PubRelReceived "c" 258
             6, 1, b't', 2, b'h', b'i', 1, 0, // Publish "t" "hi" QoS 1, retain false
@@ -432,23 +432,77 @@ fn command_batch_header_is_checked() {
         decode_commands(&[]),
         Err(PersistError::TruncatedHeader { .. })
     ));
+    // Versions this build does not know, newer or older, are refused, never decoded as one
+    // of its own.
+    for version in [
+        COMMANDS_VERSION + 1,
+        COMMANDS_VERSION_OLDEST - 1,
+        0,
+        u8::MAX,
+    ] {
+        let mut bytes = encode_commands(&every_command());
+        bytes[0] = version;
+        let error = decode_commands(&bytes).unwrap_err();
+        assert!(matches!(
+            error,
+            PersistError::UnsupportedVersion { found, .. } if found == u16::from(version)
+        ));
+    }
     let mut bytes = encode_commands(&every_command());
-    bytes[0] = 3;
-    let error = decode_commands(&bytes).unwrap_err();
-    assert!(matches!(
-        error,
-        PersistError::UnsupportedVersion { found: 3, .. }
-    ));
+    bytes[0] = 4;
     assert_eq!(
-        error.to_string(),
-        "unsupported command batch format version 3: this build reads version 2"
+        decode_commands(&bytes).unwrap_err().to_string(),
+        "unsupported command batch format version 4: this build reads versions 2 to 3"
     );
+    // Every version it knows reads the same batch.
+    for version in COMMANDS_VERSION_OLDEST..=COMMANDS_VERSION {
+        let mut bytes = encode_commands(&every_command());
+        bytes[0] = version;
+        assert_eq!(decode_commands(&bytes).unwrap(), every_command());
+    }
     let mut bytes = encode_commands(&every_command());
     bytes.push(0);
     assert!(matches!(
         decode_commands(&bytes),
         Err(PersistError::TrailingBytes { len: 1, .. })
     ));
+}
+
+// Bytes written by Keel before its ids and records had types (commit e9f1d2d, command batch
+// version 2), each a hex dump in `golden/`: a command batch of `every_command()` and a
+// snapshot of `cluster_state()` (and, in `cluster::types`, a Raft log entry holding the
+// batch). Whatever the types become, these must read back to the same values, or be
+// refused: never misread.
+
+/// The bytes of a hex dump (whitespace between the digits ignored).
+pub(crate) fn golden(hex: &str) -> Vec<u8> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_command_batch_written_before_the_ids_had_types_reads_back_the_same() {
+    let old = golden(include_str!("golden/commands_v2.hex"));
+    assert_eq!(old[0], 2, "written in version 2");
+    assert_eq!(decode_commands(&old).unwrap(), every_command());
+    // The same commands written now: only the version differs.
+    let new = encode_commands(&every_command());
+    assert_eq!(new[0], COMMANDS_VERSION);
+    assert_eq!(new[1..], old[1..]);
+}
+
+#[test]
+fn a_snapshot_written_before_the_ids_had_types_restores_the_same_state() {
+    let old = golden(include_str!("golden/snapshot_v2.hex"));
+    let state = cluster_state();
+    let restored = State::from_snapshot(*state.config(), &old).unwrap();
+    restored.validate();
+    assert_same_state(&restored, &state, 0);
+    assert_eq!(restored.to_snapshot(), old);
+    assert_eq!(state.to_snapshot(), old);
 }
 
 /// A state with something in every part: sessions connected and not, subscriptions plain,
@@ -518,6 +572,31 @@ fn rich_state() -> State {
             publish_will: true,
             now_ms: 2_000,
             place: HERE,
+        },
+    );
+    state
+}
+
+/// [`rich_state`] with the cluster's part: the batches applied from three runs of two
+/// nodes, and a local session of another node with a subscription.
+fn cluster_state() -> State {
+    let mut state = rich_state();
+    for (place, seq) in [(PLACES[0], 3), (PLACES[1], 1), (PLACES[2], 7)] {
+        assert!(state.accept_batch(BatchId { place, seq }));
+    }
+    apply(
+        &mut state,
+        Command::OpenLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+        },
+    );
+    apply(
+        &mut state,
+        Command::SubscribeLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+            subscriptions: vec![(filter("$share/g/t/+"), subscription(QoS::AtLeastOnce))],
         },
     );
     state
