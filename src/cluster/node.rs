@@ -15,7 +15,7 @@ use super::proposer::{
     run_proposer, LeaderLink, NoLeaderLink, ProposalFailure, ProposalQueue, ProposerLimits,
     WriteHold,
 };
-use super::state_machine::{Applier, StateMachine};
+use super::state_machine::{Applier, RestoreError, StateMachine};
 use super::types::TypeConfig;
 use crate::state::{Incarnation, NodeId, Place};
 
@@ -36,7 +36,7 @@ pub struct Durability {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("the stored snapshot cannot be restored: {0}")]
-    Snapshot(String),
+    Snapshot(#[from] RestoreError),
     #[error("invalid Raft configuration: {0}")]
     Config(String),
     #[error("Raft failed to start: {0}")]
@@ -98,7 +98,7 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
     membership: Membership<N>,
 ) -> Result<RaftNode, NodeError> {
     let state_machine = StateMachine::new(durability.store.clone(), applier.clone());
-    if let Some(position) = state_machine.restore().await.map_err(NodeError::Snapshot)? {
+    if let Some(position) = state_machine.restore().await? {
         tracing::info!(last_applied = ?position.last_applied, "restored the snapshot");
     }
     let log = LogStore::new(durability.store.clone(), durability.sync);

@@ -9,7 +9,8 @@ use tokio::sync::Notify;
 
 use crate::broker::{Broker, ConnId, Effect};
 use crate::cluster::{
-    AppliedPosition, Applier, ClusterView, Forwarder, NoForwarder, ProposalFailure, ProposalQueue,
+    AppliedPosition, Applier, ClusterView, Forwarder, InstallError, NoForwarder, ProposalFailure,
+    ProposalQueue,
 };
 use crate::codec::ReasonCode;
 use crate::net::Clock;
@@ -219,10 +220,9 @@ impl Applier for Hub {
         (core.broker.state().to_snapshot(), core.position.clone())
     }
 
-    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), String> {
+    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), InstallError> {
         let mut core = self.lock();
-        let state =
-            State::from_snapshot(core.broker.config().state, state).map_err(|e| e.to_string())?;
+        let state = State::from_snapshot(core.broker.config().state, state)?;
         core.broker.install_state(state);
         core.position = position;
         core.dispatch(None, 0, &self.qos0_dropped);
