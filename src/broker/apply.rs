@@ -238,11 +238,11 @@ impl Broker {
             let handed_over: Vec<Command> = applied
                 .unplaced_shared
                 .iter()
-                .filter(|(key, _, _)| self.durable.has_shared_group(key))
-                .map(|(key, message, retain)| Command::PublishShared {
-                    key: key.clone(),
-                    message: message.clone(),
-                    retain: *retain,
+                .filter(|unplaced| self.durable.has_shared_group(&unplaced.key))
+                .map(|unplaced| Command::PublishShared {
+                    key: unplaced.key.clone(),
+                    message: unplaced.message.clone(),
+                    retain: unplaced.retain,
                 })
                 .collect();
             if !handed_over.is_empty() {

@@ -32,7 +32,9 @@ impl std::fmt::Display for Batch {
 
 openraft::declare_raft_types!(
     /// Keel's Raft types: node ids are `u64`, entries carry [`Batch`]es, and the runtime
-    /// has a seeded random source.
+    /// has a seeded random source. (The broker and the replicated state name a node with
+    /// [`crate::state::NodeId`], the same number, converted where a Raft id enters a
+    /// [`crate::state::Place`] or a command.)
     pub TypeConfig:
         D = Batch,
         R = (),

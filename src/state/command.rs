@@ -149,6 +149,17 @@ pub struct DirectDelivery {
     pub subscription_ids: Vec<std::num::NonZeroU32>,
 }
 
+/// A shared-subscription message that a releasing session keeps because no other member of
+/// its group is in the same state (see [`Applied::unplaced_shared`]): for the broker to offer
+/// to the group's members elsewhere, as a [`Command::PublishShared`] with the same fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnplacedShared {
+    pub key: SharedKey,
+    pub message: Arc<Message>,
+    /// The RETAIN flag of the delivery.
+    pub retain: bool,
+}
+
 /// What applying a command did, for the broker to act on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
@@ -187,7 +198,7 @@ pub struct Applied {
     pub resumed_from: Option<Place>,
     /// ReleaseShared: messages whose group had no other member in this state, so they stay
     /// with the releasing session (for the broker to offer to the group's members elsewhere).
-    pub unplaced_shared: Vec<(SharedKey, Arc<Message>, bool)>,
+    pub unplaced_shared: Vec<UnplacedShared>,
 }
 
 /// QoS of a delivery: the lower of publish and subscription.

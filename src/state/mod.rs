@@ -12,7 +12,7 @@ mod persist;
 mod placement;
 mod session;
 
-pub use command::{delivery_qos, Applied, Command, DirectDelivery, Qos2Origin};
+pub use command::{delivery_qos, Applied, Command, DirectDelivery, Qos2Origin, UnplacedShared};
 pub use machine::{GroupTargets, OverflowPolicy, SpreadTargets, State, StateConfig};
 pub use message::{ClientId, Message};
 pub use persist::{

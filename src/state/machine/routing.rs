@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::codec::{QoS, TopicName};
 use crate::router::Match;
 
-use crate::state::command::{delivery_qos, Applied, DirectDelivery, Qos2Origin};
+use crate::state::command::{delivery_qos, Applied, DirectDelivery, Qos2Origin, UnplacedShared};
 use crate::state::message::{ClientId, Message};
 use crate::state::placement::NodeId;
 use crate::state::session::{QueuedMessage, Seq, SessionState, SharedKey, Subscription};
@@ -362,7 +362,11 @@ impl State {
             };
             let (message, retain) = (queued.message.clone(), queued.retain);
             if !self.deliver_to_group(&key, &message, retain, Some(client_id), applied) {
-                applied.unplaced_shared.push((key, message, retain));
+                applied.unplaced_shared.push(UnplacedShared {
+                    key,
+                    message,
+                    retain,
+                });
                 continue;
             }
             if let Some(s) = self.sessions.get_mut(client_id) {
