@@ -48,7 +48,7 @@ use keel::codec::{
     QosPid, ReasonCode, TopicFilter, TopicName, PACKET_SIZE_LIMIT,
 };
 use keel::session::{AuthExchange, AuthStep, Authenticator, Session, SessionConfig};
-use keel::state::{OverflowPolicy, StateConfig};
+use keel::state::{Incarnation, NodeId, OverflowPolicy, StateConfig};
 
 /// Most steps one input runs.
 pub const STEPS_MAX: usize = 200;
@@ -215,16 +215,16 @@ impl World {
             },
         };
         let cluster: bool = u.arbitrary()?;
-        let mut broker = Broker::with_identity(broker_config, 1, 1);
+        let mut broker = Broker::with_identity(broker_config, NodeId(1), Incarnation(1));
         broker.set_cluster_role(!cluster, true);
-        let mut replica = Broker::with_identity(broker_config, 2, 1);
+        let mut replica = Broker::with_identity(broker_config, NodeId(2), Incarnation(1));
         replica.set_cluster_role(false, false);
         let world = World {
             broker,
             replica,
             session_config,
             conns: BTreeMap::new(),
-            next_conn: 1,
+            next_conn: ConnId(1),
             now_ms: START_MS,
             log: Vec::new(),
             hold_steps: 0,
@@ -300,7 +300,7 @@ impl World {
                     return;
                 }
                 let conn = self.next_conn;
-                self.next_conn += 1;
+                self.next_conn = ConnId(conn.0 + 1);
                 let session = Session::new(
                     conn,
                     self.session_config.clone(),

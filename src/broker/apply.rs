@@ -26,8 +26,8 @@ impl Broker {
     /// request it carries when it came from this node's current run.
     pub fn apply_committed(&mut self, proposal: Proposal) {
         let reply_to = proposal.origin.filter(|o| self.is_mine(o));
-        if let Some((client_id, place)) = &proposal.from {
-            if !self.holds(client_id, *place) {
+        if let Some(fence) = &proposal.from {
+            if !self.holds(&fence.client_id, fence.place) {
                 self.void(&proposal, reply_to);
                 return;
             }
@@ -35,7 +35,7 @@ impl Broker {
         let from_here = proposal
             .from
             .as_ref()
-            .is_some_and(|(_, p)| *p == self.place);
+            .is_some_and(|fence| fence.place == self.place);
         let mut completion = Completion::default();
         let mut replied = false;
         for command in proposal.commands {
@@ -112,10 +112,11 @@ impl Broker {
     fn settle_proposed(&mut self, command: &Command, from_here: bool) {
         match command {
             Command::Publish {
-                origin: Some((client_id, packet_id, _)),
+                origin: Some(origin),
                 ..
             } => {
-                self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+                let key = (origin.client_id.clone(), origin.packet_id);
+                self.proposed_qos2.remove(&key);
             }
             Command::EndSession { client_id, .. } | Command::PublishWill { client_id, .. } => {
                 self.proposed_due.remove(client_id);
@@ -170,14 +171,15 @@ impl Broker {
         let mine = proposal
             .from
             .as_ref()
-            .is_some_and(|(_, p)| *p == self.place);
+            .is_some_and(|fence| fence.place == self.place);
         for command in &proposal.commands {
             match command {
                 Command::Publish {
-                    origin: Some((client_id, packet_id, _)),
+                    origin: Some(origin),
                     ..
                 } => {
-                    self.proposed_qos2.remove(&(client_id.clone(), *packet_id));
+                    let key = (origin.client_id.clone(), origin.packet_id);
+                    self.proposed_qos2.remove(&key);
                 }
                 Command::Subscribe {
                     client_id,
@@ -236,11 +238,11 @@ impl Broker {
             let handed_over: Vec<Command> = applied
                 .unplaced_shared
                 .iter()
-                .filter(|(key, _, _)| self.durable.has_shared_group(key))
-                .map(|(key, message, retain)| Command::PublishShared {
-                    key: key.clone(),
-                    message: message.clone(),
-                    retain: *retain,
+                .filter(|unplaced| self.durable.has_shared_group(&unplaced.key))
+                .map(|unplaced| Command::PublishShared {
+                    key: unplaced.key.clone(),
+                    message: unplaced.message.clone(),
+                    retain: unplaced.retain,
                 })
                 .collect();
             if !handed_over.is_empty() {

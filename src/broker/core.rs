@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::codec::{PacketId, ReasonCode, TopicFilter};
-use crate::state::{ClientId, Message, Place, SharedKey, State, Subscription};
+use crate::state::{
+    ClientId, Incarnation, Message, NodeId, Place, Seq, SharedKey, State, Subscription,
+};
 
 use super::freshness::FreshnessGate;
 use super::pending::PendingSubscriptions;
@@ -54,7 +56,7 @@ pub struct Broker {
     /// The connection serving each connected client id.
     pub(super) owners: BTreeMap<ClientId, ConnId>,
     /// How far each disconnected durable session's queue was sent here, for DUP on resume.
-    pub(super) sent_before: BTreeMap<ClientId, u64>,
+    pub(super) sent_before: BTreeMap<ClientId, Seq>,
     /// QoS 2 packet ids of durable publishers proposed and not yet applied: a resend meanwhile
     /// is a duplicate.
     pub(super) proposed_qos2: BTreeSet<(ClientId, PacketId)>,
@@ -75,11 +77,11 @@ pub struct Broker {
 impl Broker {
     /// A broker for node 1 in its first run; see [`Broker::with_identity`].
     pub fn new(config: BrokerConfig) -> Broker {
-        Broker::with_identity(config, 1, 0)
+        Broker::with_identity(config, NodeId(1), Incarnation(0))
     }
 
     /// A broker for `node`; `incarnation` must grow from one run of the node to the next.
-    pub fn with_identity(config: BrokerConfig, node: u64, incarnation: u64) -> Broker {
+    pub fn with_identity(config: BrokerConfig, node: NodeId, incarnation: Incarnation) -> Broker {
         Broker {
             config,
             place: Place { node, incarnation },
@@ -256,7 +258,7 @@ impl Broker {
     }
 
     pub(super) fn is_mine(&self, origin: &Origin) -> bool {
-        origin.node == self.place.node && origin.incarnation == self.place.incarnation
+        origin.place == self.place
     }
 
     /// Checks the invariants of the core and its states; panics with the broken one.

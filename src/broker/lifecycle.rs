@@ -3,7 +3,7 @@
 //! to every connection when the node recovers, loses its quorum or installs a snapshot.
 
 use crate::codec::ReasonCode;
-use crate::state::{ClientId, Command, Place, State};
+use crate::state::{ClientId, Command, Place, Seq, State};
 
 use super::core::Broker;
 use super::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
@@ -275,7 +275,7 @@ impl Broker {
         self.owners.remove(&client_id);
         // Shared-subscription messages go to another member, except QoS 2 messages already
         // sent: those must be completed with this client ([MQTT-4.8.2-4]).
-        let release: Vec<u64> = self
+        let release: Vec<Seq> = self
             .tier(connection.tier)
             .session(&client_id)
             .map(|s| {
@@ -406,9 +406,11 @@ impl Broker {
         };
         connection.opened = true;
         let before = self.sent_before.remove(&connection.client_id);
-        connection
-            .window
-            .set_dup_through(if present { before.unwrap_or(0) } else { 0 });
+        connection.window.set_dup_through(if present {
+            before.unwrap_or(Seq::ZERO)
+        } else {
+            Seq::ZERO
+        });
         self.reply(
             conn,
             ticket,

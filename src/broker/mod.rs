@@ -20,7 +20,9 @@ mod types;
 mod window;
 
 pub use self::core::Broker;
-pub use self::proposal::{Completion, ConnId, Origin, Proposal, Ticket, MERGED_COMMANDS_MAX};
+pub use self::proposal::{
+    Completion, ConnId, Origin, Proposal, SessionFence, Ticket, MERGED_COMMANDS_MAX,
+};
 pub use self::types::{
     BrokerConfig, BrokerStats, ConnectRequest, Delivery, Effect, LimitStats, PubRecOutcome,
     PublishError, Tier,

@@ -3,7 +3,7 @@
 //! connection's [`OutboundWindow`](super::window::OutboundWindow) has room.
 
 use crate::codec::{PacketId, QoS};
-use crate::state::{packet_id_for, ClientId, Command};
+use crate::state::{packet_id_for, ClientId, Command, Seq};
 
 use super::core::Broker;
 use super::proposal::ConnId;
@@ -38,7 +38,7 @@ impl Broker {
     }
 
     /// The message `seq` of `client_id`'s queue is done with: it leaves the queue.
-    fn acked(&mut self, tier: Tier, client_id: ClientId, seq: u64) {
+    fn acked(&mut self, tier: Tier, client_id: ClientId, seq: Seq) {
         self.run(
             tier,
             vec![Command::Acked { client_id, seq }],
@@ -113,7 +113,7 @@ impl Broker {
     }
 
     /// A committed PUBREC: the connection that has the message in flight sends PUBREL.
-    pub(super) fn release_committed(&mut self, client_id: &ClientId, seq: u64) {
+    pub(super) fn release_committed(&mut self, client_id: &ClientId, seq: Seq) {
         let Some(&conn) = self.owners.get(client_id) else {
             return;
         };

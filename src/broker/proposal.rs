@@ -1,16 +1,67 @@
 //! What the broker asks the replicated log to commit, and what it owes a connection once a
 //! request is done.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::state::{ClientId, Command, Place};
 
 /// Identifies one network connection of this node. Never reused within one incarnation.
-pub type ConnId = u64;
+/// Serialized as the bare number (`transparent`), in the log (inside an [`Origin`]) and in
+/// the connection trace.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Names a request of one connection whose reply waits for the broker (a PUBACK, SUBACK,
-/// CONNACK...). Chosen by the session, unique per connection.
-pub type Ticket = u64;
+/// CONNACK...). Chosen by the session, unique per connection. Serialized as the bare number
+/// (`transparent`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// Below every ticket a connection hands out: for a request that has no reply (a QoS 0
+    /// publish), whose ticket is never answered nor owed.
+    pub const UNOWED: Ticket = Ticket(0);
+    /// The ticket a connection hands out first.
+    pub const FIRST: Ticket = Ticket(1);
+
+    /// The ticket handed out after this one.
+    pub fn next(self) -> Ticket {
+        Ticket(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The session a proposal acts for and where the connection that asked was served: what
+/// fences a takeover (see [`Proposal::from`]).
+///
+/// Part of the log format: serde writes a struct as its fields in order, the same bytes as
+/// the tuple `(ClientId, Place)` this was before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFence {
+    pub client_id: ClientId,
+    /// The place of the connection that asked; the proposal is void unless the session is
+    /// still served there when it is applied.
+    pub place: Place,
+}
 
 /// Commands to commit together, in order, as one unit of the log. A proposal with an origin
 /// is a client request: once it is applied, the node it came from replies to that
@@ -24,7 +75,7 @@ pub struct Proposal {
     /// session has moved elsewhere by the time the proposal is applied (taken over while it
     /// was on its way, or resent late after a timeout), the proposal is void. This is what
     /// fences a takeover: the old connection's last requests cannot land after the new one's.
-    pub from: Option<(ClientId, Place)>,
+    pub from: Option<SessionFence>,
 }
 
 /// Most commands a proposal gathers from proposals nobody waits for.
@@ -58,11 +109,14 @@ impl Proposal {
 
 /// Where the reply to a proposal goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Part of the log format: `place` is written as its node, then its incarnation, the same
+/// bytes as the two `u64` fields `node` and `incarnation` this held before.
 pub struct Origin {
-    pub node: u64,
-    /// Which run of the node: connection ids start again after a restart, and a proposal
-    /// replayed from the log must not answer a new connection that reuses an id.
-    pub incarnation: u64,
+    /// The node and its run that asked. The run matters: connection ids start again after a
+    /// restart, and a proposal replayed from the log must not answer a new connection that
+    /// reuses an id.
+    pub place: Place,
     pub conn: ConnId,
     pub ticket: Ticket,
     /// Sessions of the origin node (not in the log) that the message already reached, for

@@ -4,7 +4,7 @@
 use crate::state::{ClientId, Command};
 
 use super::core::Broker;
-use super::proposal::{Completion, ConnId, Origin, Proposal, Ticket};
+use super::proposal::{Completion, ConnId, Origin, Proposal, SessionFence, Ticket};
 use super::types::{Effect, Tier};
 
 /// Who asked for commands and who waits for them to take effect.
@@ -93,8 +93,7 @@ impl Broker {
     /// one proposal per message would cost more than the command.
     fn propose(&mut self, commands: Vec<Command>, caller: Caller<'_>) {
         let origin = caller.reply_to.map(|reply_to| Origin {
-            node: self.place.node,
-            incarnation: self.place.incarnation,
+            place: self.place,
             conn: reply_to.conn,
             ticket: reply_to.ticket,
             local_matched: reply_to.local_matched,
@@ -102,9 +101,10 @@ impl Broker {
         let proposal = Proposal {
             commands,
             origin,
-            from: caller
-                .session
-                .map(|client_id| (client_id.clone(), self.place)),
+            from: caller.session.map(|client_id| SessionFence {
+                client_id: client_id.clone(),
+                place: self.place,
+            }),
         };
         if let Some(unmerged) = Proposal::merge_into(self.proposals.last_mut(), proposal) {
             self.proposals.push(unmerged);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::codec::{PacketId, QoS, TopicName};
-use crate::state::{ClientId, Command, Message, Place, SharedKey};
+use crate::state::{ClientId, Command, Message, NodeId, Qos2Origin, SharedKey};
 
 use super::core::Broker;
 use super::freshness::FreshWait;
@@ -34,7 +34,7 @@ pub(super) struct FastRoute {
 /// serves, and the groups matching the topic that this node does not serve.
 #[derive(Debug, Default)]
 struct Spread {
-    forward: BTreeMap<u64, Vec<SharedKey>>,
+    forward: BTreeMap<NodeId, Vec<SharedKey>>,
     not_here: Vec<SharedKey>,
 }
 
@@ -99,8 +99,11 @@ impl Broker {
             (packet_id, _) => {
                 // Sessions of this node that end with their connection get it now. A QoS 2
                 // publisher of this tier has its packet id remembered here too.
-                let local_origin =
-                    packet_id.map(|packet_id| (publisher.client_id.clone(), packet_id, self.place));
+                let local_origin = packet_id.map(|packet_id| Qos2Origin {
+                    client_id: publisher.client_id.clone(),
+                    packet_id,
+                    place: self.place,
+                });
                 self.publish_off_log(publisher, message, local_origin, commands, retained_update)
             }
         }
@@ -126,7 +129,11 @@ impl Broker {
         self.proposed_qos2.insert((client_id.clone(), packet_id));
         commands.push(Command::Publish {
             message: message.clone(),
-            origin: Some((client_id.clone(), packet_id, self.place)),
+            origin: Some(Qos2Origin {
+                client_id: client_id.clone(),
+                packet_id,
+                place: self.place,
+            }),
             skip_shared: Vec::new(),
         });
         if crate::planted::planted().ack_before_commit {
@@ -147,7 +154,7 @@ impl Broker {
         &mut self,
         publisher: Publisher,
         message: Arc<Message>,
-        local_origin: Option<(ClientId, PacketId, Place)>,
+        local_origin: Option<Qos2Origin>,
         mut commands: Vec<Command>,
         retained_update: bool,
     ) {
@@ -263,7 +270,7 @@ impl Broker {
     pub(super) fn route_fast(
         &mut self,
         message: &Arc<Message>,
-        local_origin: Option<(ClientId, PacketId, Place)>,
+        local_origin: Option<Qos2Origin>,
     ) -> FastRoute {
         let spread = self.spread(message);
         let mut skip_local = self.groups_kept_durable(message);
@@ -354,7 +361,7 @@ impl Broker {
     pub(super) fn forward(
         &mut self,
         message: &Arc<Message>,
-        forward: BTreeMap<u64, Vec<SharedKey>>,
+        forward: BTreeMap<NodeId, Vec<SharedKey>>,
     ) {
         for (node, groups) in forward {
             self.effects.push(Effect::Forward {

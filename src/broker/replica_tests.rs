@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::*;
 use crate::codec::{MqttString, PacketId, PublishProperties, QoS, SubscriptionOptions};
 use crate::codec::{TopicFilter, TopicName};
-use crate::state::{Command, Message, Subscription};
+use crate::state::{Command, Incarnation, Message, NodeId, Subscription};
 
 /// A node: its broker, how much of the log it has applied, and what it delivered.
 struct Node {
@@ -28,13 +28,14 @@ impl Cluster {
     fn new(n: u64) -> Cluster {
         let nodes = (1..=n)
             .map(|id| {
-                let mut b = Broker::with_identity(BrokerConfig::default(), id, 1);
+                let mut b =
+                    Broker::with_identity(BrokerConfig::default(), NodeId(id), Incarnation(1));
                 b.set_cluster_role(false, id == 1);
                 Node {
                     b,
                     applied: 0,
                     effects: Vec::new(),
-                    ticket: 0,
+                    ticket: Ticket(0),
                 }
             })
             .collect();
@@ -71,7 +72,7 @@ impl Cluster {
 
     fn connect(&mut self, id: u64, conn: ConnId, client: &str) {
         let node = self.node(id);
-        node.ticket += 1;
+        node.ticket = node.ticket.next();
         let request = ConnectRequest {
             client_id: MqttString::new(client).unwrap(),
             clean_start: false,
@@ -84,7 +85,7 @@ impl Cluster {
 
     fn subscribe(&mut self, id: u64, conn: ConnId, filter: &str) {
         let node = self.node(id);
-        node.ticket += 1;
+        node.ticket = node.ticket.next();
         let subscription = Subscription {
             options: SubscriptionOptions::new(QoS::ExactlyOnce),
             identifier: None,
@@ -96,7 +97,7 @@ impl Cluster {
 
     fn publish(&mut self, id: u64, conn: ConnId, payload: &'static [u8], packet_id: u16) {
         let node = self.node(id);
-        node.ticket += 1;
+        node.ticket = node.ticket.next();
         let message = Message {
             topic: TopicName::new("t").unwrap(),
             payload: Bytes::from_static(payload),
@@ -153,28 +154,32 @@ impl Cluster {
 fn a_connection_that_never_opened_releases_no_qos2_message_to_another_member() {
     let mut c = Cluster::new(3);
     let all = [1, 2, 3];
-    for (conn, client) in [(1, "a"), (2, "b"), (3, "pub")] {
+    for (conn, client) in [(ConnId(1), "a"), (ConnId(2), "b"), (ConnId(3), "pub")] {
         c.connect(1, conn, client);
         c.commit(1, &all);
     }
-    for conn in [1, 2] {
+    for conn in [ConnId(1), ConnId(2)] {
         c.subscribe(1, conn, "$share/g/t");
         c.commit(1, &all);
     }
     // `a` leaves: the group's messages go to `b`.
-    c.node(1).b.disconnect(1, 600, false, 0);
+    c.node(1).b.disconnect(ConnId(1), 600, false, 0);
     c.commit(1, &all);
-    c.publish(1, 3, b"m", 1);
+    c.publish(1, ConnId(3), b"m", 1);
     c.commit(1, &all);
-    assert_eq!(c.sent_to(1, 2), [Bytes::from_static(b"m")], "b has it");
+    assert_eq!(
+        c.sent_to(1, ConnId(2)),
+        [Bytes::from_static(b"m")],
+        "b has it"
+    );
 
     // Node 3 is cut off from now on: what it proposes is held, and it applies nothing.
     // `b` connects there and gives up before its CONNACK.
-    c.connect(3, 30, "b");
-    c.node(3).b.disconnect(30, 600, true, 0);
+    c.connect(3, ConnId(30), "b");
+    c.node(3).b.disconnect(ConnId(30), 600, true, 0);
     let held = c.node(3).b.take_proposals();
     // Meanwhile `b`'s connection on node 1 drops before its PUBREC.
-    c.node(1).b.disconnect(2, 600, true, 0);
+    c.node(1).b.disconnect(ConnId(2), 600, true, 0);
     c.commit(1, &[1, 2]);
 
     // Node 3 is back: its held proposals commit, then `a` returns.
@@ -182,13 +187,17 @@ fn a_connection_that_never_opened_releases_no_qos2_message_to_another_member() {
     for n in all {
         c.catch_up(n);
     }
-    c.connect(1, 10, "a");
+    c.connect(1, ConnId(10), "a");
     c.commit(1, &all);
-    assert_eq!(c.sent_to(1, 10), Vec::<Bytes>::new(), "a never gets m");
+    assert_eq!(
+        c.sent_to(1, ConnId(10)),
+        Vec::<Bytes>::new(),
+        "a never gets m"
+    );
     // `b` returns and completes m: it is still its message.
-    c.connect(2, 20, "b");
+    c.connect(2, ConnId(20), "b");
     c.commit(2, &all);
-    assert_eq!(c.sent_to(2, 20), [Bytes::from_static(b"m")]);
+    assert_eq!(c.sent_to(2, ConnId(20)), [Bytes::from_static(b"m")]);
 }
 
 /// The log itself keeps the rule too: a QoS 2 message whose PUBREC is committed stays with
@@ -197,19 +206,19 @@ fn a_connection_that_never_opened_releases_no_qos2_message_to_another_member() {
 fn a_release_never_moves_a_qos2_message_whose_pubrec_is_committed() {
     let mut c = Cluster::new(2);
     let all = [1, 2];
-    for (conn, client) in [(1, "a"), (2, "b"), (3, "pub")] {
+    for (conn, client) in [(ConnId(1), "a"), (ConnId(2), "b"), (ConnId(3), "pub")] {
         c.connect(1, conn, client);
         c.commit(1, &all);
     }
-    for conn in [1, 2] {
+    for conn in [ConnId(1), ConnId(2)] {
         c.subscribe(1, conn, "$share/g/t");
         c.commit(1, &all);
     }
-    c.node(1).b.disconnect(1, 600, false, 0);
+    c.node(1).b.disconnect(ConnId(1), 600, false, 0);
     c.commit(1, &all);
-    c.publish(1, 3, b"m", 1);
+    c.publish(1, ConnId(3), b"m", 1);
     c.commit(1, &all);
-    let sent = c.publishes_to(1, 2);
+    let sent = c.publishes_to(1, ConnId(2));
     assert_eq!(sent.len(), 1);
     let packet_id = sent[0].1.expect("QoS 2 has a packet id");
     let seq = c.node(1).b.state().session("b").unwrap().queue[0].seq;
@@ -222,13 +231,20 @@ fn a_release_never_moves_a_qos2_message_whose_pubrec_is_committed() {
         origin: None,
         from: None,
     };
-    assert_eq!(c.node(1).b.pubrec(2, packet_id), PubRecOutcome::Committing);
+    assert_eq!(
+        c.node(1).b.pubrec(ConnId(2), packet_id),
+        PubRecOutcome::Committing
+    );
     c.commit(1, &all);
     c.log.push(release);
     c.catch_up(1);
     c.catch_up(2);
-    c.connect(1, 10, "a");
+    c.connect(1, ConnId(10), "a");
     c.commit(1, &all);
-    assert_eq!(c.sent_to(1, 10), Vec::<Bytes>::new(), "a never gets m");
+    assert_eq!(
+        c.sent_to(1, ConnId(10)),
+        Vec::<Bytes>::new(),
+        "a never gets m"
+    );
     assert_eq!(c.node(1).b.state().session("b").unwrap().queue.len(), 1);
 }

@@ -3,7 +3,7 @@
 //! member.
 
 use crate::codec::TopicFilter;
-use crate::state::{Command, Subscription};
+use crate::state::{Command, Seq, Subscription};
 
 use super::core::Broker;
 use super::proposal::{Completion, ConnId, Ticket};
@@ -81,7 +81,7 @@ impl Broker {
         // Messages that came through a shared subscription being removed go to another
         // member, except QoS 2 messages already sent.
         let leaving: Vec<(&str, &str)> = filters.iter().filter_map(|f| f.shared()).collect();
-        let release: Vec<u64> = match self.tier(tier).session(&client_id) {
+        let release: Vec<Seq> = match self.tier(tier).session(&client_id) {
             Some(session) if !leaving.is_empty() => session
                 .queue
                 .iter()

@@ -3,12 +3,12 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::broker::{Completion, Ticket};
+use crate::broker::{Completion, SessionFence, Ticket};
 use crate::codec::{
     MqttString, PacketId, PublishProperties, QoS, ReasonCode, SubscriptionOptions, TopicFilter,
     TopicName,
 };
-use crate::state::{Command, Message, Place, Subscription};
+use crate::state::{Command, Incarnation, Message, NodeId, Place, Subscription};
 
 fn request(
     client: &str,
@@ -49,7 +49,7 @@ impl Harness {
         Harness {
             b: Broker::new(config),
             effects: Vec::new(),
-            ticket: 0,
+            ticket: Ticket(0),
         }
     }
 
@@ -61,7 +61,7 @@ impl Harness {
     }
 
     fn next_ticket(&mut self) -> Ticket {
-        self.ticket += 1;
+        self.ticket = self.ticket.next();
         self.ticket
     }
 
@@ -178,21 +178,21 @@ fn pid(n: u16) -> PacketId {
 #[test]
 fn window_limits_messages_in_flight_until_acknowledged() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", true, 0, 2), 0);
-    b.subscribe(2, "t", QoS::AtLeastOnce);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", true, 0, 2), 0);
+    b.subscribe(ConnId(2), "t", QoS::AtLeastOnce);
     for _ in 0..3 {
         let outcome = b
-            .publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+            .publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
             .unwrap();
         assert_eq!(outcome.matched, 1);
     }
     let sent = b.deliveries();
     assert_eq!(sent.len(), 2, "window of 2: {sent:?}");
     let first = PacketId::new(sent[0].1 as u16).unwrap();
-    assert!(b.puback(2, first));
+    assert!(b.puback(ConnId(2), first));
     assert!(
-        !b.puback(2, first),
+        !b.puback(ConnId(2), first),
         "a second PUBACK for the same id is unknown"
     );
     assert_eq!(b.deliveries().len(), 1, "the ack opened the window");
@@ -201,34 +201,34 @@ fn window_limits_messages_in_flight_until_acknowledged() {
 #[test]
 fn qos0_is_delivered_without_a_packet_id() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", true, 0, 10), 0);
-    b.subscribe(2, "t", QoS::ExactlyOnce);
-    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", true, 0, 10), 0);
+    b.subscribe(ConnId(2), "t", QoS::ExactlyOnce);
+    b.publish(ConnId(1), message("t", QoS::AtMostOnce, "pub"), None)
         .unwrap();
-    assert_eq!(b.deliveries(), [(2, 0, false)]);
+    assert_eq!(b.deliveries(), [(ConnId(2), 0, false)]);
 }
 
 #[test]
 fn takeover_disconnects_the_old_connection_and_resumes_with_dup() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", false, 600, 10), 0);
-    b.subscribe(2, "t", QoS::AtLeastOnce);
-    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "t", QoS::AtLeastOnce);
+    b.publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
     let first = b.deliveries();
     assert_eq!(first.len(), 1);
     assert!(!first[0].2);
 
     assert!(
-        b.connect(3, request("sub", false, 600, 10), 0),
+        b.connect(ConnId(3), request("sub", false, 600, 10), 0),
         "session present"
     );
     b.settle();
     let effects = std::mem::take(&mut b.effects);
     assert!(effects.contains(&Effect::Disconnect {
-        conn: 2,
+        conn: ConnId(2),
         reason: ReasonCode::SessionTakenOver
     }));
     let resent: Vec<_> = effects
@@ -243,35 +243,45 @@ fn takeover_disconnects_the_old_connection_and_resumes_with_dup() {
         .collect();
     assert_eq!(
         resent,
-        [(3, first[0].1 as u16, true)],
+        [(ConnId(3), first[0].1 as u16, true)],
         "same packet id, DUP set"
     );
     // The old connection's late end changes nothing.
-    b.disconnect(2, 0, 5);
+    b.disconnect(ConnId(2), 0, 5);
     assert!(b.b.session("sub").unwrap().connected);
 }
 
 #[test]
 fn qos2_after_pubrec_resumes_with_pubrel_not_publish() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", false, 600, 10), 0);
-    b.subscribe(2, "t", QoS::ExactlyOnce);
-    b.publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(9)))
-        .unwrap();
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "t", QoS::ExactlyOnce);
+    b.publish(
+        ConnId(1),
+        message("t", QoS::ExactlyOnce, "pub"),
+        Some(pid(9)),
+    )
+    .unwrap();
     let sent = b.deliveries();
     let id = pid(sent[0].1 as u16);
-    assert!(!b.pubcomp(2, id, 0), "PUBCOMP before PUBREC is ignored");
-    assert_eq!(b.pubrec(2, id), PubRecOutcome::Committing);
+    assert!(
+        !b.pubcomp(ConnId(2), id, 0),
+        "PUBCOMP before PUBREC is ignored"
+    );
+    assert_eq!(b.pubrec(ConnId(2), id), PubRecOutcome::Committing);
     assert_eq!(
         b.deliveries(),
-        [(2, 100_000 + u32::from(id.get()), false)],
+        [(ConnId(2), 100_000 + u32::from(id.get()), false)],
         "PUBREL once the PUBREC is committed"
     );
-    b.disconnect(2, 600, 1);
-    b.connect(3, request("sub", false, 600, 10), 2);
-    assert_eq!(b.deliveries(), [(3, 100_000 + u32::from(id.get()), false)]);
-    assert!(b.pubcomp(3, id, 3));
+    b.disconnect(ConnId(2), 600, 1);
+    b.connect(ConnId(3), request("sub", false, 600, 10), 2);
+    assert_eq!(
+        b.deliveries(),
+        [(ConnId(3), 100_000 + u32::from(id.get()), false)]
+    );
+    assert!(b.pubcomp(ConnId(3), id, 3));
     assert!(b.b.session("sub").unwrap().queue.is_empty());
 }
 
@@ -281,39 +291,59 @@ fn qos2_publisher_is_held_to_the_receive_maximum() {
         receive_maximum: 2,
         ..BrokerConfig::default()
     });
-    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
     for n in 1..=2 {
-        b.publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(n)))
-            .unwrap();
+        b.publish(
+            ConnId(1),
+            message("t", QoS::ExactlyOnce, "pub"),
+            Some(pid(n)),
+        )
+        .unwrap();
     }
     // A resend of a known id is fine; a third id is not.
     assert!(b
-        .publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(1)))
+        .publish(
+            ConnId(1),
+            message("t", QoS::ExactlyOnce, "pub"),
+            Some(pid(1))
+        )
         .is_ok());
     assert_eq!(
-        b.publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(3))),
+        b.publish(
+            ConnId(1),
+            message("t", QoS::ExactlyOnce, "pub"),
+            Some(pid(3))
+        ),
         Err(PublishError::ReceiveMaximumExceeded)
     );
-    assert!(b.pubrel(1, pid(1)));
-    assert!(!b.pubrel(1, pid(1)));
+    assert!(b.pubrel(ConnId(1), pid(1)));
+    assert!(!b.pubrel(ConnId(1), pid(1)));
     assert!(b
-        .publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(3)))
+        .publish(
+            ConnId(1),
+            message("t", QoS::ExactlyOnce, "pub"),
+            Some(pid(3))
+        )
         .is_ok());
 }
 
 #[test]
 fn unacknowledged_shared_message_goes_to_another_member_when_its_member_leaves() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("m1", false, 600, 10), 0);
-    b.connect(3, request("m2", false, 600, 10), 0);
-    b.subscribe(2, "$share/g/t", QoS::AtLeastOnce);
-    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
-    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("m1", false, 600, 10), 0);
+    b.connect(ConnId(3), request("m2", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "$share/g/t", QoS::AtLeastOnce);
+    b.subscribe(ConnId(3), "$share/g/t", QoS::AtLeastOnce);
+    b.publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
     let sent = b.deliveries();
     assert_eq!(sent.len(), 1);
-    let (first_member, other) = if sent[0].0 == 2 { (2, 3) } else { (3, 2) };
+    let (first_member, other) = if sent[0].0 == ConnId(2) {
+        (ConnId(2), ConnId(3))
+    } else {
+        (ConnId(3), ConnId(2))
+    };
     b.disconnect(first_member, 600, 1);
     let resent = b.deliveries();
     assert_eq!(resent.len(), 1);
@@ -323,14 +353,14 @@ fn unacknowledged_shared_message_goes_to_another_member_when_its_member_leaves()
 #[test]
 fn expired_messages_are_dropped_not_sent() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", false, 600, 10), 0);
-    b.subscribe(2, "t", QoS::AtLeastOnce);
-    b.disconnect(2, 600, 0);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "t", QoS::AtLeastOnce);
+    b.disconnect(ConnId(2), 600, 0);
     let mut m = message("t", QoS::AtLeastOnce, "pub");
     m.properties.message_expiry_interval = Some(1);
-    b.publish(1, m, None).unwrap();
-    b.connect(3, request("sub", false, 600, 10), 5_000);
+    b.publish(ConnId(1), m, None).unwrap();
+    b.connect(ConnId(3), request("sub", false, 600, 10), 5_000);
     assert!(b.deliveries().is_empty());
     assert!(b.b.session("sub").unwrap().queue.is_empty());
 }
@@ -340,12 +370,12 @@ fn messages_dropped_for_a_full_queue_are_counted() {
     let mut config = BrokerConfig::default();
     config.state.queue_max = 2;
     let mut b = Harness::new(config);
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", false, 60, 10), 0);
-    b.subscribe(2, "t", QoS::AtLeastOnce);
-    b.disconnect(2, 60, 0);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", false, 60, 10), 0);
+    b.subscribe(ConnId(2), "t", QoS::AtLeastOnce);
+    b.disconnect(ConnId(2), 60, 0);
     for _ in 0..5 {
-        b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+        b.publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
             .unwrap();
     }
     assert_eq!(b.b.session("sub").unwrap().queue.len(), 2);
@@ -364,13 +394,13 @@ fn publish_retained_uncommitted(b: &mut Harness, conn: ConnId) -> Ticket {
 #[test]
 fn local_subscriber_between_receipt_and_commit_gets_the_retained_copy() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", true, 0, 10), 0);
-    let ticket = publish_retained_uncommitted(&mut b, 1);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", true, 0, 10), 0);
+    let ticket = publish_retained_uncommitted(&mut b, ConnId(1));
     // The subscription takes effect at once (a local session): nothing is committed yet.
     b.b.subscribe(
-        2,
-        99,
+        ConnId(2),
+        Ticket(99),
         vec![(
             TopicFilter::new("r").unwrap(),
             Subscription {
@@ -381,19 +411,23 @@ fn local_subscriber_between_receipt_and_commit_gets_the_retained_copy() {
         0,
     );
     b.completion(ticket);
-    let sent: Vec<_> = b.deliveries().into_iter().filter(|d| d.0 == 2).collect();
+    let sent: Vec<_> = b
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.0 == ConnId(2))
+        .collect();
     assert_eq!(sent.len(), 1, "exactly one copy, as retained: {sent:?}");
 }
 
 #[test]
 fn durable_subscription_committed_before_a_retained_publish_gets_it_live() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("sub", false, 600, 10), 0);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("sub", false, 600, 10), 0);
     // The subscription is proposed first, the publish received before it commits.
     b.b.subscribe(
-        2,
-        99,
+        ConnId(2),
+        Ticket(99),
         vec![(
             TopicFilter::new("r").unwrap(),
             Subscription {
@@ -403,9 +437,13 @@ fn durable_subscription_committed_before_a_retained_publish_gets_it_live() {
         )],
         0,
     );
-    let ticket = publish_retained_uncommitted(&mut b, 1);
+    let ticket = publish_retained_uncommitted(&mut b, ConnId(1));
     b.completion(ticket);
-    let sent: Vec<_> = b.deliveries().into_iter().filter(|d| d.0 == 2).collect();
+    let sent: Vec<_> = b
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.0 == ConnId(2))
+        .collect();
     assert_eq!(
         sent.len(),
         1,
@@ -416,20 +454,23 @@ fn durable_subscription_committed_before_a_retained_publish_gets_it_live() {
 #[test]
 fn a_local_shared_member_leaving_hands_its_messages_to_a_durable_member() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("clean", true, 0, 10), 0);
-    b.connect(3, request("durable", false, 600, 10), 0);
-    b.subscribe(2, "$share/g/t", QoS::AtLeastOnce);
-    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("clean", true, 0, 10), 0);
+    b.connect(ConnId(3), request("durable", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "$share/g/t", QoS::AtLeastOnce);
+    b.publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
     // The group has only a local member: it takes the message.
-    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
-    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
-    b.disconnect(2, 0, 1);
+    assert_eq!(
+        b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
+        [ConnId(2)]
+    );
+    b.subscribe(ConnId(3), "$share/g/t", QoS::AtLeastOnce);
+    b.disconnect(ConnId(2), 0, 1);
     let resent = b.deliveries();
     assert_eq!(
         resent.iter().map(|d| d.0).collect::<Vec<_>>(),
-        [3],
+        [ConnId(3)],
         "{resent:?}"
     );
 }
@@ -437,30 +478,31 @@ fn a_local_shared_member_leaving_hands_its_messages_to_a_durable_member() {
 #[test]
 fn a_shared_group_with_a_durable_member_keeps_qos1_and_qos2_in_the_log() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("clean", true, 0, 10), 0);
-    b.connect(3, request("durable", false, 600, 10), 0);
-    b.subscribe(2, "$share/g/t", QoS::ExactlyOnce);
-    b.subscribe(3, "$share/g/t", QoS::ExactlyOnce);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("clean", true, 0, 10), 0);
+    b.connect(ConnId(3), request("durable", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "$share/g/t", QoS::ExactlyOnce);
+    b.subscribe(ConnId(3), "$share/g/t", QoS::ExactlyOnce);
     for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::AtLeastOnce] {
-        b.publish(1, message("t", qos, "pub"), None).unwrap();
+        b.publish(ConnId(1), message("t", qos, "pub"), None)
+            .unwrap();
         // A local member's copy would die with this node: the durable member gets it.
         assert_eq!(
             b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
-            [3],
+            [ConnId(3)],
             "{qos:?}"
         );
     }
     // QoS 0 is at most once anyway: one member, whichever tier.
-    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
+    b.publish(ConnId(1), message("t", QoS::AtMostOnce, "pub"), None)
         .unwrap();
     assert_eq!(b.deliveries().len(), 1);
 }
 
 fn elsewhere() -> Place {
     Place {
-        node: 2,
-        incarnation: 1,
+        node: NodeId(2),
+        incarnation: Incarnation(1),
     }
 }
 
@@ -472,12 +514,12 @@ fn effects_of(b: &mut Harness) -> Vec<Effect> {
 #[test]
 fn a_durable_qos2_publish_reaches_clean_subscribers_once_committed_and_once_only() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", false, 600, 10), 0);
-    b.connect(2, request("clean", true, 0, 10), 0);
-    b.subscribe(2, "t", QoS::ExactlyOnce);
+    b.connect(ConnId(1), request("pub", false, 600, 10), 0);
+    b.connect(ConnId(2), request("clean", true, 0, 10), 0);
+    b.subscribe(ConnId(2), "t", QoS::ExactlyOnce);
     b.b.publish(
-        1,
-        90,
+        ConnId(1),
+        Ticket(90),
         message("t", QoS::ExactlyOnce, "pub"),
         Some(pid(7)),
         false,
@@ -486,10 +528,17 @@ fn a_durable_qos2_publish_reaches_clean_subscribers_once_committed_and_once_only
     // Not committed yet: a crash now must not leave a copy with a clean subscriber that the
     // publisher's resend would duplicate.
     assert!(b.b.take_effects().is_empty());
-    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
+        [ConnId(2)]
+    );
     // The resend is known: acknowledged, not routed again.
     let again = b
-        .publish(1, message("t", QoS::ExactlyOnce, "pub"), Some(pid(7)))
+        .publish(
+            ConnId(1),
+            message("t", QoS::ExactlyOnce, "pub"),
+            Some(pid(7)),
+        )
         .unwrap();
     assert!(again.duplicate);
     assert!(b.deliveries().is_empty());
@@ -498,37 +547,40 @@ fn a_durable_qos2_publish_reaches_clean_subscribers_once_committed_and_once_only
 #[test]
 fn a_shared_message_goes_to_a_member_that_takes_it_at_least_once() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("pub", true, 0, 10), 0);
-    b.connect(2, request("q0", false, 600, 10), 0);
-    b.connect(3, request("q1", false, 600, 10), 0);
-    b.subscribe(2, "$share/g/t", QoS::AtMostOnce);
-    b.subscribe(3, "$share/g/t", QoS::AtLeastOnce);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
+    b.connect(ConnId(2), request("q0", false, 600, 10), 0);
+    b.connect(ConnId(3), request("q1", false, 600, 10), 0);
+    b.subscribe(ConnId(2), "$share/g/t", QoS::AtMostOnce);
+    b.subscribe(ConnId(3), "$share/g/t", QoS::AtLeastOnce);
     for _ in 0..3 {
-        b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+        b.publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
             .unwrap();
     }
     // Connected, the QoS 1 member gets every QoS 1 message.
     assert_eq!(
         b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
-        [3, 3, 3]
+        [ConnId(3), ConnId(3), ConnId(3)]
     );
     // Disconnected, it keeps them rather than the QoS 0 member getting them at most once.
-    b.disconnect(3, 600, 0);
-    b.publish(1, message("t", QoS::AtLeastOnce, "pub"), None)
+    b.disconnect(ConnId(3), 600, 0);
+    b.publish(ConnId(1), message("t", QoS::AtLeastOnce, "pub"), None)
         .unwrap();
     assert!(b.deliveries().is_empty());
     assert_eq!(b.b.state().session("q1").unwrap().queue.len(), 4);
     // QoS 0 still goes to a connected member.
-    b.publish(1, message("t", QoS::AtMostOnce, "pub"), None)
+    b.publish(ConnId(1), message("t", QoS::AtMostOnce, "pub"), None)
         .unwrap();
-    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
+        [ConnId(2)]
+    );
 }
 
 #[test]
 fn a_session_opened_on_another_node_closes_the_connection_here() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("d", false, 600, 10), 0);
-    b.connect(2, request("c", true, 0, 10), 0);
+    b.connect(ConnId(1), request("d", false, 600, 10), 0);
+    b.connect(ConnId(2), request("c", true, 0, 10), 0);
     b.settle();
     b.effects.clear();
     let open_durable = Command::OpenSession {
@@ -558,8 +610,8 @@ fn a_session_opened_on_another_node_closes_the_connection_here() {
     assert_eq!(
         kicked,
         [
-            (1, ReasonCode::SessionTakenOver),
-            (2, ReasonCode::SessionTakenOver)
+            (ConnId(1), ReasonCode::SessionTakenOver),
+            (ConnId(2), ReasonCode::SessionTakenOver)
         ]
     );
     assert_eq!(b.b.connection_count(), 0);
@@ -568,7 +620,7 @@ fn a_session_opened_on_another_node_closes_the_connection_here() {
         "the local session ended"
     );
     // The old connection's late close does not end the session now served elsewhere.
-    b.b.disconnect(1, 600, true, 0);
+    b.b.disconnect(ConnId(1), 600, true, 0);
     b.settle();
     assert!(b.b.state().session("d").unwrap().connected);
 }
@@ -576,13 +628,13 @@ fn a_session_opened_on_another_node_closes_the_connection_here() {
 #[test]
 fn a_node_declared_down_sends_its_clients_away() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("d", false, 600, 10), 0);
+    b.connect(ConnId(1), request("d", false, 600, 10), 0);
     b.settle();
     b.effects.clear();
     b.b.apply_committed(Proposal {
         commands: vec![Command::NodeDown {
-            node: 1,
-            incarnation: u64::MAX,
+            node: NodeId(1),
+            incarnation: Incarnation::MAX,
             now_ms: 5,
         }],
         origin: None,
@@ -593,7 +645,7 @@ fn a_node_declared_down_sends_its_clients_away() {
         effects.iter().any(|e| matches!(
             e,
             Effect::Disconnect {
-                conn: 1,
+                conn: ConnId(1),
                 reason: ReasonCode::ServerUnavailable
             }
         )),
@@ -607,7 +659,7 @@ fn a_node_declared_down_sends_its_clients_away() {
 fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
     let mut b = Harness::new(BrokerConfig::default());
     b.b.set_cluster_role(false, true);
-    b.connect(1, request("pub", true, 0, 10), 0);
+    b.connect(ConnId(1), request("pub", true, 0, 10), 0);
     let remote = MqttString::new("remote").unwrap();
     b.b.apply_committed(Proposal {
         commands: vec![
@@ -634,7 +686,7 @@ fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
     b.effects.clear();
     let ticket = b.next_ticket();
     b.b.publish(
-        1,
+        ConnId(1),
         ticket,
         message("t/1", QoS::AtLeastOnce, "pub"),
         None,
@@ -642,14 +694,14 @@ fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
     )
     .unwrap();
     let effects = effects_of(&mut b);
-    let forwarded: Vec<u64> = effects
+    let forwarded: Vec<NodeId> = effects
         .iter()
         .filter_map(|e| match e {
             Effect::Forward { node, .. } => Some(*node),
             _ => None,
         })
         .collect();
-    assert_eq!(forwarded, [2]);
+    assert_eq!(forwarded, [NodeId(2)]);
     // No durable subscription matches, but the replica might be behind the cluster: the
     // PUBACK waits for a read of the commit index.
     assert!(!effects.iter().any(|e| matches!(e, Effect::Reply { .. })));
@@ -663,9 +715,9 @@ fn a_publish_goes_to_the_nodes_whose_clean_sessions_match() {
 #[test]
 fn a_late_publish_from_a_connection_that_lost_its_session_is_void() {
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("sub", false, 600, 10), 0);
-    b.subscribe(1, "t", QoS::AtLeastOnce);
-    b.connect(2, request("pub", false, 600, 10), 0);
+    b.connect(ConnId(1), request("sub", false, 600, 10), 0);
+    b.subscribe(ConnId(1), "t", QoS::AtLeastOnce);
+    b.connect(ConnId(2), request("pub", false, 600, 10), 0);
     b.settle();
     b.effects.clear();
     // The publisher's session moves to another node; then a publish it made here before
@@ -691,16 +743,25 @@ fn a_late_publish_from_a_connection_that_lost_its_session_is_void() {
     b.b.apply_committed(Proposal {
         commands: vec![late.clone()],
         origin: None,
-        from: Some((publisher.clone(), b.b.place())),
+        from: Some(SessionFence {
+            client_id: publisher.clone(),
+            place: b.b.place(),
+        }),
     });
-    assert!(b.deliveries().iter().all(|d| d.0 != 1), "void");
+    assert!(b.deliveries().iter().all(|d| d.0 != ConnId(1)), "void");
     // From the place that holds the session now, it goes through.
     b.b.apply_committed(Proposal {
         commands: vec![late],
         origin: None,
-        from: Some((publisher, elsewhere())),
+        from: Some(SessionFence {
+            client_id: publisher,
+            place: elsewhere(),
+        }),
     });
-    assert_eq!(b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
+    assert_eq!(
+        b.deliveries().iter().map(|d| d.0).collect::<Vec<_>>(),
+        [ConnId(1)]
+    );
 }
 
 #[test]
@@ -709,8 +770,8 @@ fn a_late_qos0_forward_skips_connections_made_after_the_publish() {
     // reconnected here; at publish time that subscriber was served elsewhere and may have
     // had the message there already.
     let mut b = Harness::new(BrokerConfig::default());
-    b.connect(1, request("sub", false, 3600, 10), 5_000);
-    b.subscribe(1, "t", QoS::AtLeastOnce);
+    b.connect(ConnId(1), request("sub", false, 3600, 10), 5_000);
+    b.subscribe(ConnId(1), "t", QoS::AtLeastOnce);
     b.deliveries();
     let mut late = message("t", QoS::AtMostOnce, "pub");
     late.received_at_ms = 4_000;
@@ -725,7 +786,7 @@ fn a_late_qos0_forward_skips_connections_made_after_the_publish() {
     b.b.forwarded(std::sync::Arc::new(current), &[]);
     assert_eq!(
         b.deliveries(),
-        [(1, 0, false)],
+        [(ConnId(1), 0, false)],
         "received while it was connected"
     );
 }

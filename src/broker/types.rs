@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::codec::{PacketId, QoS, ReasonCode};
-use crate::state::{ClientId, Message, SharedKey, StateConfig, Will};
+use crate::state::{ClientId, Message, NodeId, SharedKey, StateConfig, Will};
 
 use super::proposal::{Completion, ConnId, Ticket};
 
@@ -78,7 +78,7 @@ pub enum Effect {
     /// path): its local sessions, and for QoS 0 its connected durable ones. `groups` are the
     /// shared groups matching the topic that the node is to serve (one member each).
     Forward {
-        node: u64,
+        node: NodeId,
         message: Arc<Message>,
         groups: Vec<SharedKey>,
     },

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{PacketId, QoS};
-use crate::state::{packet_id_for, ClientId, QueuedMessage};
+use crate::state::{packet_id_for, ClientId, QueuedMessage, Seq};
 
 use super::types::Tier;
 
@@ -48,7 +48,7 @@ impl Connection {
     /// peers) once released such messages to another member of their shared group when a
     /// CONNECT it took timed out, and the group got them twice (jepsen, seeds 1796514293 and
     /// 1796515831).
-    pub(super) fn sent_bound(&self) -> Option<u64> {
+    pub(super) fn sent_bound(&self) -> Option<Seq> {
         match (self.tier, self.opened) {
             (Tier::Durable, false) if crate::planted::planted().release_sent_shared => {
                 Some(self.window.sent_through())
@@ -69,11 +69,11 @@ pub(super) struct OutboundWindow {
     /// How many QoS 1/2 messages may be in flight to the client.
     size: usize,
     /// QoS 1/2 messages sent and not yet acknowledged: packet id → queue seq.
-    inflight: BTreeMap<PacketId, u64>,
+    inflight: BTreeMap<PacketId, Seq>,
     /// The highest seq sent on this connection; later queue entries are not sent yet.
-    sent_through: u64,
+    sent_through: Seq,
     /// Entries up to this seq may have been sent on an earlier connection: resend with DUP.
-    dup_through: u64,
+    dup_through: Seq,
 }
 
 impl OutboundWindow {
@@ -81,8 +81,8 @@ impl OutboundWindow {
         OutboundWindow {
             size,
             inflight: BTreeMap::new(),
-            sent_through: 0,
-            dup_through: 0,
+            sent_through: Seq::ZERO,
+            dup_through: Seq::ZERO,
         }
     }
 
@@ -97,37 +97,37 @@ impl OutboundWindow {
     }
 
     /// The queue seq sent under `packet_id`, if it is in flight.
-    pub(super) fn seq_of(&self, packet_id: PacketId) -> Option<u64> {
+    pub(super) fn seq_of(&self, packet_id: PacketId) -> Option<Seq> {
         self.inflight.get(&packet_id).copied()
     }
 
     /// Frees `packet_id` (acknowledged, or given up); returns the seq it carried.
-    pub(super) fn remove(&mut self, packet_id: PacketId) -> Option<u64> {
+    pub(super) fn remove(&mut self, packet_id: PacketId) -> Option<Seq> {
         self.inflight.remove(&packet_id)
     }
 
     /// The highest seq sent on this connection.
-    pub(super) fn sent_through(&self) -> u64 {
+    pub(super) fn sent_through(&self) -> Seq {
         self.sent_through
     }
 
     /// The highest seq this connection or one before it may have sent.
-    pub(super) fn sent_or_dup_through(&self) -> u64 {
+    pub(super) fn sent_or_dup_through(&self) -> Seq {
         self.sent_through.max(self.dup_through)
     }
 
     /// Whether `seq` may have reached the client on an earlier connection (resend with DUP).
-    pub(super) fn is_resend(&self, seq: u64) -> bool {
+    pub(super) fn is_resend(&self, seq: Seq) -> bool {
         seq <= self.dup_through
     }
 
     /// Once the session is open: entries up to `seq` may have been sent before.
-    pub(super) fn set_dup_through(&mut self, seq: u64) {
+    pub(super) fn set_dup_through(&mut self, seq: Seq) {
         self.dup_through = seq;
     }
 
     /// The queue entry `seq` was handled (sent, or dropped as expired): later ones come next.
-    pub(super) fn pass(&mut self, seq: u64) {
+    pub(super) fn pass(&mut self, seq: Seq) {
         assert!(
             seq > self.sent_through,
             "queue seq {seq} handled after {}: seqs strictly increase",
@@ -137,7 +137,7 @@ impl OutboundWindow {
     }
 
     /// Puts the entry just passed in flight under `packet_id`.
-    pub(super) fn send(&mut self, packet_id: PacketId, seq: u64) {
+    pub(super) fn send(&mut self, packet_id: PacketId, seq: Seq) {
         assert!(self.has_room(), "window overrun");
         assert_eq!(seq, self.sent_through, "only the entry just passed is sent");
         let previous = self.inflight.insert(packet_id, seq);
@@ -170,7 +170,7 @@ impl OutboundWindow {
 /// QoS 1 always; QoS 2 only if it was certainly never sent to the client (seq above
 /// `sent_bound`, see [`Connection::sent_bound`]), since a QoS 2 message once sent must be
 /// completed with the same client ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
-pub(super) fn may_go_elsewhere(queued: &QueuedMessage, sent_bound: Option<u64>) -> bool {
+pub(super) fn may_go_elsewhere(queued: &QueuedMessage, sent_bound: Option<Seq>) -> bool {
     !queued.pubrec_received
         && (queued.qos == QoS::AtLeastOnce || sent_bound.is_some_and(|bound| queued.seq > bound))
 }

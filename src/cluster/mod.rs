@@ -41,6 +41,6 @@ pub use proposer::{
 };
 pub use rpc::{ClusterService, Forwarded, ForwardedSink, GrpcLink, GrpcNetwork, JOIN_TIMEOUT};
 pub use runtime::{seed_thread_rng, KeelRuntime};
-pub use state_machine::{AppliedPosition, Applier, StateMachine};
+pub use state_machine::{AppliedPosition, Applier, InstallError, RestoreError, StateMachine};
 pub use types::{Batch, TypeConfig};
 pub use watch::{run_reads, watch_role, ClusterView};

@@ -15,16 +15,16 @@ use super::proposer::{
     run_proposer, LeaderLink, NoLeaderLink, ProposalFailure, ProposalQueue, ProposerLimits,
     WriteHold,
 };
-use super::state_machine::{Applier, StateMachine};
+use super::state_machine::{Applier, RestoreError, StateMachine};
 use super::types::TypeConfig;
-use crate::state::Place;
+use crate::state::{Incarnation, NodeId, Place};
 
 /// How a node keeps its state.
 #[derive(Clone)]
 pub struct Durability {
     pub node_id: u64,
     /// This run of the node (grows with every start).
-    pub incarnation: u64,
+    pub incarnation: Incarnation,
     pub store: Arc<dyn KvStore>,
     pub sync: SyncPolicy,
     /// A snapshot is taken after this many log entries, and the log before it is purged.
@@ -36,7 +36,7 @@ pub struct Durability {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("the stored snapshot cannot be restored: {0}")]
-    Snapshot(String),
+    Snapshot(#[from] RestoreError),
     #[error("invalid Raft configuration: {0}")]
     Config(String),
     #[error("Raft failed to start: {0}")]
@@ -98,7 +98,7 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
     membership: Membership<N>,
 ) -> Result<RaftNode, NodeError> {
     let state_machine = StateMachine::new(durability.store.clone(), applier.clone());
-    if let Some(position) = state_machine.restore().await.map_err(NodeError::Snapshot)? {
+    if let Some(position) = state_machine.restore().await? {
         tracing::info!(last_applied = ?position.last_applied, "restored the snapshot");
     }
     let log = LogStore::new(durability.store.clone(), durability.sync);
@@ -159,7 +159,7 @@ pub async fn open_node<N: RaftNetworkFactory<TypeConfig>>(
     // Before any client's: the repairs are applied before anything this run asks.
     queue.push(applier.recover());
     let place = Place {
-        node: node_id,
+        node: NodeId::from(node_id),
         incarnation: durability.incarnation,
     };
     let hold = Arc::new(WriteHold::default());

@@ -294,7 +294,7 @@ pub async fn run_proposer(
             pipe.settle(outcome);
         }
         let leader = raft.metrics().borrow().current_leader;
-        let leading = leader == Some(place.node);
+        let leading = leader == Some(u64::from(place.node));
         if leading && hold.is_held() {
             // Handing leadership over: append nothing more here; once another node leads,
             // this node's batches go to it.
@@ -405,14 +405,14 @@ async fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{Origin, MERGED_COMMANDS_MAX};
+    use crate::broker::{ConnId, Origin, Ticket, MERGED_COMMANDS_MAX};
     use crate::codec::MqttString;
-    use crate::state::Command;
+    use crate::state::{Command, Incarnation, NodeId, Seq};
 
     fn acked(seq: u64) -> Command {
         Command::Acked {
             client_id: MqttString::new("sub").unwrap(),
-            seq,
+            seq: Seq(seq),
         }
     }
 
@@ -420,10 +420,12 @@ mod tests {
         Proposal {
             commands: seqs.iter().map(|&s| acked(s)).collect(),
             origin: ticket.map(|ticket| Origin {
-                node: 1,
-                incarnation: 0,
-                conn: 1,
-                ticket,
+                place: Place {
+                    node: NodeId(1),
+                    incarnation: Incarnation(0),
+                },
+                conn: ConnId(1),
+                ticket: Ticket(ticket),
                 local_matched: 0,
             }),
             from: None,

@@ -12,6 +12,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::broker::Proposal;
+use crate::state::PersistError;
 use crate::storage::{KvStore, WriteBatch};
 
 use super::log_store::{blocking, storage_error};
@@ -26,6 +27,25 @@ pub struct AppliedPosition {
     pub membership: StoredMembership<u64, BasicNode>,
 }
 
+/// Why an encoded replicated state could not be installed ([`Applier::install`]): it is not
+/// a state this build reads (another format version, corrupt, or breaking an invariant).
+/// The node must not go on with the state it had, nor with an empty one.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct InstallError(#[from] pub PersistError);
+
+/// Why the stored snapshot could not be restored at start-up ([`StateMachine::restore`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The store could not be read, or what it holds is not a stored snapshot. Boxed:
+    /// openraft's error is large, and this one travels up through every start-up error.
+    #[error(transparent)]
+    Read(Box<StorageError<u64>>),
+    /// The snapshot was read, but its state could not be installed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+}
+
 /// Where committed proposals go: the node's broker, which owns the replicated state.
 pub trait Applier: Send + Sync + 'static {
     /// Applies committed batches in log order; `position` is where the log stands after
@@ -34,7 +54,7 @@ pub trait Applier: Send + Sync + 'static {
     /// The encoded replicated state and the position it reflects, read together.
     fn snapshot(&self) -> (Vec<u8>, AppliedPosition);
     /// Replaces the replicated state with an encoded one.
-    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), String>;
+    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), InstallError>;
     fn position(&self) -> AppliedPosition;
     /// Called once the log is replayed after a start: proposals that repair what a crash
     /// left behind, committed before the node serves anyone.
@@ -62,8 +82,12 @@ impl StateMachine {
 
     /// Restores the last stored snapshot into the applier, if there is one; returns its
     /// position. A snapshot that does not decode is an error, never an empty start.
-    pub async fn restore(&self) -> Result<Option<AppliedPosition>, String> {
-        let Some(stored) = self.stored().await.map_err(|e| e.to_string())? else {
+    pub async fn restore(&self) -> Result<Option<AppliedPosition>, RestoreError> {
+        let Some(stored) = self
+            .stored()
+            .await
+            .map_err(|e| RestoreError::Read(Box::new(e)))?
+        else {
             return Ok(None);
         };
         let position = AppliedPosition {
@@ -190,5 +214,94 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::state::{State, StateConfig, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+    use crate::storage::MemStore;
+
+    /// An applier that only holds a state: what restoring needs of the broker.
+    #[derive(Default)]
+    struct Holder(Mutex<Option<State>>);
+
+    impl Applier for Holder {
+        fn apply(&self, _batches: Vec<Batch>, _position: AppliedPosition) {
+            unreachable!("restoring applies no entries")
+        }
+
+        fn snapshot(&self) -> (Vec<u8>, AppliedPosition) {
+            unreachable!("restoring takes no snapshot")
+        }
+
+        fn install(&self, state: &[u8], _position: AppliedPosition) -> Result<(), InstallError> {
+            let state = State::from_snapshot(StateConfig::default(), state)?;
+            *self.0.lock().unwrap() = Some(state);
+            Ok(())
+        }
+
+        fn position(&self) -> AppliedPosition {
+            AppliedPosition::default()
+        }
+
+        fn recover(&self) -> Vec<Proposal> {
+            Vec::new()
+        }
+    }
+
+    fn stored(data: Vec<u8>) -> StoredSnapshot {
+        StoredSnapshot {
+            meta: SnapshotMeta::default(),
+            data,
+        }
+    }
+
+    /// What restoring found wrong is told apart by type: a state of another format (named
+    /// with its version), or a stored record that does not decode at all.
+    #[tokio::test]
+    async fn restoring_names_why_a_stored_snapshot_cannot_be_read() {
+        let kv: Arc<dyn KvStore> = Arc::new(MemStore::new());
+        let holder = Arc::new(Holder::default());
+        let machine = StateMachine::new(kv.clone(), holder.clone());
+        assert!(machine.restore().await.unwrap().is_none(), "nothing stored");
+
+        let state = State::new(StateConfig::default()).to_snapshot();
+        machine.store(&stored(state.clone())).await.unwrap();
+        assert!(machine.restore().await.unwrap().is_some());
+        assert!(holder.0.lock().unwrap().is_some());
+
+        let mut newer = state;
+        let version = SNAPSHOT_MAGIC.len();
+        newer[version..version + 2].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
+        machine.store(&stored(newer)).await.unwrap();
+        let error = machine.restore().await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                RestoreError::Install(InstallError(PersistError::UnsupportedVersion {
+                    found,
+                    ..
+                })) if *found == SNAPSHOT_VERSION + 1
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "unsupported snapshot format version {}: this build reads version {}",
+                SNAPSHOT_VERSION + 1,
+                SNAPSHOT_VERSION
+            )
+        );
+
+        let mut batch = WriteBatch::default();
+        batch.put(SNAPSHOT_KEY, vec![0xff]);
+        kv.write(batch, true).unwrap();
+        let error = machine.restore().await.unwrap_err();
+        assert!(matches!(error, RestoreError::Read(_)), "{error:?}");
     }
 }

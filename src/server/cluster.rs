@@ -18,7 +18,7 @@ use crate::cluster::{
 use crate::grpc::proto::JoinRequest;
 use crate::grpc::{serve, PeerRefusals, PeerTls, PeerTlsFiles, ServerConfig};
 use crate::net::{Clock, Net};
-use crate::state::Command;
+use crate::state::{Command, Incarnation, NodeId};
 
 use super::hub::Hub;
 
@@ -231,8 +231,8 @@ async fn declare_gone<N: Net>(
                 tracing::warn!(node, "node silent for {after:?}: declaring it gone");
                 queue.push(vec![Proposal {
                     commands: vec![Command::NodeDown {
-                        node,
-                        incarnation: u64::MAX,
+                        node: NodeId::from(node),
+                        incarnation: Incarnation::MAX,
                         now_ms: clock.unix_ms(),
                     }],
                     origin: None,

@@ -288,7 +288,7 @@ fn on_deadline(
         // A packet trickling in slower than the timeout: a slow loris, or a client that died
         // mid-packet. Nothing in MQTT names this; close.
         tracing::debug!(
-            conn = session.conn(),
+            conn = session.conn().0,
             "packet not complete in time: closing"
         );
         ctx.hub
@@ -362,7 +362,7 @@ fn handle_input(
             }
             Ok(None) => break,
             Err(error) => {
-                tracing::debug!(conn = session.conn(), %error, "bad packet");
+                tracing::debug!(conn = session.conn().0, %error, "bad packet");
                 if let Some(tap) = &tap {
                     tap.malformed(&error);
                 }

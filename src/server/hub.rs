@@ -9,7 +9,8 @@ use tokio::sync::Notify;
 
 use crate::broker::{Broker, ConnId, Effect};
 use crate::cluster::{
-    AppliedPosition, Applier, ClusterView, Forwarder, NoForwarder, ProposalFailure, ProposalQueue,
+    AppliedPosition, Applier, ClusterView, Forwarder, InstallError, NoForwarder, ProposalFailure,
+    ProposalQueue,
 };
 use crate::codec::ReasonCode;
 use crate::net::Clock;
@@ -120,7 +121,7 @@ impl Hub {
 
     /// A new connection id and its outbox, registered for deliveries.
     pub fn register(&self, qos0_max: usize) -> (ConnId, Arc<Outbox>) {
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let outbox = Arc::new(Outbox::new(qos0_max));
         self.lock().outboxes.insert(conn, outbox.clone());
         (conn, outbox)
@@ -158,7 +159,7 @@ impl Core {
                         message,
                         groups,
                     } => {
-                        self.forwarder.forward(node, message, groups);
+                        self.forwarder.forward(node.into(), message, groups);
                         continue;
                     }
                     Effect::Deliver { conn, delivery } => (conn, Outgoing::Deliver(delivery)),
@@ -219,10 +220,9 @@ impl Applier for Hub {
         (core.broker.state().to_snapshot(), core.position.clone())
     }
 
-    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), String> {
+    fn install(&self, state: &[u8], position: AppliedPosition) -> Result<(), InstallError> {
         let mut core = self.lock();
-        let state =
-            State::from_snapshot(core.broker.config().state, state).map_err(|e| e.to_string())?;
+        let state = State::from_snapshot(core.broker.config().state, state)?;
         core.broker.install_state(state);
         core.position = position;
         core.dispatch(None, 0, &self.qos0_dropped);

@@ -44,7 +44,7 @@ pub async fn publish(
             ctx.session_config(),
             ctx.clock.unix_ms(),
             ctx.connect_timeout_ms,
-            conn,
+            conn.0,
         ),
         outbox,
         inbox: Vec::new(),

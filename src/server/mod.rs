@@ -166,9 +166,9 @@ impl<N: Net> Server<N> {
         settings: ServerSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<Server<N>, ServeError> {
-        let incarnation = next_incarnation(&*settings.store)?;
+        let incarnation = crate::state::Incarnation(next_incarnation(&*settings.store)?);
         let queue = Arc::new(ProposalQueue::default());
-        let broker = Broker::with_identity(settings.broker, settings.node_id, incarnation);
+        let broker = Broker::with_identity(settings.broker, settings.node_id.into(), incarnation);
         let hub = Arc::new(Hub::new(broker, queue.clone(), clock.clone()));
         hub.tracer.set_limits(settings.trace);
         let durability = Durability {

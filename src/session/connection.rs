@@ -132,7 +132,7 @@ impl Session {
             id_seed,
             ended: false,
             replies: VecDeque::new(),
-            next_ticket: 1,
+            next_ticket: Ticket::FIRST,
             connack_sent: false,
             permissions: None,
             publish_bucket: None,
@@ -225,7 +225,7 @@ impl Session {
     /// Owes the client a reply; returns the ticket the broker answers.
     fn owe(&mut self, pending: PendingReply) -> Ticket {
         let ticket = self.next_ticket;
-        self.next_ticket += 1;
+        self.next_ticket = ticket.next();
         self.replies.push_back((ticket, pending, None));
         ticket
     }

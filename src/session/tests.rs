@@ -153,7 +153,7 @@ fn disconnect_reason(packets: &[Packet]) -> Option<ReasonCode> {
 #[test]
 fn v5_connack_announces_the_limits() {
     let mut hub = Hub::new();
-    let ack = hub.connect(1, connect(Protocol::V5, "c"));
+    let ack = hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     assert_eq!(ack.reason_code, ReasonCode::Success);
     assert!(!ack.session_present);
     assert_eq!(ack.properties.receive_maximum, NonZeroU16::new(256));
@@ -168,16 +168,16 @@ fn v5_connack_announces_the_limits() {
 #[test]
 fn empty_client_id_is_assigned_in_v5_and_refused_for_a_v3_persistent_session() {
     let mut hub = Hub::new();
-    let ack = hub.connect(1, connect(Protocol::V5, ""));
+    let ack = hub.connect(ConnId(1), connect(Protocol::V5, ""));
     assert!(ack.properties.assigned_client_identifier.is_some());
 
     let mut persistent = connect(Protocol::V3_1_1, "");
     persistent.clean_start = false;
-    let ack = hub.connect(2, persistent);
+    let ack = hub.connect(ConnId(2), persistent);
     assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
-    assert!(hub.closing(2));
+    assert!(hub.closing(ConnId(2)));
 
-    let ack = hub.connect(3, connect(Protocol::V3_1_1, ""));
+    let ack = hub.connect(ConnId(3), connect(Protocol::V3_1_1, ""));
     assert_eq!(
         ack.reason_code,
         ReasonCode::Success,
@@ -188,7 +188,10 @@ fn empty_client_id_is_assigned_in_v5_and_refused_for_a_v3_persistent_session() {
 #[test]
 fn mqtt_3_1_client_id_longer_than_23_is_refused() {
     let mut hub = Hub::new();
-    let ack = hub.connect(1, connect(Protocol::V3_1, "abcdefghijklmnopqrstuvwxyz"));
+    let ack = hub.connect(
+        ConnId(1),
+        connect(Protocol::V3_1, "abcdefghijklmnopqrstuvwxyz"),
+    );
     assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
 }
 
@@ -202,34 +205,37 @@ fn disconnect_reason_string(packets: &[Packet]) -> Option<String> {
 #[test]
 fn a_second_connect_is_a_protocol_error() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "c"));
-    let out = hub.send(1, Packet::Connect(Box::new(connect(Protocol::V5, "c"))));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
+    let out = hub.send(
+        ConnId(1),
+        Packet::Connect(Box::new(connect(Protocol::V5, "c"))),
+    );
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::ProtocolError));
     assert_eq!(
         disconnect_reason_string(&out).as_deref(),
         Some("[MQTT-3.1.0-2] a second CONNECT")
     );
-    assert!(hub.closing(1));
+    assert!(hub.closing(ConnId(1)));
 }
 
 #[test]
 fn server_disconnects_and_refusals_say_why_in_a_reason_string() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "c"));
-    hub.connect(2, connect(Protocol::V5, "c"));
-    let why = disconnect_reason_string(&hub.take(1)).expect("a reason string");
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
+    hub.connect(ConnId(2), connect(Protocol::V5, "c"));
+    let why = disconnect_reason_string(&hub.take(ConnId(1))).expect("a reason string");
     assert!(why.contains("taken over"), "{why}");
 
     let mut persistent = connect(Protocol::V3_1_1, "");
     persistent.clean_start = false;
-    let refused = hub.connect(3, persistent);
+    let refused = hub.connect(ConnId(3), persistent);
     assert_eq!(
         refused.properties.reason_string, None,
         "MQTT 3 has no properties"
     );
     let mut v5 = connect(Protocol::V5, "x".repeat(300).as_str());
     v5.clean_start = false;
-    let refused = hub.connect(4, v5);
+    let refused = hub.connect(ConnId(4), v5);
     assert_eq!(refused.reason_code, ReasonCode::ClientIdentifierNotValid);
     assert!(refused.properties.reason_string.is_some());
 }
@@ -238,12 +244,12 @@ fn server_disconnects_and_refusals_say_why_in_a_reason_string() {
 fn a_node_without_quorum_tells_connected_clients_to_use_another_server() {
     // 0x88 Server unavailable exists only in CONNACK; a DISCONNECT carrying it is malformed.
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     hub.sessions
-        .get_mut(&1)
+        .get_mut(&ConnId(1))
         .unwrap()
         .kick(ReasonCode::ServerUnavailable);
-    let out = hub.take(1);
+    let out = hub.take(ConnId(1));
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::UseAnotherServer));
     for packet in &out {
         let mut bytes = bytes::BytesMut::new();
@@ -255,7 +261,7 @@ fn a_node_without_quorum_tells_connected_clients_to_use_another_server() {
     }
     // A CONNECT refused for the same reason keeps 0x88, which CONNACK allows.
     hub.broker.set_quorum(false);
-    let refused = hub.connect(2, connect(Protocol::V5, "d"));
+    let refused = hub.connect(ConnId(2), connect(Protocol::V5, "d"));
     assert_eq!(refused.reason_code, ReasonCode::ServerUnavailable);
 }
 
@@ -270,20 +276,23 @@ fn a_connect_overtaken_before_its_connack_is_refused_with_a_code_connack_allows(
     first.properties.session_expiry_interval = Some(60);
     let session = hub
         .sessions
-        .entry(1)
-        .or_insert_with(|| Session::new(1, hub.config.clone(), hub.now_ms, 10_000, 42));
+        .entry(ConnId(1))
+        .or_insert_with(|| Session::new(ConnId(1), hub.config.clone(), hub.now_ms, 10_000, 42));
     session.handle(
         Packet::Connect(Box::new(first)),
         &mut hub.broker,
         &AllowAll,
         hub.now_ms,
     );
-    assert!(hub.take(1).is_empty(), "the CONNACK waits for the commit");
+    assert!(
+        hub.take(ConnId(1)).is_empty(),
+        "the CONNACK waits for the commit"
+    );
     hub.sessions
-        .get_mut(&1)
+        .get_mut(&ConnId(1))
         .unwrap()
         .kick(ReasonCode::SessionTakenOver);
-    let out = hub.take(1);
+    let out = hub.take(ConnId(1));
     let [Packet::ConnAck(refused)] = out.as_slice() else {
         panic!("expected one CONNACK, got {out:?}");
     };
@@ -300,7 +309,7 @@ fn a_connect_overtaken_before_its_connack_is_refused_with_a_code_connack_allows(
         .decode(&mut bytes)
         .expect("a CONNACK a strict client accepts");
     assert!(decoded.is_some());
-    assert!(hub.closing(1));
+    assert!(hub.closing(ConnId(1)));
 }
 
 /// A client that errs while its CONNACK waits for a commit (here a second CONNECT on the
@@ -314,8 +323,8 @@ fn a_protocol_error_before_the_connack_sends_no_disconnect_first() {
     first.properties.session_expiry_interval = Some(60);
     let session = hub
         .sessions
-        .entry(1)
-        .or_insert_with(|| Session::new(1, hub.config.clone(), hub.now_ms, 10_000, 42));
+        .entry(ConnId(1))
+        .or_insert_with(|| Session::new(ConnId(1), hub.config.clone(), hub.now_ms, 10_000, 42));
     for packet in [first, connect(Protocol::V5, "c")] {
         session.handle(
             Packet::Connect(Box::new(packet)),
@@ -324,12 +333,12 @@ fn a_protocol_error_before_the_connack_sends_no_disconnect_first() {
             hub.now_ms,
         );
     }
-    let out = hub.take(1);
+    let out = hub.take(ConnId(1));
     assert!(
         !out.iter().any(|p| matches!(p, Packet::Disconnect(_))),
         "{out:?}"
     );
-    assert!(hub.closing(1));
+    assert!(hub.closing(ConnId(1)));
 }
 
 /// A connection that closes while its CONNACK waits for a commit sends nothing it held back
@@ -339,7 +348,7 @@ fn a_protocol_error_before_the_connack_sends_no_disconnect_first() {
 fn a_connection_closing_before_its_connack_sends_nothing_held_for_after_it() {
     let closings: [fn(&mut Hub); 3] = [
         |hub| {
-            hub.sessions.get_mut(&1).expect("session").handle(
+            hub.sessions.get_mut(&ConnId(1)).expect("session").handle(
                 Packet::Disconnect(Disconnect::default()),
                 &mut hub.broker,
                 &AllowAll,
@@ -347,7 +356,7 @@ fn a_connection_closing_before_its_connack_sends_nothing_held_for_after_it() {
             )
         },
         |hub| {
-            hub.sessions.get_mut(&1).expect("session").handle(
+            hub.sessions.get_mut(&ConnId(1)).expect("session").handle(
                 Packet::PingResp,
                 &mut hub.broker,
                 &AllowAll,
@@ -358,7 +367,7 @@ fn a_connection_closing_before_its_connack_sends_nothing_held_for_after_it() {
             hub.now_ms += 60_000;
             let now = hub.now_ms;
             hub.sessions
-                .get_mut(&1)
+                .get_mut(&ConnId(1))
                 .expect("session")
                 .on_timer(&mut hub.broker, now);
         },
@@ -369,18 +378,18 @@ fn a_connection_closing_before_its_connack_sends_nothing_held_for_after_it() {
         first.keep_alive = 10;
         let session = hub
             .sessions
-            .entry(1)
-            .or_insert_with(|| Session::new(1, hub.config.clone(), hub.now_ms, 10_000, 42));
+            .entry(ConnId(1))
+            .or_insert_with(|| Session::new(ConnId(1), hub.config.clone(), hub.now_ms, 10_000, 42));
         // The CONNECT's registration stays uncommitted: its CONNACK waits.
         for packet in [Packet::Connect(Box::new(first)), Packet::PingReq] {
             session.handle(packet, &mut hub.broker, &AllowAll, hub.now_ms);
         }
         assert!(session.output().next().is_none());
         close(&mut hub);
-        assert!(hub.closing(1));
+        assert!(hub.closing(ConnId(1)));
         let out: Vec<Packet> = hub
             .sessions
-            .get_mut(&1)
+            .get_mut(&ConnId(1))
             .expect("session")
             .output()
             .collect();
@@ -401,8 +410,8 @@ fn a_disconnect_with_an_error_code_publishes_the_will() {
         (ReasonCode::UnspecifiedError, true),
     ] {
         let mut hub = Hub::new();
-        hub.connect(2, connect(Protocol::V5, "watcher"));
-        hub.send(2, subscribe("will/t", QoS::AtMostOnce));
+        hub.connect(ConnId(2), connect(Protocol::V5, "watcher"));
+        hub.send(ConnId(2), subscribe("will/t", QoS::AtMostOnce));
         let mut with_will = connect(Protocol::V5, "c");
         with_will.will = Some(LastWill {
             topic: TopicName::new("will/t").unwrap(),
@@ -411,11 +420,11 @@ fn a_disconnect_with_an_error_code_publishes_the_will() {
             retain: false,
             properties: WillProperties::default(),
         });
-        hub.connect(1, with_will);
-        hub.take(2);
-        hub.send(1, Packet::Disconnect(Disconnect::new(reason)));
+        hub.connect(ConnId(1), with_will);
+        hub.take(ConnId(2));
+        hub.send(ConnId(1), Packet::Disconnect(Disconnect::new(reason)));
         hub.settle();
-        let got = hub.take(2);
+        let got = hub.take(ConnId(2));
         assert_eq!(
             got.iter().any(|p| matches!(p, Packet::Publish(_))),
             published,
@@ -429,8 +438,11 @@ fn a_reason_string_that_would_exceed_the_clients_maximum_packet_size_is_left_out
     let mut hub = Hub::new();
     let mut small = connect(Protocol::V5, "c");
     small.properties.maximum_packet_size = NonZeroU32::new(8);
-    hub.connect(1, small);
-    let out = hub.send(1, Packet::Connect(Box::new(connect(Protocol::V5, "c"))));
+    hub.connect(ConnId(1), small);
+    let out = hub.send(
+        ConnId(1),
+        Packet::Connect(Box::new(connect(Protocol::V5, "c"))),
+    );
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::ProtocolError));
     assert_eq!(disconnect_reason_string(&out), None);
 }
@@ -438,17 +450,17 @@ fn a_reason_string_that_would_exceed_the_clients_maximum_packet_size_is_left_out
 #[test]
 fn qos_flows_are_acknowledged_per_spec() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "p"));
-    let out = hub.send(1, publish("t", QosPid::AtLeastOnce(pid(3)), b"x"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "p"));
+    let out = hub.send(ConnId(1), publish("t", QosPid::AtLeastOnce(pid(3)), b"x"));
     assert!(
         matches!(&out[..], [Packet::PubAck(a)] if a.packet_id == pid(3)
         && a.reason_code == ReasonCode::NoMatchingSubscribers)
     );
-    let out = hub.send(1, publish("t", QosPid::ExactlyOnce(pid(4)), b"x"));
+    let out = hub.send(ConnId(1), publish("t", QosPid::ExactlyOnce(pid(4)), b"x"));
     assert!(matches!(&out[..], [Packet::PubRec(r)] if r.packet_id == pid(4)));
-    let out = hub.send(1, Packet::PubRel(PubReply::new(pid(4))));
+    let out = hub.send(ConnId(1), Packet::PubRel(PubReply::new(pid(4))));
     assert!(matches!(&out[..], [Packet::PubComp(c)] if c.reason_code == ReasonCode::Success));
-    let out = hub.send(1, Packet::PubRel(PubReply::new(pid(4))));
+    let out = hub.send(ConnId(1), Packet::PubRel(PubReply::new(pid(4))));
     assert!(matches!(&out[..], [Packet::PubComp(c)]
         if c.reason_code == ReasonCode::PacketIdentifierNotFound));
 }
@@ -456,28 +468,37 @@ fn qos_flows_are_acknowledged_per_spec() {
 #[test]
 fn subscriber_receives_and_acknowledges_qos1_and_qos2() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "sub"));
-    let out = hub.send(1, subscribe("a/+", QoS::ExactlyOnce));
+    hub.connect(ConnId(1), connect(Protocol::V5, "sub"));
+    let out = hub.send(ConnId(1), subscribe("a/+", QoS::ExactlyOnce));
     assert!(matches!(&out[..], [Packet::SubAck(s)] if s.reason_codes == [ReasonCode::GrantedQoS2]));
-    hub.connect(2, connect(Protocol::V3_1_1, "pub"));
+    hub.connect(ConnId(2), connect(Protocol::V3_1_1, "pub"));
 
-    hub.send(2, publish("a/b", QosPid::AtLeastOnce(pid(1)), b"one"));
-    let got = hub.take(1);
+    hub.send(
+        ConnId(2),
+        publish("a/b", QosPid::AtLeastOnce(pid(1)), b"one"),
+    );
+    let got = hub.take(ConnId(1));
     let Some(Packet::Publish(p)) = got.first() else {
         panic!("no delivery: {got:?}")
     };
     assert_eq!(p.qos(), QoS::AtLeastOnce);
     assert_eq!(&p.payload[..], b"one");
-    hub.send(1, Packet::PubAck(PubReply::new(p.packet_id().unwrap())));
+    hub.send(
+        ConnId(1),
+        Packet::PubAck(PubReply::new(p.packet_id().unwrap())),
+    );
 
-    hub.send(2, publish("a/c", QosPid::ExactlyOnce(pid(2)), b"two"));
-    let Some(Packet::Publish(p)) = hub.take(1).first().cloned() else {
+    hub.send(
+        ConnId(2),
+        publish("a/c", QosPid::ExactlyOnce(pid(2)), b"two"),
+    );
+    let Some(Packet::Publish(p)) = hub.take(ConnId(1)).first().cloned() else {
         panic!("no QoS 2 delivery")
     };
     let id = p.packet_id().unwrap();
-    let out = hub.send(1, Packet::PubRec(PubReply::new(id)));
+    let out = hub.send(ConnId(1), Packet::PubRec(PubReply::new(id)));
     assert!(matches!(&out[..], [Packet::PubRel(r)] if r.packet_id == id));
-    hub.send(1, Packet::PubComp(PubReply::new(id)));
+    hub.send(ConnId(1), Packet::PubComp(PubReply::new(id)));
     assert!(hub.broker.session("sub").unwrap().queue.is_empty());
 }
 
@@ -486,9 +507,9 @@ fn topic_aliases_work_both_ways() {
     let mut hub = Hub::new();
     let mut sub = connect(Protocol::V5, "sub");
     sub.properties.topic_alias_maximum = Some(1);
-    hub.connect(1, sub);
-    hub.send(1, subscribe("#", QoS::AtMostOnce));
-    hub.connect(2, connect(Protocol::V5, "pub"));
+    hub.connect(ConnId(1), sub);
+    hub.send(ConnId(1), subscribe("#", QoS::AtMostOnce));
+    hub.connect(ConnId(2), connect(Protocol::V5, "pub"));
 
     // The publisher sets alias 1 for "long/topic", then publishes with an empty topic.
     let mut first = Publish {
@@ -502,13 +523,13 @@ fn topic_aliases_work_both_ways() {
         },
         payload: Bytes::from_static(b"1"),
     };
-    hub.send(2, Packet::Publish(first.clone()));
+    hub.send(ConnId(2), Packet::Publish(first.clone()));
     first.topic = TopicName::default();
-    hub.send(2, Packet::Publish(first.clone()));
+    hub.send(ConnId(2), Packet::Publish(first.clone()));
 
     // The subscriber gets the topic once, then the alias alone.
     let got: Vec<(String, Option<u16>)> = hub
-        .take(1)
+        .take(ConnId(1))
         .into_iter()
         .filter_map(|p| match p {
             Packet::Publish(p) => Some((
@@ -523,7 +544,7 @@ fn topic_aliases_work_both_ways() {
     // An alias above our maximum ends the connection with 0x94.
     first.properties.topic_alias = NonZeroU16::new(65);
     first.topic = TopicName::new("x").unwrap();
-    let out = hub.send(2, Packet::Publish(first));
+    let out = hub.send(ConnId(2), Packet::Publish(first));
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::TopicAliasInvalid));
 }
 
@@ -532,14 +553,17 @@ fn oversized_delivery_is_dropped_for_that_client_only() {
     let mut hub = Hub::new();
     let mut small = connect(Protocol::V5, "small");
     small.properties.maximum_packet_size = NonZeroU32::new(32);
-    hub.connect(1, small);
-    hub.send(1, subscribe("t", QoS::AtLeastOnce));
-    hub.connect(2, connect(Protocol::V5, "big"));
-    hub.send(2, subscribe("t", QoS::AtLeastOnce));
-    hub.connect(3, connect(Protocol::V5, "pub"));
-    hub.send(3, publish("t", QosPid::AtLeastOnce(pid(1)), &[7u8; 100]));
-    assert!(hub.take(1).is_empty());
-    assert_eq!(hub.take(2).len(), 1);
+    hub.connect(ConnId(1), small);
+    hub.send(ConnId(1), subscribe("t", QoS::AtLeastOnce));
+    hub.connect(ConnId(2), connect(Protocol::V5, "big"));
+    hub.send(ConnId(2), subscribe("t", QoS::AtLeastOnce));
+    hub.connect(ConnId(3), connect(Protocol::V5, "pub"));
+    hub.send(
+        ConnId(3),
+        publish("t", QosPid::AtLeastOnce(pid(1)), &[7u8; 100]),
+    );
+    assert!(hub.take(ConnId(1)).is_empty());
+    assert_eq!(hub.take(ConnId(2)).len(), 1);
     assert!(
         hub.broker.session("small").unwrap().queue.is_empty(),
         "discarded, not stuck"
@@ -551,8 +575,8 @@ fn keep_alive_expires_at_one_and_a_half_times() {
     let mut hub = Hub::new();
     let mut c = connect(Protocol::V5, "c");
     c.keep_alive = 10;
-    hub.connect(1, c);
-    let session = hub.sessions.get_mut(&1).unwrap();
+    hub.connect(ConnId(1), c);
+    let session = hub.sessions.get_mut(&ConnId(1)).unwrap();
     assert_eq!(session.deadline_ms(), Some(1_000 + 15_000));
     session.on_timer(&mut hub.broker, 15_999);
     assert!(!session.is_closing());
@@ -570,17 +594,17 @@ fn server_keep_alive_overrides_a_longer_one_in_v5() {
     });
     let mut c = connect(Protocol::V5, "c");
     c.keep_alive = 0;
-    let ack = hub.connect(1, c);
+    let ack = hub.connect(ConnId(1), c);
     assert_eq!(ack.properties.server_keep_alive, Some(30));
-    assert_eq!(hub.sessions[&1].deadline_ms(), Some(1_000 + 45_000));
+    assert_eq!(hub.sessions[&ConnId(1)].deadline_ms(), Some(1_000 + 45_000));
 }
 
 #[test]
 fn disconnect_may_not_set_an_expiry_when_connect_had_none() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     let out = hub.send(
-        1,
+        ConnId(1),
         Packet::Disconnect(Disconnect {
             reason_code: ReasonCode::Success,
             properties: DisconnectProperties {
@@ -598,9 +622,9 @@ fn session_expiry_set_at_disconnect_keeps_the_session() {
     let mut c = connect(Protocol::V5, "c");
     c.properties.session_expiry_interval = Some(10);
     c.clean_start = false;
-    hub.connect(1, c.clone());
+    hub.connect(ConnId(1), c.clone());
     hub.send(
-        1,
+        ConnId(1),
         Packet::Disconnect(Disconnect {
             reason_code: ReasonCode::Success,
             properties: DisconnectProperties {
@@ -611,7 +635,7 @@ fn session_expiry_set_at_disconnect_keeps_the_session() {
     );
     let session = hub.broker.session("c").unwrap();
     assert_eq!(session.expiry_secs, 3600);
-    assert!(hub.connect(2, c).session_present);
+    assert!(hub.connect(ConnId(2), c).session_present);
 }
 
 #[test]
@@ -621,9 +645,9 @@ fn too_many_unreleased_qos2_publishes_exceed_the_receive_maximum() {
         receive_maximum: 1,
         ..BrokerConfig::default()
     });
-    hub.connect(1, connect(Protocol::V5, "p"));
-    hub.send(1, publish("t", QosPid::ExactlyOnce(pid(1)), b"x"));
-    let out = hub.send(1, publish("t", QosPid::ExactlyOnce(pid(2)), b"x"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "p"));
+    hub.send(ConnId(1), publish("t", QosPid::ExactlyOnce(pid(1)), b"x"));
+    let out = hub.send(ConnId(1), publish("t", QosPid::ExactlyOnce(pid(2)), b"x"));
     assert_eq!(
         disconnect_reason(&out),
         Some(ReasonCode::ReceiveMaximumExceeded)
@@ -633,9 +657,9 @@ fn too_many_unreleased_qos2_publishes_exceed_the_receive_maximum() {
 #[test]
 fn payload_declared_utf8_but_invalid_is_refused_with_0x99() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "p"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "p"));
     let out = hub.send(
-        1,
+        ConnId(1),
         Packet::Publish(Publish {
             dup: false,
             qos_pid: QosPid::AtLeastOnce(pid(1)),
@@ -659,22 +683,22 @@ fn qos_above_the_maximum_is_refused() {
         maximum_qos: QoS::AtLeastOnce,
         ..SessionConfig::default()
     });
-    let ack = hub.connect(1, connect(Protocol::V5, "p"));
+    let ack = hub.connect(ConnId(1), connect(Protocol::V5, "p"));
     assert_eq!(ack.properties.maximum_qos, Some(QoS::AtLeastOnce));
-    let out = hub.send(1, publish("t", QosPid::ExactlyOnce(pid(1)), b"x"));
+    let out = hub.send(ConnId(1), publish("t", QosPid::ExactlyOnce(pid(1)), b"x"));
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::QoSNotSupported));
     // A subscription is granted at most the maximum.
-    hub.connect(2, connect(Protocol::V5, "s"));
-    let out = hub.send(2, subscribe("t", QoS::ExactlyOnce));
+    hub.connect(ConnId(2), connect(Protocol::V5, "s"));
+    let out = hub.send(ConnId(2), subscribe("t", QoS::ExactlyOnce));
     assert!(matches!(&out[..], [Packet::SubAck(s)] if s.reason_codes == [ReasonCode::GrantedQoS1]));
 }
 
 #[test]
 fn client_publish_with_a_subscription_identifier_is_a_protocol_error() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "p"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "p"));
     let out = hub.send(
-        1,
+        ConnId(1),
         Packet::Publish(Publish {
             dup: false,
             qos_pid: QosPid::AtMostOnce,
@@ -696,12 +720,12 @@ fn message_expiry_is_decremented_on_delivery() {
     let mut sub = connect(Protocol::V5, "sub");
     sub.clean_start = false;
     sub.properties.session_expiry_interval = Some(600);
-    hub.connect(1, sub.clone());
-    hub.send(1, subscribe("t", QoS::AtLeastOnce));
-    hub.send(1, Packet::Disconnect(Disconnect::default()));
-    hub.connect(2, connect(Protocol::V5, "pub"));
+    hub.connect(ConnId(1), sub.clone());
+    hub.send(ConnId(1), subscribe("t", QoS::AtLeastOnce));
+    hub.send(ConnId(1), Packet::Disconnect(Disconnect::default()));
+    hub.connect(ConnId(2), connect(Protocol::V5, "pub"));
     hub.send(
-        2,
+        ConnId(2),
         Packet::Publish(Publish {
             dup: false,
             qos_pid: QosPid::AtLeastOnce(pid(1)),
@@ -715,7 +739,7 @@ fn message_expiry_is_decremented_on_delivery() {
         }),
     );
     hub.now_ms += 20_000;
-    let mut out = hub.send(3, Packet::Connect(Box::new(sub)));
+    let mut out = hub.send(ConnId(3), Packet::Connect(Box::new(sub)));
     out.remove(0);
     let Some(Packet::Publish(p)) = out.first() else {
         panic!("queued message not delivered: {out:?}")
@@ -726,8 +750,8 @@ fn message_expiry_is_decremented_on_delivery() {
 #[test]
 fn will_is_published_on_abnormal_close_but_not_after_disconnect() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V3_1_1, "watcher"));
-    hub.send(1, subscribe("will", QoS::AtMostOnce));
+    hub.connect(ConnId(1), connect(Protocol::V3_1_1, "watcher"));
+    hub.send(ConnId(1), subscribe("will", QoS::AtMostOnce));
     let mut dying = connect(Protocol::V3_1_1, "dying");
     dying.will = Some(LastWill {
         topic: TopicName::new("will").unwrap(),
@@ -736,35 +760,35 @@ fn will_is_published_on_abnormal_close_but_not_after_disconnect() {
         retain: false,
         properties: WillProperties::default(),
     });
-    hub.connect(2, dying.clone());
-    hub.send(2, Packet::Disconnect(Disconnect::default()));
-    assert!(hub.take(1).is_empty());
+    hub.connect(ConnId(2), dying.clone());
+    hub.send(ConnId(2), Packet::Disconnect(Disconnect::default()));
+    assert!(hub.take(ConnId(1)).is_empty());
 
-    hub.connect(3, dying);
+    hub.connect(ConnId(3), dying);
     let now = hub.now_ms;
     hub.sessions
-        .get_mut(&3)
+        .get_mut(&ConnId(3))
         .unwrap()
         .on_closed(&mut hub.broker, now);
     hub.settle();
-    assert!(matches!(&hub.take(1)[..], [Packet::Publish(p)] if &p.payload[..] == b"gone"));
+    assert!(matches!(&hub.take(ConnId(1))[..], [Packet::Publish(p)] if &p.payload[..] == b"gone"));
 }
 
 #[test]
 fn takeover_sends_0x8e_to_the_old_connection() {
     let mut hub = Hub::new();
-    hub.connect(1, connect(Protocol::V5, "c"));
-    hub.connect(2, connect(Protocol::V5, "c"));
-    let old = hub.take(1);
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
+    hub.connect(ConnId(2), connect(Protocol::V5, "c"));
+    let old = hub.take(ConnId(1));
     assert_eq!(disconnect_reason(&old), Some(ReasonCode::SessionTakenOver));
-    assert!(hub.closing(1));
-    assert!(!hub.closing(2));
+    assert!(hub.closing(ConnId(1)));
+    assert!(!hub.closing(ConnId(2)));
 }
 
 #[test]
 fn unsupported_protocol_level_gets_connack_0x01_in_the_3_1_1_layout() {
     let mut hub = Hub::new();
-    let mut session = Session::new(9, SessionConfig::default(), 0, 10_000, 1);
+    let mut session = Session::new(ConnId(9), SessionConfig::default(), 0, 10_000, 1);
     session.on_decode_error(
         &DecodeError::UnsupportedProtocolLevel { level: 6 },
         None,
@@ -790,12 +814,12 @@ fn puback_reports_quota_exceeded_when_every_matching_queue_is_full() {
     let mut sub = connect(Protocol::V5, "sub");
     sub.clean_start = false;
     sub.properties.session_expiry_interval = Some(600);
-    hub.connect(1, sub);
-    hub.send(1, subscribe("t", QoS::AtLeastOnce));
-    hub.send(1, Packet::Disconnect(Disconnect::default()));
-    hub.connect(2, connect(Protocol::V5, "pub"));
+    hub.connect(ConnId(1), sub);
+    hub.send(ConnId(1), subscribe("t", QoS::AtLeastOnce));
+    hub.send(ConnId(1), Packet::Disconnect(Disconnect::default()));
+    hub.connect(ConnId(2), connect(Protocol::V5, "pub"));
     let reasons: Vec<ReasonCode> = (1..=2)
-        .flat_map(|n| hub.send(2, publish("t", QosPid::AtLeastOnce(pid(n)), b"x")))
+        .flat_map(|n| hub.send(ConnId(2), publish("t", QosPid::AtLeastOnce(pid(n)), b"x")))
         .filter_map(|p| match p {
             Packet::PubAck(a) => Some(a.reason_code),
             _ => None,
@@ -803,11 +827,17 @@ fn puback_reports_quota_exceeded_when_every_matching_queue_is_full() {
         .collect();
     assert_eq!(reasons, [ReasonCode::Success, ReasonCode::QuotaExceeded]);
     // QoS 2 with no subscriber says so too, and its resend is plain success.
-    let out = hub.send(2, publish("none", QosPid::ExactlyOnce(pid(9)), b"x"));
+    let out = hub.send(
+        ConnId(2),
+        publish("none", QosPid::ExactlyOnce(pid(9)), b"x"),
+    );
     assert!(
         matches!(&out[..], [Packet::PubRec(r)] if r.reason_code == ReasonCode::NoMatchingSubscribers)
     );
-    let out = hub.send(2, publish("none", QosPid::ExactlyOnce(pid(9)), b"x"));
+    let out = hub.send(
+        ConnId(2),
+        publish("none", QosPid::ExactlyOnce(pid(9)), b"x"),
+    );
     assert!(matches!(&out[..], [Packet::PubRec(r)] if r.reason_code == ReasonCode::Success));
 }
 
@@ -834,9 +864,9 @@ fn subscriptions_beyond_the_maximum_get_quota_exceeded_and_replacing_one_does_no
         subscriptions_max: 2,
         ..SessionConfig::default()
     });
-    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     assert_eq!(
-        suback_codes(&hub.send(1, subscribe("a", QoS::AtLeastOnce))),
+        suback_codes(&hub.send(ConnId(1), subscribe("a", QoS::AtLeastOnce))),
         [ReasonCode::GrantedQoS1]
     );
     let two = Packet::Subscribe(Subscribe {
@@ -853,7 +883,7 @@ fn subscriptions_beyond_the_maximum_get_quota_exceeded_and_replacing_one_does_no
             .collect(),
     });
     assert_eq!(
-        suback_codes(&hub.send(1, two)),
+        suback_codes(&hub.send(ConnId(1), two)),
         [
             ReasonCode::GRANTED_QOS_0,
             ReasonCode::QuotaExceeded,
@@ -870,19 +900,25 @@ fn topics_with_too_many_levels_are_refused() {
         topic_levels_max: 3,
         ..SessionConfig::default()
     });
-    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     assert_eq!(
-        suback_codes(&hub.send(1, subscribe("a/b/c/#", QoS::AtLeastOnce))),
+        suback_codes(&hub.send(ConnId(1), subscribe("a/b/c/#", QoS::AtLeastOnce))),
         [ReasonCode::TopicFilterInvalid]
     );
     assert_eq!(
-        suback_codes(&hub.send(1, subscribe("$share/g/a/b/c", QoS::AtLeastOnce))),
+        suback_codes(&hub.send(ConnId(1), subscribe("$share/g/a/b/c", QoS::AtLeastOnce))),
         [ReasonCode::GrantedQoS1],
         "the share prefix does not count"
     );
-    let out = hub.send(1, publish("a/b/c/d", QosPid::AtLeastOnce(pid(5)), b"x"));
+    let out = hub.send(
+        ConnId(1),
+        publish("a/b/c/d", QosPid::AtLeastOnce(pid(5)), b"x"),
+    );
     assert_eq!(ack_reason(&out), Some(ReasonCode::TopicNameInvalid));
-    let out = hub.send(1, publish("a/b/c", QosPid::AtLeastOnce(pid(6)), b"x"));
+    let out = hub.send(
+        ConnId(1),
+        publish("a/b/c", QosPid::AtLeastOnce(pid(6)), b"x"),
+    );
     assert_eq!(ack_reason(&out), Some(ReasonCode::Success));
 }
 
@@ -892,21 +928,23 @@ fn a_client_publishing_faster_than_the_rate_is_disconnected_with_0x96() {
         publish_rate_max: 10,
         ..SessionConfig::default()
     });
-    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     // A burst of one second's worth passes, the eleventh in the same instant does not.
     for n in 1..=10 {
-        let out = hub.send(1, publish("t", QosPid::AtMostOnce, b"x"));
+        let out = hub.send(ConnId(1), publish("t", QosPid::AtMostOnce, b"x"));
         assert!(disconnect_reason(&out).is_none(), "publish {n}");
     }
     // A tenth of a second later one more token is there.
     hub.now_ms += 100;
-    assert!(disconnect_reason(&hub.send(1, publish("t", QosPid::AtMostOnce, b"x"))).is_none());
-    let out = hub.send(1, publish("t", QosPid::AtMostOnce, b"x"));
+    assert!(
+        disconnect_reason(&hub.send(ConnId(1), publish("t", QosPid::AtMostOnce, b"x"))).is_none()
+    );
+    let out = hub.send(ConnId(1), publish("t", QosPid::AtMostOnce, b"x"));
     assert_eq!(
         disconnect_reason(&out),
         Some(ReasonCode::MessageRateTooHigh)
     );
-    assert!(hub.closing(1));
+    assert!(hub.closing(ConnId(1)));
     assert_eq!(hub.broker.stats().limits.publish_rate, 1);
 }
 
@@ -920,7 +958,7 @@ fn retained_messages_beyond_the_maximum_are_refused_but_replacing_one_is_not() {
         },
         ..BrokerConfig::default()
     });
-    hub.connect(1, connect(Protocol::V5, "c"));
+    hub.connect(ConnId(1), connect(Protocol::V5, "c"));
     let retained = |topic: &str, n: u16| {
         let Packet::Publish(mut p) = publish(topic, QosPid::AtLeastOnce(pid(n)), b"x") else {
             unreachable!()
@@ -929,15 +967,15 @@ fn retained_messages_beyond_the_maximum_are_refused_but_replacing_one_is_not() {
         Packet::Publish(p)
     };
     assert_eq!(
-        ack_reason(&hub.send(1, retained("a", 1))),
+        ack_reason(&hub.send(ConnId(1), retained("a", 1))),
         Some(ReasonCode::NoMatchingSubscribers)
     );
     assert_eq!(
-        ack_reason(&hub.send(1, retained("b", 2))),
+        ack_reason(&hub.send(ConnId(1), retained("b", 2))),
         Some(ReasonCode::QuotaExceeded)
     );
     assert_eq!(
-        ack_reason(&hub.send(1, retained("a", 3))),
+        ack_reason(&hub.send(ConnId(1), retained("a", 3))),
         Some(ReasonCode::NoMatchingSubscribers)
     );
     assert_eq!(hub.broker.state().retained().count(), 1);
@@ -1006,7 +1044,11 @@ fn enhanced_authentication_runs_before_the_connack_and_again_on_re_authenticatio
     let mut connect = connect(Protocol::V5, "k");
     connect.properties.authentication_method = Some(MqttString::new("KNOCK").unwrap());
     connect.properties.authentication_data = Some(Bytes::from_static(b"one"));
-    let out = hub.send_with(1, Packet::Connect(Box::new(connect.clone())), &KnockAuth);
+    let out = hub.send_with(
+        ConnId(1),
+        Packet::Connect(Box::new(connect.clone())),
+        &KnockAuth,
+    );
     let two = Some(Bytes::from_static(b"two"));
     assert_eq!(
         auth_of(&out),
@@ -1019,7 +1061,7 @@ fn enhanced_authentication_runs_before_the_connack_and_again_on_re_authenticatio
     );
 
     let out = hub.send_with(
-        1,
+        ConnId(1),
         knock(ReasonCode::ContinueAuthentication, b"three"),
         &KnockAuth,
     );
@@ -1042,12 +1084,16 @@ fn enhanced_authentication_runs_before_the_connack_and_again_on_re_authenticatio
     );
 
     // Re-authentication: the client keeps working while it runs.
-    let out = hub.send_with(1, knock(ReasonCode::ReAuthenticate, b"one"), &KnockAuth);
+    let out = hub.send_with(
+        ConnId(1),
+        knock(ReasonCode::ReAuthenticate, b"one"),
+        &KnockAuth,
+    );
     assert_eq!(auth_of(&out), [(ReasonCode::ContinueAuthentication, two)]);
-    let out = hub.send_with(1, Packet::PingReq, &KnockAuth);
+    let out = hub.send_with(ConnId(1), Packet::PingReq, &KnockAuth);
     assert_eq!(out, [Packet::PingResp]);
     let out = hub.send_with(
-        1,
+        ConnId(1),
         knock(ReasonCode::ContinueAuthentication, b"three"),
         &KnockAuth,
     );
@@ -1055,33 +1101,37 @@ fn enhanced_authentication_runs_before_the_connack_and_again_on_re_authenticatio
     assert_eq!(auth_of(&out), [(ReasonCode::Success, four)]);
     // Continuing an exchange that is not running is a protocol error.
     let out = hub.send_with(
-        1,
+        ConnId(1),
         knock(ReasonCode::ContinueAuthentication, b"x"),
         &KnockAuth,
     );
     assert_eq!(disconnect_reason(&out), Some(ReasonCode::ProtocolError));
-    assert!(hub.closing(1));
+    assert!(hub.closing(ConnId(1)));
 
     // A failed exchange refuses the CONNECT; so does an unknown method.
-    let out = hub.send_with(2, Packet::Connect(Box::new(connect.clone())), &KnockAuth);
+    let out = hub.send_with(
+        ConnId(2),
+        Packet::Connect(Box::new(connect.clone())),
+        &KnockAuth,
+    );
     assert_eq!(out.len(), 1);
     let out = hub.send_with(
-        2,
+        ConnId(2),
         knock(ReasonCode::ContinueAuthentication, b"wrong"),
         &KnockAuth,
     );
     assert!(matches!(&out[..], [Packet::ConnAck(c)] if c.reason_code == ReasonCode::NotAuthorized));
     let mut other = connect.clone();
     other.properties.authentication_method = Some(MqttString::new("OTHER").unwrap());
-    let out = hub.send_with(3, Packet::Connect(Box::new(other)), &KnockAuth);
+    let out = hub.send_with(ConnId(3), Packet::Connect(Box::new(other)), &KnockAuth);
     assert!(
         matches!(&out[..], [Packet::ConnAck(c)] if c.reason_code == ReasonCode::BadAuthenticationMethod)
     );
     assert_eq!(hub.broker.stats().auth_failures, 2);
 
     // The CONNECT deadline covers the exchange.
-    hub.send_with(4, Packet::Connect(Box::new(connect)), &KnockAuth);
-    let session = hub.sessions.get_mut(&4).unwrap();
+    hub.send_with(ConnId(4), Packet::Connect(Box::new(connect)), &KnockAuth);
+    let session = hub.sessions.get_mut(&ConnId(4)).unwrap();
     assert_eq!(session.deadline_ms(), Some(1_000 + 10_000));
     session.on_timer(&mut hub.broker, 11_000);
     assert!(session.is_closing());

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{PacketId, QoS, TopicFilter, TopicName};
 
 use super::message::{ClientId, Message};
-use super::placement::Place;
-use super::session::{SharedKey, Subscription, Will};
+use super::placement::{Incarnation, NodeId, Place};
+use super::session::{Seq, SharedKey, Subscription, Will};
 
 /// Serde writes commands into the Raft log (postcard, see `persist`): variants and fields are
-/// written in declaration order, so reordering, adding or removing any changes the log format
-/// and needs a new `COMMANDS_VERSION`.
+/// written in declaration order, so reordering, adding or removing any (or changing the type
+/// of one) changes the log format and needs a new `COMMANDS_VERSION`; and, since the Raft
+/// log's entries carry no version, more than that (see `COMMANDS_VERSION`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// A client connected. With `clean_start` (or no session) a new session begins; otherwise
@@ -65,7 +66,7 @@ pub enum Command {
     /// have completed it.
     Publish {
         message: Arc<Message>,
-        origin: Option<(ClientId, PacketId, Place)>,
+        origin: Option<Qos2Origin>,
         /// Shared groups that already gave the message to one of their members elsewhere
         /// (a session of the node's local tier): none of this state's members get it.
         skip_shared: Vec<SharedKey>,
@@ -77,9 +78,9 @@ pub enum Command {
     },
     /// The subscriber acknowledged the message at `seq` (PUBACK or PUBCOMP), or the broker
     /// gave up on it (expired, too large for the client, refused by the client).
-    Acked { client_id: ClientId, seq: u64 },
+    Acked { client_id: ClientId, seq: Seq },
     /// The subscriber sent PUBREC for the QoS 2 message at `seq`.
-    PubRecReceived { client_id: ClientId, seq: u64 },
+    PubRecReceived { client_id: ClientId, seq: Seq },
     /// The publisher released a QoS 2 packet id with PUBREL.
     PubRelReceived {
         client_id: ClientId,
@@ -87,7 +88,7 @@ pub enum Command {
     },
     /// The shared-subscription messages at `seqs` go to other members of their groups (the
     /// session's connection ended before it acknowledged them).
-    ReleaseShared { client_id: ClientId, seqs: Vec<u64> },
+    ReleaseShared { client_id: ClientId, seqs: Vec<Seq> },
     /// A message released by a member of a shared group in another state (a local session
     /// that ended with no other local member to take it) goes to one of this state's members
     /// of the group, if it has any.
@@ -116,10 +117,26 @@ pub enum Command {
     /// restarted, or was declared gone. Durable sessions connected there are closed (their
     /// wills published, their expiry started), local sessions there end.
     NodeDown {
-        node: u64,
-        incarnation: u64,
+        node: NodeId,
+        incarnation: Incarnation,
         now_ms: u64,
     },
+}
+
+/// Who sent a QoS 2 publish, for [`Command::Publish`]: its packet id is remembered for the
+/// publisher until PUBREL (a resend with the same id is not routed again), and a publish from
+/// a connection that no longer holds its session is not routed at all.
+///
+/// Part of the log format: serde writes a struct as its fields in order, the same bytes as
+/// the tuple `(ClientId, PacketId, Place)` this was before (`COMMANDS_VERSION` 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qos2Origin {
+    /// The publisher's session.
+    pub client_id: ClientId,
+    /// The packet id of the PUBLISH, released by the publisher's PUBREL.
+    pub packet_id: PacketId,
+    /// Where the publisher's connection was served when it sent the PUBLISH.
+    pub place: Place,
 }
 
 /// A QoS 0 delivery decided while applying a command: sent at once to a connected session,
@@ -130,6 +147,17 @@ pub struct DirectDelivery {
     pub message: Arc<Message>,
     pub retain: bool,
     pub subscription_ids: Vec<std::num::NonZeroU32>,
+}
+
+/// A shared-subscription message that a releasing session keeps because no other member of
+/// its group is in the same state (see [`Applied::unplaced_shared`]): for the broker to offer
+/// to the group's members elsewhere, as a [`Command::PublishShared`] with the same fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnplacedShared {
+    pub key: SharedKey,
+    pub message: Arc<Message>,
+    /// The RETAIN flag of the delivery.
+    pub retain: bool,
 }
 
 /// What applying a command did, for the broker to act on.
@@ -170,7 +198,7 @@ pub struct Applied {
     pub resumed_from: Option<Place>,
     /// ReleaseShared: messages whose group had no other member in this state, so they stay
     /// with the releasing session (for the broker to offer to the group's members elsewhere).
-    pub unplaced_shared: Vec<(SharedKey, Arc<Message>, bool)>,
+    pub unplaced_shared: Vec<UnplacedShared>,
 }
 
 /// QoS of a delivery: the lower of publish and subscription.

@@ -10,7 +10,7 @@ use crate::router::Router;
 use super::command::{Applied, Command};
 use super::message::{ClientId, Message};
 use super::placement::Placement;
-use super::session::{SessionState, SharedKey, Subscription};
+use super::session::{Seq, SessionState, SharedKey, Subscription};
 
 mod routing;
 mod sessions;
@@ -333,7 +333,7 @@ impl State {
 
     /// The queued message `seq` of `client_id` is done with (acknowledged, given up or
     /// expired): it leaves the queue.
-    fn acked(&mut self, client_id: &ClientId, seq: u64) {
+    fn acked(&mut self, client_id: &ClientId, seq: Seq) {
         if let Some(s) = self.sessions.get_mut(client_id) {
             if let Some(i) = s.index_of(seq) {
                 s.remove_queued(i);
@@ -351,7 +351,7 @@ impl State {
 
     /// The client sent PUBREC for the QoS 2 message `seq`: from now on it is released, not
     /// sent again.
-    fn pubrec_received(&mut self, client_id: &ClientId, seq: u64) {
+    fn pubrec_received(&mut self, client_id: &ClientId, seq: Seq) {
         if let Some(s) = self.sessions.get_mut(client_id) {
             if let Some(i) = s.index_of(seq) {
                 let queued = &mut s.queue[i];

@@ -12,15 +12,15 @@ mod persist;
 mod placement;
 mod session;
 
-pub use command::{delivery_qos, Applied, Command, DirectDelivery};
+pub use command::{delivery_qos, Applied, Command, DirectDelivery, Qos2Origin, UnplacedShared};
 pub use machine::{GroupTargets, OverflowPolicy, SpreadTargets, State, StateConfig};
 pub use message::{ClientId, Message};
 pub use persist::{
-    decode_commands, encode_commands, Format, PersistError, COMMANDS_VERSION, SNAPSHOT_MAGIC,
-    SNAPSHOT_VERSION,
+    decode_commands, encode_commands, Format, PersistError, Versions, COMMANDS_VERSION,
+    COMMANDS_VERSION_OLDEST, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
-pub use placement::{BatchId, LocalSession, Place, Placement};
-pub use session::{packet_id_for, QueuedMessage, SessionState, SharedKey, Subscription, Will};
+pub use placement::{BatchId, Incarnation, LocalSession, NodeId, Place, Placement};
+pub use session::{packet_id_for, QueuedMessage, Seq, SessionState, SharedKey, Subscription, Will};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -31,17 +31,56 @@ use super::command::Command;
 use super::machine::{State, StateConfig};
 use super::message::{ClientId, Message};
 use super::placement::{BatchId, LocalSession, Place, Placement};
-use super::session::{QueuedMessage, SessionState, SharedKey, Subscription, Will};
+use super::session::{QueuedMessage, Seq, SessionState, SharedKey, Subscription, Will};
 
-/// The format version a command batch starts with. Any change to the serde encoding of
-/// [`Command`] or anything in it (fields, variants, their order) needs a new one.
-pub const COMMANDS_VERSION: u8 = 2;
+/// The format version a command batch starts with: [`encode_commands`] writes it,
+/// [`decode_commands`] reads it and every version back to [`COMMANDS_VERSION_OLDEST`]. Any
+/// change to the serde encoding of [`Command`] or anything in it (fields, variants, their
+/// order, the type of one) needs a new one.
+///
+/// - 2: commands as they were first written to the log.
+/// - 3: the ids and records in commands have types of their own: queue seqs are [`Seq`]s,
+///   node ids and runs in a [`Place`] and in `NodeDown` are `NodeId`s and `Incarnation`s,
+///   and a QoS 2 publish's origin is a `Qos2Origin` instead of the tuple
+///   `(ClientId, PacketId, Place)`. The bytes do not change: a newtype is serialized as the
+///   number it holds (`transparent`), and serde writes a struct as its fields in order, as
+///   it wrote the tuple. So a version 2 batch is read as it is, to the same values it was
+///   written from (`state::tests::persist` checks that on bytes written before the change).
+///
+/// Only what a build can read right is read: a version it does not know, older or newer, is
+/// refused ([`PersistError::UnsupportedVersion`], naming the version found and the ones
+/// read), never decoded as if it were its own.
+///
+/// The Raft log does not go through this encoding: a log entry is openraft's `Entry` with
+/// a `cluster::Batch` of `broker::Proposal`s in it, written with postcard as it is, without
+/// a version (in the store, in AppendEntries, and in batches forwarded to the leader). In a
+/// rolling restart old and new nodes replicate and apply each other's entries, so that
+/// encoding must stay what old nodes read: a new node must apply what an old leader wrote,
+/// and an old node must not misread what a new leader writes. Version 3 keeps it byte for
+/// byte (pinned by a test in `cluster::types` on an entry written before the change, both
+/// ways: the old bytes decode to the same values, and those values encode to the same
+/// bytes). A change that
+/// would alter it cannot just be flagged by adding a version to it now (an old node would
+/// read a leading version byte as the batch's node id, and might go on decoding); it needs
+/// a new store format ([`crate::storage::FORMAT_VERSION`]) and a cluster-wide upgrade
+/// step.
+pub const COMMANDS_VERSION: u8 = 3;
+
+/// The oldest command batch version [`decode_commands`] reads: every version from it to
+/// [`COMMANDS_VERSION`] has the same layout (see there).
+pub const COMMANDS_VERSION_OLDEST: u8 = 2;
 
 /// The bytes a snapshot starts with.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"KEELSNAP";
 
 /// The snapshot format version, after the magic bytes. Any change to the snapshot body or to
 /// the serde encoding of what it holds needs a new one.
+///
+/// Still 2 since the ids got types ([`COMMANDS_VERSION`] 3): the seqs, places and batch ids
+/// a snapshot holds are written as the same numbers as before, so the body did not change
+/// (`state::tests::persist` restores a snapshot written before the change and writes it
+/// back to the same bytes). A node catching up from an old node's snapshot, or an old node
+/// from a new one's, reads it right.
 pub const SNAPSHOT_VERSION: u16 = 2;
 
 const SNAPSHOT_HEADER_LEN: usize = SNAPSHOT_MAGIC.len() + 2;
@@ -62,6 +101,23 @@ impl fmt::Display for Format {
     }
 }
 
+/// The format versions a build reads, from `oldest` to `newest` (the one it writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    pub oldest: u16,
+    pub newest: u16,
+}
+
+impl fmt::Display for Versions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.oldest == self.newest {
+            write!(f, "version {}", self.newest)
+        } else {
+            write!(f, "versions {} to {}", self.oldest, self.newest)
+        }
+    }
+}
+
 /// Why stored bytes could not be read back. Every one means the bytes are not what this
 /// build wrote (or could read): the node must not go on with a state it could not restore.
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +130,11 @@ pub enum PersistError {
         len: usize,
         header_len: usize,
     },
-    #[error("unsupported {format} format version {found}: this build reads version {supported}")]
+    #[error("unsupported {format} format version {found}: this build reads {readable}")]
     UnsupportedVersion {
         format: Format,
         found: u16,
-        supported: u16,
+        readable: Versions,
     },
     /// Postcard could not decode the bytes. Its message names what it met (end of input, a
     /// bad varint, ...); a value that broke its type's rule (a topic name with a wildcard,
@@ -115,11 +171,14 @@ pub fn decode_commands(bytes: &[u8]) -> Result<Vec<Command>, PersistError> {
             header_len: 1,
         });
     };
-    if version != COMMANDS_VERSION {
+    if !(COMMANDS_VERSION_OLDEST..=COMMANDS_VERSION).contains(&version) {
         return Err(PersistError::UnsupportedVersion {
             format: Format::Commands,
             found: u16::from(version),
-            supported: u16::from(COMMANDS_VERSION),
+            readable: Versions {
+                oldest: u16::from(COMMANDS_VERSION_OLDEST),
+                newest: u16::from(COMMANDS_VERSION),
+            },
         });
     }
     decode_whole(Format::Commands, body)
@@ -181,7 +240,7 @@ pub(super) struct SessionRecord<'a> {
     pub(super) subscriptions: Vec<(TopicFilter, Subscription)>,
     /// By seq, ascending.
     pub(super) queue: Vec<QueuedRecord>,
-    pub(super) next_seq: u64,
+    pub(super) next_seq: Seq,
     /// Ascending.
     pub(super) incoming_qos2: Vec<PacketId>,
     /// Held by value in the session, not shared, so written in place.
@@ -193,7 +252,7 @@ pub(super) struct SessionRecord<'a> {
 /// A [`QueuedMessage`] with its message as an index into the message table.
 #[derive(Serialize, Deserialize)]
 pub(super) struct QueuedRecord {
-    pub(super) seq: u64,
+    pub(super) seq: Seq,
     pub(super) message: u64,
     pub(super) qos: QoS,
     pub(super) retain: bool,
@@ -538,7 +597,10 @@ fn snapshot_body(bytes: &[u8]) -> Result<&[u8], PersistError> {
         return Err(PersistError::UnsupportedVersion {
             format: Format::Snapshot,
             found: version,
-            supported: SNAPSHOT_VERSION,
+            readable: Versions {
+                oldest: SNAPSHOT_VERSION,
+                newest: SNAPSHOT_VERSION,
+            },
         });
     }
     Ok(body)

@@ -9,6 +9,7 @@
 //! restarts or is declared gone has its sessions cleared in log order.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,14 +19,71 @@ use crate::router::Router;
 use super::message::ClientId;
 use super::session::Subscription;
 
+/// A node of the cluster, as the replicated state and the broker name it: the same number as
+/// the node's Raft id (openraft's `NodeId`, which stays a plain `u64` for openraft and the
+/// cluster code around it), converted where a Raft id becomes part of a [`Place`] or a
+/// command. Serialized as the bare number (`transparent`): the log and snapshots hold the
+/// same bytes as when this was a `u64`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct NodeId(pub u64);
+
+impl From<u64> for NodeId {
+    fn from(raft_id: u64) -> NodeId {
+        NodeId(raft_id)
+    }
+}
+
+impl From<NodeId> for u64 {
+    fn from(node: NodeId) -> u64 {
+        node.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which run of a node: counted in the node's store, one more at every start (from 1), so
+/// that what a run left in the log (its connections, its replies) is told apart from the
+/// next run's. Serialized as the bare number (`transparent`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Incarnation(pub u64);
+
+impl Incarnation {
+    /// Later than every run: a [`super::Command::NodeDown`] up to it ends every run of the
+    /// node (a node declared gone).
+    pub const MAX: Incarnation = Incarnation(u64::MAX);
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A run of a node: where a connection is served. The incarnation grows with every start of
 /// the node, so a place of an earlier run is told apart from the current one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
 pub struct Place {
-    pub node: u64,
-    pub incarnation: u64,
+    pub node: NodeId,
+    pub incarnation: Incarnation,
+}
+
+impl Place {
+    /// Whether this is a place of `node` in a run before `incarnation`.
+    pub fn is_before(&self, node: NodeId, incarnation: Incarnation) -> bool {
+        self.node == node && self.incarnation < incarnation
+    }
 }
 
 /// Names a batch of proposals: the node and run that made it, and its number in that run
@@ -53,14 +111,14 @@ pub struct Placement {
     /// The subscriptions of `local`, indexed for routing.
     routes: Router<ClientId, Subscription>,
     /// The last batch applied from each node.
-    batches: BTreeMap<u64, BatchId>,
+    batches: BTreeMap<NodeId, BatchId>,
 }
 
 impl Placement {
     /// A placement from its durable parts (a snapshot), with the route index rebuilt.
     pub(super) fn from_parts(
         local: BTreeMap<ClientId, LocalSession>,
-        batches: BTreeMap<u64, BatchId>,
+        batches: BTreeMap<NodeId, BatchId>,
     ) -> Placement {
         let mut routes = Router::new();
         for (client_id, session) in &local {
@@ -79,7 +137,7 @@ impl Placement {
         &self.local
     }
 
-    pub fn batches(&self) -> &BTreeMap<u64, BatchId> {
+    pub fn batches(&self) -> &BTreeMap<NodeId, BatchId> {
         &self.batches
     }
 
@@ -156,11 +214,11 @@ impl Placement {
 
     /// Ends every local session of `node` from a run before `incarnation`; returns them with
     /// the place they had.
-    pub fn clear_node(&mut self, node: u64, incarnation: u64) -> Vec<(ClientId, Place)> {
+    pub fn clear_node(&mut self, node: NodeId, incarnation: Incarnation) -> Vec<(ClientId, Place)> {
         let gone: Vec<(ClientId, Place)> = self
             .local
             .iter()
-            .filter(|(_, s)| s.place.node == node && s.place.incarnation < incarnation)
+            .filter(|(_, s)| s.place.is_before(node, incarnation))
             .map(|(c, s)| (c.clone(), s.place))
             .collect();
         for (client_id, _) in &gone {
@@ -216,7 +274,10 @@ mod tests {
     }
 
     fn place(node: u64, incarnation: u64) -> Place {
-        Place { node, incarnation }
+        Place {
+            node: NodeId(node),
+            incarnation: Incarnation(incarnation),
+        }
     }
 
     fn sub() -> Subscription {
@@ -275,7 +336,7 @@ mod tests {
         p.open(&client("b"), place(1, 2));
         p.open(&client("c"), place(2, 1));
         p.subscribe(&client("a"), place(1, 1), &[(filter("t"), sub())]);
-        let gone = p.clear_node(1, 2);
+        let gone = p.clear_node(NodeId(1), Incarnation(2));
         assert_eq!(gone, vec![(client("a"), place(1, 1))]);
         assert_eq!(p.local_sessions().len(), 2);
         assert_eq!(p.routes().len(), 0);

@@ -2,6 +2,7 @@
 //! state and the will.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -54,12 +55,41 @@ impl TryFrom<SharedKeyParts> for SharedKey {
     }
 }
 
+/// The position of a message in its session's queue. A session issues them from 1 up
+/// ([`SessionState::next_seq`]), one per message queued, and never again: a seq names one
+/// message of one session for good, across connections and restarts, and the packet id the
+/// message is sent under is derived from it ([`packet_id_for`]). Serialized as the bare number
+/// (`transparent`): the log and snapshots hold the same bytes as when this was a `u64`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// Below every seq a session issues: "none yet" for a connection that sent nothing.
+    pub const ZERO: Seq = Seq(0);
+    /// The first seq a session issues.
+    pub const FIRST: Seq = Seq(1);
+
+    /// The seq issued after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A QoS 1 or 2 message waiting in a session for delivery or acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {
     /// Position in the session's queue; strictly increasing. The packet id used to send the
     /// message is derived from it ([`packet_id_for`]), so it is the same after a restart.
-    pub seq: u64,
+    pub seq: Seq,
     pub message: Arc<Message>,
     /// The delivery QoS: the lower of the published and the subscribed QoS, at least 1.
     pub qos: QoS,
@@ -73,8 +103,8 @@ pub struct QueuedMessage {
 }
 
 /// The packet id for the message at `seq`: 1 to 65535, cycling with the sequence.
-pub fn packet_id_for(seq: u64) -> PacketId {
-    let id = (seq % u64::from(u16::MAX)) as u16 + 1;
+pub fn packet_id_for(seq: Seq) -> PacketId {
+    let id = (seq.0 % u64::from(u16::MAX)) as u16 + 1;
     PacketId::new(id).unwrap_or(PacketId::MIN)
 }
 
@@ -105,7 +135,8 @@ pub struct SessionState {
     /// each push and removal so that `queue_bytes_max` is checked without a scan of the
     /// queue. Derived, so snapshots do not hold it; restoring a session rebuilds it.
     pub(super) queue_bytes: usize,
-    pub next_seq: u64,
+    /// The seq the next message queued gets.
+    pub next_seq: Seq,
     /// Packet ids of QoS 2 publishes received and routed, awaiting the client's PUBREL.
     pub incoming_qos2: BTreeSet<PacketId>,
     /// Boxed: most sessions have none, and a will is large.
@@ -126,7 +157,7 @@ impl SessionState {
             subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
             queue_bytes: 0,
-            next_seq: 1,
+            next_seq: Seq::FIRST,
             incoming_qos2: BTreeSet::new(),
             will: None,
             will_due_ms: None,
@@ -176,11 +207,11 @@ impl SessionState {
     }
 
     /// The queued message with this sequence number.
-    pub fn queued(&self, seq: u64) -> Option<&QueuedMessage> {
+    pub fn queued(&self, seq: Seq) -> Option<&QueuedMessage> {
         self.index_of(seq).map(|i| &self.queue[i])
     }
 
-    pub(super) fn index_of(&self, seq: u64) -> Option<usize> {
+    pub(super) fn index_of(&self, seq: Seq) -> Option<usize> {
         // The queue is sorted by seq, and acknowledgements mostly hit the front.
         match self.queue.front() {
             Some(front) if front.seq == seq => Some(0),
@@ -199,7 +230,7 @@ impl SessionState {
     /// for a session read back from storage, where a broken invariant means corrupt data.
     pub(super) fn check(&self) -> Result<(), String> {
         let client_id = &self.client_id;
-        let mut last = 0;
+        let mut last = Seq::ZERO;
         let mut bytes = 0;
         for queued in &self.queue {
             bytes += queued.message.size_bytes();
@@ -244,12 +275,12 @@ mod tests {
 
     #[test]
     fn packet_ids_cycle_through_1_to_65535() {
-        assert_eq!(packet_id_for(0).get(), 1);
-        assert_eq!(packet_id_for(1).get(), 2);
-        assert_eq!(packet_id_for(65_534).get(), 65_535);
-        assert_eq!(packet_id_for(65_535).get(), 1);
+        assert_eq!(packet_id_for(Seq(0)).get(), 1);
+        assert_eq!(packet_id_for(Seq(1)).get(), 2);
+        assert_eq!(packet_id_for(Seq(65_534)).get(), 65_535);
+        assert_eq!(packet_id_for(Seq(65_535)).get(), 1);
         assert_eq!(
-            packet_id_for(u64::MAX).get(),
+            packet_id_for(Seq(u64::MAX)).get(),
             (u64::MAX % 65_535) as u16 + 1
         );
     }

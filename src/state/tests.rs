@@ -1,6 +1,6 @@
 //! Behaviour of the state machine, driven command by command with `validate()` after each.
 
-mod persist;
+pub(crate) mod persist;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -387,7 +387,11 @@ fn qos2_resend_is_not_routed_again_until_pubrel() {
     let publish = |h: &mut Harness| {
         h.apply(Command::Publish {
             message: Arc::new(message("t", QoS::ExactlyOnce, false, Some("pub"))),
-            origin: Some((id("pub"), pid, Place::default())),
+            origin: Some(Qos2Origin {
+                client_id: id("pub"),
+                packet_id: pid,
+                place: Place::default(),
+            }),
             skip_shared: Vec::new(),
         })
     };
@@ -417,7 +421,7 @@ fn acknowledgements_remove_and_pubrec_marks() {
     h.subscribe("sub", "t", sub(QoS::ExactlyOnce));
     h.publish(message("t", QoS::ExactlyOnce, false, None));
     h.publish(message("t", QoS::ExactlyOnce, false, None));
-    let seqs: Vec<u64> = h
+    let seqs: Vec<Seq> = h
         .state
         .session("sub")
         .unwrap()
@@ -579,7 +583,7 @@ fn drop_oldest_keeps_qos2_messages_past_pubrec_and_then_drops_the_new_one() {
     };
     qos2(&mut h, "a");
     qos2(&mut h, "b");
-    let seqs: Vec<u64> = h
+    let seqs: Vec<Seq> = h
         .state
         .session("s")
         .unwrap()
@@ -636,7 +640,7 @@ fn acknowledged_and_released_messages_give_their_bytes_back() {
     h.publish(sized("t", 50));
     assert_eq!(queue_bytes(&h, "s"), 150);
     assert_eq!(queue_bytes(&h, "m1"), 150);
-    let seqs = |h: &Harness, c: &str| -> Vec<u64> {
+    let seqs = |h: &Harness, c: &str| -> Vec<Seq> {
         h.state
             .session(c)
             .unwrap()

@@ -281,7 +281,13 @@ mod tests {
 
     #[test]
     fn a_publish_is_summarised_without_its_payload_unless_asked() {
-        let event = TraceEvent::packet((5, 1), Direction::In, &publish(b"secret"), 15, false);
+        let event = TraceEvent::packet(
+            (5, ConnId(1)),
+            Direction::In,
+            &publish(b"secret"),
+            15,
+            false,
+        );
         assert_eq!(
             (event.kind, event.packet_id, event.qos, event.retain),
             ("PUBLISH", Some(7), Some(1), Some(true))
@@ -290,9 +296,15 @@ mod tests {
         assert_eq!((event.size_bytes, event.payload_bytes), (Some(15), Some(6)));
         assert_eq!(event.payload, None);
         assert!(!serde_json::to_string(&event).unwrap().contains("secret"));
-        let with = TraceEvent::packet((5, 1), Direction::In, &publish(b"secret"), 15, true);
+        let with = TraceEvent::packet((5, ConnId(1)), Direction::In, &publish(b"secret"), 15, true);
         assert_eq!(with.payload.as_deref(), Some("secret"));
-        let binary = TraceEvent::packet((5, 1), Direction::In, &publish(b"\xff\x00"), 11, true);
+        let binary = TraceEvent::packet(
+            (5, ConnId(1)),
+            Direction::In,
+            &publish(b"\xff\x00"),
+            11,
+            true,
+        );
         assert_eq!(binary.payload_base64.as_deref(), Some("/wA="));
         assert_eq!(
             event.to_string(),
@@ -307,7 +319,7 @@ mod tests {
             properties: Default::default(),
             reason_codes: vec![ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized],
         });
-        let event = TraceEvent::packet((0, 1), Direction::Out, &ack, 7, false);
+        let event = TraceEvent::packet((0, ConnId(1)), Direction::Out, &ack, 7, false);
         assert_eq!(event.reasons, [1, 0x87]);
         assert_eq!(
             event.to_string(),

@@ -208,7 +208,7 @@ impl Tracer {
         };
         self.recorded.fetch_add(1, Ordering::Relaxed);
         // Logged outside the lock: writing a log line may block on its output.
-        tracing::info!(target: "keel::trace", client_id = %client, conn, "{line}");
+        tracing::info!(target: "keel::trace", client_id = %client, conn = conn.0, "{line}");
     }
 
     /// Forgets connection `conn` (it closed), returning the traced client it served.
@@ -290,7 +290,7 @@ mod tests {
     }
 
     fn event(kind: &'static str) -> impl FnOnce(bool) -> TraceEvent {
-        move |_| TraceEvent::new(0, 0, Direction::In, kind)
+        move |_| TraceEvent::new(0, ConnId(0), Direction::In, kind)
     }
 
     fn kinds(tracer: &Tracer, client_id: &str) -> Vec<&'static str> {
@@ -310,8 +310,8 @@ mod tests {
         assert_eq!(tracer.start("a", false, 0), Ok(Started::New));
         assert_eq!(tracer.start("a", true, 0), Ok(Started::AlreadyTracing));
         assert!(tracer.is_active());
-        tracer.record(1, Some("a"), None, event("PUBLISH"));
-        tracer.record(2, Some("b"), None, event("PUBLISH"));
+        tracer.record(ConnId(1), Some("a"), None, event("PUBLISH"));
+        tracer.record(ConnId(2), Some("b"), None, event("PUBLISH"));
         assert_eq!(kinds(&tracer, "a"), ["PUBLISH"]);
         assert_eq!(tracer.recorded(), 1);
         assert!(tracer.stop("a"));
@@ -324,12 +324,12 @@ mod tests {
         let tracer = limits(4, 10);
         tracer.start("dev", false, 0).unwrap();
         // CONNECT names the client; the session never learns it when it is refused.
-        tracer.record(7, None, Some("dev"), event("CONNECT"));
-        tracer.record(7, None, None, event("CONNACK"));
-        tracer.record(8, None, None, event("CONNACK"));
+        tracer.record(ConnId(7), None, Some("dev"), event("CONNECT"));
+        tracer.record(ConnId(7), None, None, event("CONNACK"));
+        tracer.record(ConnId(8), None, None, event("CONNACK"));
         assert_eq!(kinds(&tracer, "dev"), ["CONNECT", "CONNACK"]);
-        assert_eq!(tracer.unbind(7).as_deref(), Some("dev"));
-        assert_eq!(tracer.unbind(7), None);
+        assert_eq!(tracer.unbind(ConnId(7)).as_deref(), Some("dev"));
+        assert_eq!(tracer.unbind(ConnId(7)), None);
     }
 
     #[test]
@@ -342,7 +342,7 @@ mod tests {
             Err(TraceError::TooManyClients { max: 2 })
         );
         for _ in 0..5 {
-            tracer.record(1, Some("a"), None, event("PINGREQ"));
+            tracer.record(ConnId(1), Some("a"), None, event("PINGREQ"));
         }
         tracer.read(|traces| {
             assert_eq!(traces["a"].events.len(), 3);
@@ -354,13 +354,13 @@ mod tests {
     fn stopping_a_trace_unbinds_its_connections() {
         let tracer = limits(4, 10);
         tracer.start("a", false, 0).unwrap();
-        tracer.record(1, Some("a"), None, event("PINGREQ"));
+        tracer.record(ConnId(1), Some("a"), None, event("PINGREQ"));
         tracer.stop("a");
         tracer.start("a", false, 0).unwrap();
         // Connection 1 is found again through its session's client id, not a stale binding.
-        tracer.record(1, None, None, event("PINGREQ"));
+        tracer.record(ConnId(1), None, None, event("PINGREQ"));
         assert!(kinds(&tracer, "a").is_empty());
-        tracer.record(1, Some("a"), None, event("PINGREQ"));
+        tracer.record(ConnId(1), Some("a"), None, event("PINGREQ"));
         assert_eq!(kinds(&tracer, "a"), ["PINGREQ"]);
     }
 }

@@ -1,7 +1,7 @@
 //! What a connected client sends: PUBLISH (aliases, limits, rates, permissions), the
 //! publisher's and the subscriber's QoS 2 steps, SUBSCRIBE, UNSUBSCRIBE and DISCONNECT.
 
-use crate::broker::{Broker, Completion, PubRecOutcome, PublishError};
+use crate::broker::{Broker, Completion, PubRecOutcome, PublishError, Ticket};
 use crate::codec::{
     AckProperties, Disconnect, Packet, PubReply, Publish, QoS, QosPid, ReasonCode, SubAck,
     Subscribe, TopicFilter, TopicName, Unsubscribe,
@@ -86,7 +86,7 @@ impl Session {
         };
         // QoS 0 has no reply; the ticket is then never answered nor owed.
         let ticket = match qos_pid {
-            QosPid::AtMostOnce => 0,
+            QosPid::AtMostOnce => Ticket::UNOWED,
             _ => self.owe(PendingReply::Ack {
                 qos_pid,
                 fixed: None,

@@ -5,20 +5,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::codec::{PacketId, QoS, TopicName};
+use crate::codec::{QoS, TopicName};
 use crate::router::Match;
 
-use crate::state::command::{delivery_qos, Applied, DirectDelivery};
+use crate::state::command::{delivery_qos, Applied, DirectDelivery, Qos2Origin, UnplacedShared};
 use crate::state::message::{ClientId, Message};
-use crate::state::placement::Place;
-use crate::state::session::{QueuedMessage, SessionState, SharedKey, Subscription};
+use crate::state::placement::NodeId;
+use crate::state::session::{QueuedMessage, Seq, SessionState, SharedKey, Subscription};
 
 use super::{OverflowPolicy, State, StateConfig};
 
 /// What [`State::spread_targets`] finds.
 #[derive(Debug, Default)]
 pub struct SpreadTargets {
-    pub plain_nodes: BTreeSet<u64>,
+    pub plain_nodes: BTreeSet<NodeId>,
     pub groups: BTreeMap<SharedKey, GroupTargets>,
 }
 
@@ -32,7 +32,7 @@ pub struct GroupTargets {
     pub connected_here: usize,
     /// The node of each candidate member elsewhere: local members, and for QoS 0 connected
     /// durable members. A node appears once per member.
-    pub elsewhere: Vec<u64>,
+    pub elsewhere: Vec<NodeId>,
 }
 
 fn shared_key<K: Ord, V>(group: &crate::router::SharedGroup<K, V>) -> SharedKey {
@@ -70,7 +70,7 @@ impl State {
     /// the nodes serving local sessions it matches, and for QoS 0 the nodes where matching
     /// durable sessions are connected; and for each matching shared group, its candidate
     /// members by node.
-    pub fn spread_targets(&self, message: &Message, me: u64) -> SpreadTargets {
+    pub fn spread_targets(&self, message: &Message, me: NodeId) -> SpreadTargets {
         let mut targets = SpreadTargets::default();
         let topic = message.topic.as_str();
         let placement = &self.placement;
@@ -155,7 +155,7 @@ impl State {
         message: &Arc<Message>,
         cursor: usize,
         skip_shared: &[SharedKey],
-        node: u64,
+        node: NodeId,
     ) -> Vec<DirectDelivery> {
         debug_assert_eq!(message.qos, QoS::AtMostOnce);
         let here = |client_id: &ClientId| {
@@ -181,14 +181,14 @@ impl State {
     pub(super) fn publish(
         &mut self,
         message: &Arc<Message>,
-        origin: Option<(ClientId, PacketId, Place)>,
+        origin: Option<Qos2Origin>,
         skip_shared: &[SharedKey],
         applied: &mut Applied,
     ) {
-        let first = origin.is_none_or(|(client_id, packet_id, place)| {
+        let first = origin.is_none_or(|origin| {
             self.sessions
-                .get_mut(&client_id)
-                .is_none_or(|s| s.place == place && s.incoming_qos2.insert(packet_id))
+                .get_mut(&origin.client_id)
+                .is_none_or(|s| s.place == origin.place && s.incoming_qos2.insert(origin.packet_id))
         });
         if first {
             self.route(message, skip_shared, applied);
@@ -321,7 +321,7 @@ impl State {
             return;
         }
         let seq = session.next_seq;
-        session.next_seq += 1;
+        session.next_seq = seq.next();
         session.push_queued(QueuedMessage {
             seq,
             message: message.clone(),
@@ -341,7 +341,7 @@ impl State {
     pub(super) fn release_shared(
         &mut self,
         client_id: &ClientId,
-        seqs: &[u64],
+        seqs: &[Seq],
         applied: &mut Applied,
     ) {
         for &seq in seqs {
@@ -362,7 +362,11 @@ impl State {
             };
             let (message, retain) = (queued.message.clone(), queued.retain);
             if !self.deliver_to_group(&key, &message, retain, Some(client_id), applied) {
-                applied.unplaced_shared.push((key, message, retain));
+                applied.unplaced_shared.push(UnplacedShared {
+                    key,
+                    message,
+                    retain,
+                });
                 continue;
             }
             if let Some(s) = self.sessions.get_mut(client_id) {

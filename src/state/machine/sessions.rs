@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::state::command::Applied;
 use crate::state::message::{ClientId, Message};
-use crate::state::placement::Place;
+use crate::state::placement::{Incarnation, NodeId, Place};
 use crate::state::session::{SessionState, Will};
 
 use super::State;
@@ -14,12 +14,12 @@ impl State {
     /// Everything a run of `node` before `incarnation` served ends: see [`Command::NodeDown`].
     pub(super) fn node_down(
         &mut self,
-        node: u64,
-        incarnation: u64,
+        node: NodeId,
+        incarnation: Incarnation,
         now_ms: u64,
         applied: &mut Applied,
     ) {
-        let stale = |place: Place| place.node == node && place.incarnation < incarnation;
+        let stale = |place: Place| place.is_before(node, incarnation);
         let closing: Vec<(ClientId, u32, Place)> = self
             .sessions
             .values()

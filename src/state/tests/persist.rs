@@ -15,29 +15,30 @@ use crate::codec::{
 };
 use crate::state::persist::{SessionRecord, SnapshotBody};
 use crate::state::{
-    decode_commands, encode_commands, ClientId, Command, Format, Message, OverflowPolicy,
-    PersistError, Place, SharedKey, State, StateConfig, Subscription, Will, SNAPSHOT_MAGIC,
+    decode_commands, encode_commands, BatchId, ClientId, Command, Format, Incarnation, Message,
+    NodeId, OverflowPolicy, PersistError, Place, Qos2Origin, Seq, SharedKey, State, StateConfig,
+    Subscription, Will, COMMANDS_VERSION, COMMANDS_VERSION_OLDEST, SNAPSHOT_MAGIC,
 };
 
 /// Where the sessions of a test that is not about places are served.
 const HERE: Place = Place {
-    node: 1,
-    incarnation: 1,
+    node: NodeId(1),
+    incarnation: Incarnation(1),
 };
 
 /// Places the property tests draw from: two nodes, one of them in two runs.
 const PLACES: [Place; 3] = [
     Place {
-        node: 1,
-        incarnation: 1,
+        node: NodeId(1),
+        incarnation: Incarnation(1),
     },
     Place {
-        node: 2,
-        incarnation: 1,
+        node: NodeId(2),
+        incarnation: Incarnation(1),
     },
     Place {
-        node: 1,
-        incarnation: 2,
+        node: NodeId(1),
+        incarnation: Incarnation(2),
     },
 ];
 
@@ -170,7 +171,7 @@ fn assert_same_state(a: &State, b: &State, now_ms: u64) {
 }
 
 /// One command of each variant, with the optional parts filled in.
-fn every_command() -> Vec<Command> {
+pub(crate) fn every_command() -> Vec<Command> {
     let will = Will {
         message: full_message("will/t"),
         delay_secs: 5,
@@ -222,7 +223,11 @@ fn every_command() -> Vec<Command> {
         },
         Command::Publish {
             message: Arc::new(full_message("a/b")),
-            origin: Some((id("pub"), PacketId::new(65_535).unwrap(), HERE)),
+            origin: Some(Qos2Origin {
+                client_id: id("pub"),
+                packet_id: PacketId::new(65_535).unwrap(),
+                place: HERE,
+            }),
             skip_shared: vec![SharedKey {
                 group: "g".into(),
                 filter: "a/+".into(),
@@ -238,11 +243,11 @@ fn every_command() -> Vec<Command> {
         },
         Command::Acked {
             client_id: id("c"),
-            seq: u64::MAX,
+            seq: Seq(u64::MAX),
         },
         Command::PubRecReceived {
             client_id: id("c"),
-            seq: 7,
+            seq: Seq(7),
         },
         Command::PubRelReceived {
             client_id: id("c"),
@@ -250,7 +255,7 @@ fn every_command() -> Vec<Command> {
         },
         Command::ReleaseShared {
             client_id: id("c"),
-            seqs: vec![1, 2, 300],
+            seqs: vec![Seq(1), Seq(2), Seq(300)],
         },
         Command::PublishShared {
             key: SharedKey {
@@ -279,8 +284,8 @@ fn every_command() -> Vec<Command> {
             place: PLACES[1],
         },
         Command::NodeDown {
-            node: 2,
-            incarnation: u64::MAX,
+            node: NodeId(2),
+            incarnation: Incarnation::MAX,
             now_ms: 6,
         },
     ]
@@ -346,7 +351,7 @@ fn command_batch_format_is_pinned() {
     assert_eq!(
         bytes,
         [
-            2, // version
+            3, // version
             2, // two commands
             10, 1, b'c', 0x82, 0x02, // PubRelReceived "c" 258
             6, 1, b't', 2, b'h', b'i', 1, 0, // Publish "t" "hi" QoS 1, retain false
@@ -427,23 +432,77 @@ fn command_batch_header_is_checked() {
         decode_commands(&[]),
         Err(PersistError::TruncatedHeader { .. })
     ));
+    // Versions this build does not know, newer or older, are refused, never decoded as one
+    // of its own.
+    for version in [
+        COMMANDS_VERSION + 1,
+        COMMANDS_VERSION_OLDEST - 1,
+        0,
+        u8::MAX,
+    ] {
+        let mut bytes = encode_commands(&every_command());
+        bytes[0] = version;
+        let error = decode_commands(&bytes).unwrap_err();
+        assert!(matches!(
+            error,
+            PersistError::UnsupportedVersion { found, .. } if found == u16::from(version)
+        ));
+    }
     let mut bytes = encode_commands(&every_command());
-    bytes[0] = 3;
-    let error = decode_commands(&bytes).unwrap_err();
-    assert!(matches!(
-        error,
-        PersistError::UnsupportedVersion { found: 3, .. }
-    ));
+    bytes[0] = 4;
     assert_eq!(
-        error.to_string(),
-        "unsupported command batch format version 3: this build reads version 2"
+        decode_commands(&bytes).unwrap_err().to_string(),
+        "unsupported command batch format version 4: this build reads versions 2 to 3"
     );
+    // Every version it knows reads the same batch.
+    for version in COMMANDS_VERSION_OLDEST..=COMMANDS_VERSION {
+        let mut bytes = encode_commands(&every_command());
+        bytes[0] = version;
+        assert_eq!(decode_commands(&bytes).unwrap(), every_command());
+    }
     let mut bytes = encode_commands(&every_command());
     bytes.push(0);
     assert!(matches!(
         decode_commands(&bytes),
         Err(PersistError::TrailingBytes { len: 1, .. })
     ));
+}
+
+// Bytes written by Keel before its ids and records had types (commit e9f1d2d, command batch
+// version 2), each a hex dump in `golden/`: a command batch of `every_command()` and a
+// snapshot of `cluster_state()` (and, in `cluster::types`, a Raft log entry holding the
+// batch). Whatever the types become, these must read back to the same values, or be
+// refused: never misread.
+
+/// The bytes of a hex dump (whitespace between the digits ignored).
+pub(crate) fn golden(hex: &str) -> Vec<u8> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_command_batch_written_before_the_ids_had_types_reads_back_the_same() {
+    let old = golden(include_str!("golden/commands_v2.hex"));
+    assert_eq!(old[0], 2, "written in version 2");
+    assert_eq!(decode_commands(&old).unwrap(), every_command());
+    // The same commands written now: only the version differs.
+    let new = encode_commands(&every_command());
+    assert_eq!(new[0], COMMANDS_VERSION);
+    assert_eq!(new[1..], old[1..]);
+}
+
+#[test]
+fn a_snapshot_written_before_the_ids_had_types_restores_the_same_state() {
+    let old = golden(include_str!("golden/snapshot_v2.hex"));
+    let state = cluster_state();
+    let restored = State::from_snapshot(*state.config(), &old).unwrap();
+    restored.validate();
+    assert_same_state(&restored, &state, 0);
+    assert_eq!(restored.to_snapshot(), old);
+    assert_eq!(state.to_snapshot(), old);
 }
 
 /// A state with something in every part: sessions connected and not, subscriptions plain,
@@ -473,7 +532,11 @@ fn rich_state() -> State {
         &mut state,
         Command::Publish {
             message: retained,
-            origin: Some((id("m1"), PacketId::new(3).unwrap(), HERE)),
+            origin: Some(Qos2Origin {
+                client_id: id("m1"),
+                packet_id: PacketId::new(3).unwrap(),
+                place: HERE,
+            }),
             skip_shared: Vec::new(),
         },
     );
@@ -509,6 +572,31 @@ fn rich_state() -> State {
             publish_will: true,
             now_ms: 2_000,
             place: HERE,
+        },
+    );
+    state
+}
+
+/// [`rich_state`] with the cluster's part: the batches applied from three runs of two
+/// nodes, and a local session of another node with a subscription.
+fn cluster_state() -> State {
+    let mut state = rich_state();
+    for (place, seq) in [(PLACES[0], 3), (PLACES[1], 1), (PLACES[2], 7)] {
+        assert!(state.accept_batch(BatchId { place, seq }));
+    }
+    apply(
+        &mut state,
+        Command::OpenLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+        },
+    );
+    apply(
+        &mut state,
+        Command::SubscribeLocal {
+            client_id: id("l"),
+            place: PLACES[1],
+            subscriptions: vec![(filter("$share/g/t/+"), subscription(QoS::AtLeastOnce))],
         },
     );
     state
@@ -744,7 +832,9 @@ fn snapshot_breaking_an_invariant_is_refused() {
         ("queue of s out of order at seq 1", |b| {
             record(b, "s").queue.swap(0, 1)
         }),
-        ("seq 3 of s not yet issued", |b| record(b, "s").next_seq = 3),
+        ("seq 3 of s not yet issued", |b| {
+            record(b, "s").next_seq = Seq(3)
+        }),
         ("QoS 0 message queued for s at seq 2", |b| {
             record(b, "s").queue[1].qos = QoS::AtMostOnce
         }),
@@ -1031,16 +1121,16 @@ fn spec_message(spec: &PublishSpec, now_ms: u64) -> Message {
 
 /// The seq of the `pick`th queued message of `client` at `qos` or above, or one that is not
 /// queued.
-fn picked_seq(state: &State, client: &ClientId, pick: usize, qos: QoS) -> u64 {
+fn picked_seq(state: &State, client: &ClientId, pick: usize, qos: QoS) -> Seq {
     let Some(session) = state.session(client) else {
-        return pick as u64;
+        return Seq(pick as u64);
     };
     session
         .queue
         .iter()
         .filter(|q| q.qos >= qos)
         .nth(pick)
-        .map_or(session.next_seq + pick as u64, |q| q.seq)
+        .map_or(Seq(session.next_seq.0 + pick as u64), |q| q.seq)
 }
 
 fn subscription_of(s: &SubscribeSpec) -> (TopicFilter, Subscription) {
@@ -1115,9 +1205,11 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
                 });
             }
             let origin = match (spec.qos, spec.publisher) {
-                (QoS::ExactlyOnce, Some(c)) => {
-                    Some((id(CLIENTS[c]), PacketId::new(spec.packet_id).unwrap(), HERE))
-                }
+                (QoS::ExactlyOnce, Some(c)) => Some(Qos2Origin {
+                    client_id: id(CLIENTS[c]),
+                    packet_id: PacketId::new(spec.packet_id).unwrap(),
+                    place: HERE,
+                }),
                 _ => None,
             };
             commands.push(Command::Publish {
@@ -1173,7 +1265,7 @@ fn commands_for(op: &Op, state: &State, now_ms: &mut u64) -> Vec<Command> {
         }],
         Op::NodeDown { place } => vec![Command::NodeDown {
             node: PLACES[*place].node,
-            incarnation: PLACES[*place].incarnation + 1,
+            incarnation: Incarnation(PLACES[*place].incarnation.0 + 1),
             now_ms: now,
         }],
     }
