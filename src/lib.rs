@@ -18,7 +18,7 @@
 //! | `codec` | MQTT packets: bytes ↔ [`codec::Packet`], validation, limits | every other Keel module; `tokio`, `tonic`, `rocksdb`, clocks, randomness, I/O |
 //! | `router` | the topic trie: `+`/`#`, the `$`-topic rule, shared groups | every other Keel module but `codec`; `tokio`, clocks, I/O |
 //! | `state` | durable state: sessions, subscriptions, queues, QoS 2 receive state, retained messages; changed only by `Command`s | every other Keel module but `codec`, `router`, `planted`; `tokio`, clocks, I/O |
-//! | `broker` | the node's connections on top of `state`: outbound windows, acknowledgements, takeover, resume; under the simulator, a check of the replicated state after each command it applies (`broker/core.rs`) | every other Keel module but `codec`, `router`, `state`, `planted`; `tokio`, clocks, I/O |
+//! | `broker` | the node's connections on top of `state`: outbound windows, acknowledgements, takeover, resume; under the simulator, a check of the replicated state after each command it applies (`broker/apply.rs`) | every other Keel module but `codec`, `router`, `state`, `planted`; `tokio`, clocks, I/O |
 //! | `session` | one connection's protocol state machine: CONNECT, QoS flows at the edge, keep-alive, aliases, reason codes | every other Keel module but `codec`, `router`, `state`, `broker`; `tokio`, clocks, I/O |
 //! | `net`   | the seam to the world: `Net`/`Listener` (tokio or turmoil sockets), `Clock`, seeded `Rng`, the `HostPort` addresses peers are reached at; the simulator's sockets and clock (`cfg(feature = "sim")`, which elsewhere only turns on the broker's state check and `grpc`'s simulator tests) | every other Keel module |
 //! | `grpc`  | node-to-node gRPC plumbing: the `Cluster` service of `proto/cluster.proto`, channels that dial through `Net`, serving on a `Listener`, deadlines and keep-alive, mutual TLS | every other Keel module but `net`, `transport`, `cert` (it carries opaque bytes); turmoil outside its simulator tests |
@@ -59,6 +59,8 @@ pub mod procstat;
 pub mod router;
 pub mod server;
 pub mod session;
+#[cfg(test)]
+mod shape_tests;
 pub mod startup;
 pub mod state;
 pub mod storage;
