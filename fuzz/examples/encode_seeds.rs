@@ -81,8 +81,106 @@ fn pid(value: u16) -> PacketId {
 /// reason codes, shared subscriptions with every option, subscription identifiers.
 fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
     let v5 = Protocol::V5;
-    let user = vec![(s("region"), s("eu-1")), (s("trace"), s("7f"))];
-    let connack = ConnAck {
+    let connect = connect_all_properties();
+    let subscriber_publish = publish_to_subscriber();
+    let mut alias_only = subscriber_publish.clone();
+    alias_only.topic = TopicName::default();
+    alias_only.properties.subscription_identifiers.clear();
+    let mut puback_no_subscribers = PubReply::new(pid(2));
+    puback_no_subscribers.reason_code = ReasonCode::NoMatchingSubscribers;
+    puback_no_subscribers.properties.reason_string = Some(s("nobody listens"));
+    let mut pubrel_not_found = PubReply::new(pid(3));
+    pubrel_not_found.reason_code = ReasonCode::PacketIdentifierNotFound;
+    let unsuback_v5 = UnsubAck {
+        packet_id: pid(8),
+        properties: AckProperties::default(),
+        reason_codes: vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted],
+    };
+    let v5_packets = [
+        (
+            "connack-all-properties",
+            Packet::ConnAck(connack_all_properties()),
+        ),
+        (
+            "connect-all-properties",
+            Packet::Connect(Box::new(connect.clone())),
+        ),
+        (
+            "auth-continue",
+            auth(ReasonCode::ContinueAuthentication, b"r=nonce,s=salt,i=4096"),
+        ),
+        (
+            "auth-reauthenticate",
+            auth(ReasonCode::ReAuthenticate, b"n,,n=user"),
+        ),
+        (
+            "disconnect-session-taken-over",
+            Packet::Disconnect(Disconnect::new(ReasonCode::SessionTakenOver)),
+        ),
+        (
+            "disconnect-server-moved",
+            Packet::Disconnect(server_moved()),
+        ),
+        (
+            "publish-subscription-ids",
+            Packet::Publish(subscriber_publish),
+        ),
+        ("publish-topic-alias-only", Packet::Publish(alias_only)),
+        (
+            "subscribe-shared-options",
+            Packet::Subscribe(subscribe_v5()),
+        ),
+        ("suback-mixed", Packet::SubAck(suback_v5())),
+        ("unsuback-mixed", Packet::UnsubAck(unsuback_v5)),
+        (
+            "puback-no-matching-subscribers",
+            Packet::PubAck(puback_no_subscribers),
+        ),
+        (
+            "pubrel-packet-id-not-found",
+            Packet::PubRel(pubrel_not_found),
+        ),
+    ];
+    let mut seeds: Vec<_> = v5_packets
+        .into_iter()
+        .map(|(name, packet)| ("decode_v5", v5, format!("v5-{name}"), packet))
+        .collect();
+    seeds.push((
+        "decode_connect",
+        v5,
+        "v5-connect-all-properties".to_string(),
+        Packet::Connect(Box::new(connect)),
+    ));
+    let connack_v3_session = ConnAck {
+        session_present: true,
+        reason_code: ReasonCode::Success,
+        properties: ConnAckProperties::default(),
+    };
+    for (target, protocol, tag) in [
+        ("decode_v3_1", Protocol::V3_1, "v31"),
+        ("decode_v3_1_1", Protocol::V3_1_1, "v311"),
+    ] {
+        let v3_packets = [
+            ("subscribe-three-filters", Packet::Subscribe(subscribe_v3())),
+            ("suback-with-failure", Packet::SubAck(suback_v3())),
+            (
+                "connack-session-present",
+                Packet::ConnAck(connack_v3_session.clone()),
+            ),
+        ];
+        for (name, packet) in v3_packets {
+            seeds.push((target, protocol, format!("{tag}-{name}"), packet));
+        }
+    }
+    seeds
+}
+
+fn user_properties() -> Vec<(MqttString, MqttString)> {
+    vec![(s("region"), s("eu-1")), (s("trace"), s("7f"))]
+}
+
+fn connack_all_properties() -> ConnAck {
+    ConnAck {
         session_present: true,
         reason_code: ReasonCode::Success,
         properties: ConnAckProperties {
@@ -94,7 +192,7 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
             assigned_client_identifier: Some(s("keel-auto-1")),
             topic_alias_maximum: Some(16),
             reason_string: Some(s("welcome")),
-            user_properties: user.clone(),
+            user_properties: user_properties(),
             wildcard_subscription_available: Some(true),
             subscription_identifiers_available: Some(true),
             shared_subscription_available: Some(true),
@@ -104,9 +202,12 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
             authentication_method: Some(s("SCRAM-SHA-256")),
             authentication_data: Some(Bytes::from_static(b"v=server-signature")),
         },
-    };
-    let connect = Connect {
-        protocol: v5,
+    }
+}
+
+fn connect_all_properties() -> Connect {
+    Connect {
+        protocol: Protocol::V5,
         clean_start: false,
         keep_alive: 45,
         properties: ConnectProperties {
@@ -116,7 +217,7 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
             topic_alias_maximum: Some(8),
             request_response_information: Some(true),
             request_problem_information: Some(false),
-            user_properties: user.clone(),
+            user_properties: user_properties(),
             authentication_method: Some(s("SCRAM-SHA-256")),
             authentication_data: Some(Bytes::from_static(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")),
         },
@@ -133,27 +234,35 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
                 content_type: Some(s("text/plain")),
                 response_topic: Some(TopicName::new("status/ack").expect("valid topic")),
                 correlation_data: Some(Bytes::from_static(&[0xde, 0xad])),
-                user_properties: user.clone(),
+                user_properties: user_properties(),
             },
         }),
         username: Some(s("sensor")),
         password: Some(Bytes::from_static(b"\x00\xffbinary")),
-    };
-    let auth = |reason_code, data: &'static [u8]| {
-        Packet::Auth(Auth {
-            reason_code,
-            properties: AuthProperties {
-                authentication_method: Some(s("SCRAM-SHA-256")),
-                authentication_data: Some(Bytes::from_static(data)),
-                reason_string: None,
-                user_properties: Vec::new(),
-            },
-        })
-    };
+    }
+}
+
+fn auth(reason_code: ReasonCode, data: &'static [u8]) -> Packet {
+    Packet::Auth(Auth {
+        reason_code,
+        properties: AuthProperties {
+            authentication_method: Some(s("SCRAM-SHA-256")),
+            authentication_data: Some(Bytes::from_static(data)),
+            reason_string: None,
+            user_properties: Vec::new(),
+        },
+    })
+}
+
+fn server_moved() -> Disconnect {
     let mut server_moved = Disconnect::new(ReasonCode::ServerMoved);
     server_moved.properties.server_reference = Some(s("broker-2.example:1883"));
     server_moved.properties.reason_string = Some(s("rebalancing"));
-    let mut publish_to_subscriber = Publish {
+    server_moved
+}
+
+fn publish_to_subscriber() -> Publish {
+    let mut publish = Publish {
         dup: true,
         qos_pid: QosPid::ExactlyOnce(pid(65_535)),
         retain: false,
@@ -161,42 +270,44 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
         properties: PublishProperties::default(),
         payload: Bytes::from_static(b"{\"c\":21.5}"),
     };
-    publish_to_subscriber.properties.subscription_identifiers = vec![
+    publish.properties.subscription_identifiers = vec![
         NonZeroU32::MIN,
         NonZeroU32::new(268_435_455).expect("not zero"),
     ];
-    publish_to_subscriber.properties.topic_alias = NonZeroU16::new(1);
-    let mut alias_only = publish_to_subscriber.clone();
-    alias_only.topic = TopicName::default();
-    alias_only.properties.subscription_identifiers.clear();
+    publish.properties.topic_alias = NonZeroU16::new(1);
+    publish
+}
+
+fn filter(text: &str) -> TopicFilter {
+    TopicFilter::new(text).expect("valid filter")
+}
+
+fn subscribe_v5() -> Subscribe {
     let mut no_local = SubscriptionOptions::new(QoS::AtLeastOnce);
     no_local.no_local = true;
     no_local.retain_as_published = true;
     no_local.retain_handling = RetainHandling::DoNotSend;
     let mut new_only = SubscriptionOptions::new(QoS::ExactlyOnce);
     new_only.retain_handling = RetainHandling::SendAtNewSubscribe;
-    let subscribe_v5 = Subscribe {
+    Subscribe {
         packet_id: pid(7),
         properties: SubscribeProperties {
             subscription_identifier: NonZeroU32::new(300),
-            user_properties: user.clone(),
+            user_properties: user_properties(),
         },
         filters: vec![
+            (filter("$share/workers/jobs/+"), new_only),
+            (filter("sensors/#"), no_local),
             (
-                TopicFilter::new("$share/workers/jobs/+").expect("valid filter"),
-                new_only,
-            ),
-            (
-                TopicFilter::new("sensors/#").expect("valid filter"),
-                no_local,
-            ),
-            (
-                TopicFilter::new("+/+/status").expect("valid filter"),
+                filter("+/+/status"),
                 SubscriptionOptions::new(QoS::AtMostOnce),
             ),
         ],
-    };
-    let suback_v5 = SubAck {
+    }
+}
+
+fn suback_v5() -> SubAck {
+    SubAck {
         packet_id: pid(7),
         properties: AckProperties {
             reason_string: Some(s("partly refused")),
@@ -209,36 +320,26 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
             ReasonCode::SharedSubscriptionsNotSupported,
             ReasonCode::NotAuthorized,
         ],
-    };
-    let unsuback_v5 = UnsubAck {
-        packet_id: pid(8),
-        properties: AckProperties::default(),
-        reason_codes: vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted],
-    };
-    let mut puback_no_subscribers = PubReply::new(pid(2));
-    puback_no_subscribers.reason_code = ReasonCode::NoMatchingSubscribers;
-    puback_no_subscribers.properties.reason_string = Some(s("nobody listens"));
-    let mut pubrel_not_found = PubReply::new(pid(3));
-    pubrel_not_found.reason_code = ReasonCode::PacketIdentifierNotFound;
-    let subscribe_v3 = Subscribe {
+    }
+}
+
+fn subscribe_v3() -> Subscribe {
+    Subscribe {
         packet_id: pid(10),
         properties: SubscribeProperties::default(),
         filters: vec![
+            (filter("a/+/c"), SubscriptionOptions::new(QoS::AtMostOnce)),
+            (filter("#"), SubscriptionOptions::new(QoS::ExactlyOnce)),
             (
-                TopicFilter::new("a/+/c").expect("valid filter"),
-                SubscriptionOptions::new(QoS::AtMostOnce),
-            ),
-            (
-                TopicFilter::new("#").expect("valid filter"),
-                SubscriptionOptions::new(QoS::ExactlyOnce),
-            ),
-            (
-                TopicFilter::new("$SYS/broker/+").expect("valid filter"),
+                filter("$SYS/broker/+"),
                 SubscriptionOptions::new(QoS::AtLeastOnce),
             ),
         ],
-    };
-    let suback_v3 = SubAck {
+    }
+}
+
+fn suback_v3() -> SubAck {
+    SubAck {
         packet_id: pid(10),
         properties: AckProperties::default(),
         reason_codes: vec![
@@ -246,122 +347,7 @@ fn encoded_seeds() -> Vec<(&'static str, Protocol, String, Packet)> {
             ReasonCode::UnspecifiedError,
             ReasonCode::GrantedQoS1,
         ],
-    };
-    let connack_v3_session = ConnAck {
-        session_present: true,
-        reason_code: ReasonCode::Success,
-        properties: ConnAckProperties::default(),
-    };
-    let mut seeds = vec![
-        (
-            "decode_v5",
-            v5,
-            "v5-connack-all-properties".to_string(),
-            Packet::ConnAck(connack),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-connect-all-properties".to_string(),
-            Packet::Connect(Box::new(connect.clone())),
-        ),
-        (
-            "decode_connect",
-            v5,
-            "v5-connect-all-properties".to_string(),
-            Packet::Connect(Box::new(connect)),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-auth-continue".to_string(),
-            auth(ReasonCode::ContinueAuthentication, b"r=nonce,s=salt,i=4096"),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-auth-reauthenticate".to_string(),
-            auth(ReasonCode::ReAuthenticate, b"n,,n=user"),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-disconnect-session-taken-over".to_string(),
-            Packet::Disconnect(Disconnect::new(ReasonCode::SessionTakenOver)),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-disconnect-server-moved".to_string(),
-            Packet::Disconnect(server_moved),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-publish-subscription-ids".to_string(),
-            Packet::Publish(publish_to_subscriber),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-publish-topic-alias-only".to_string(),
-            Packet::Publish(alias_only),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-subscribe-shared-options".to_string(),
-            Packet::Subscribe(subscribe_v5),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-suback-mixed".to_string(),
-            Packet::SubAck(suback_v5),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-unsuback-mixed".to_string(),
-            Packet::UnsubAck(unsuback_v5),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-puback-no-matching-subscribers".to_string(),
-            Packet::PubAck(puback_no_subscribers),
-        ),
-        (
-            "decode_v5",
-            v5,
-            "v5-pubrel-packet-id-not-found".to_string(),
-            Packet::PubRel(pubrel_not_found),
-        ),
-    ];
-    for (target, protocol, tag) in [
-        ("decode_v3_1", Protocol::V3_1, "v31"),
-        ("decode_v3_1_1", Protocol::V3_1_1, "v311"),
-    ] {
-        seeds.push((
-            target,
-            protocol,
-            format!("{tag}-subscribe-three-filters"),
-            Packet::Subscribe(subscribe_v3.clone()),
-        ));
-        seeds.push((
-            target,
-            protocol,
-            format!("{tag}-suback-with-failure"),
-            Packet::SubAck(suback_v3.clone()),
-        ));
-        seeds.push((
-            target,
-            protocol,
-            format!("{tag}-connack-session-present"),
-            Packet::ConnAck(connack_v3_session.clone()),
-        ));
     }
-    seeds
 }
 
 /// For each protocol and packet type, an input that makes `keel::codec::arbitrary::packet`

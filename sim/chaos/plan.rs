@@ -137,6 +137,11 @@ fn qos(rng: &mut Rng, zero: f64) -> QoS {
 }
 
 impl Plan {
+    /// How long the run lasts: its safety phase, then its liveness phase.
+    pub fn total_ms(&self) -> u64 {
+        self.safety_ms + self.liveness_ms
+    }
+
     /// A run on one node.
     pub fn from_seed(seed: u64) -> Plan {
         Plan::generate(seed, 1)
@@ -161,56 +166,8 @@ impl Plan {
             .get(rng.range(0..3usize))
             .expect("in range");
 
-        let publisher_count: u32 = rng.range(2..=4);
-        let topics: u32 = rng.range(1..=publisher_count);
-        let mut publishers = Vec::new();
-        for id in 0..publisher_count {
-            publishers.push(PublisherSpec {
-                name: format!("p{id}"),
-                id,
-                protocol: protocol(&mut rng),
-                qos: qos(&mut rng, 0.15),
-                session: durable_or_clean(rng.chance(0.6)),
-                topic: format!("t/{}", id % topics),
-                retain: false,
-                pause_ms: (20, rng.range(100..400)),
-                client_faults,
-            });
-        }
-        let writers: u32 = rng.range(1..=2);
-        for k in 0..writers {
-            let id = publisher_count + k;
-            publishers.push(PublisherSpec {
-                name: format!("w{k}"),
-                id,
-                protocol: protocol(&mut rng),
-                qos: QoS::AtLeastOnce,
-                session: durable_or_clean(rng.chance(0.5)),
-                topic: format!("r/{k}"),
-                retain: true,
-                pause_ms: (100, 800),
-                client_faults,
-            });
-        }
-
-        let subscriber_count: u32 = rng.range(2..=4);
-        let mut subscribers = Vec::new();
-        for i in 0..subscriber_count {
-            let filter = match rng.range(0..4u32) {
-                0 => "t/#".to_string(),
-                1 => "t/+".to_string(),
-                2 => format!("t/{}", rng.range(0..topics)),
-                _ => "$share/g/t/+".to_string(),
-            };
-            subscribers.push(SubscriberSpec {
-                name: format!("s{i}"),
-                protocol: protocol(&mut rng),
-                session: durable_or_clean(rng.chance(0.75)),
-                filter,
-                qos: qos(&mut rng, 0.1),
-                client_faults,
-            });
-        }
+        let (publishers, topics) = publishers(&mut rng, client_faults);
+        let subscribers = subscribers(&mut rng, topics, client_faults);
         let readers = vec![ReaderSpec {
             name: "reader".into(),
             protocol: protocol(&mut rng),
@@ -225,15 +182,7 @@ impl Plan {
             .chain(readers.iter().map(|r| r.name.clone()))
             .collect();
         let faults = schedule_faults(&mut rng, &nodes, &clients, safety_ms);
-        let sync = match rng.range(0..3u32) {
-            0 => SyncPolicy::Always,
-            1 => SyncPolicy::Batch {
-                window: Duration::ZERO,
-            },
-            _ => SyncPolicy::Batch {
-                window: Duration::from_millis(rng.range(1..5u64)),
-            },
-        };
+        let sync = sync_policy(&mut rng);
         Plan {
             seed,
             nodes,
@@ -396,6 +345,79 @@ impl Plan {
             .map(|p| p.name.as_str())
             .chain(self.subscribers.iter().map(|s| s.name.as_str()))
             .chain(self.readers.iter().map(|r| r.name.as_str()))
+    }
+}
+
+/// The publishers of a run: two to four on `t/…` topics (how many topics is drawn too, and
+/// returned), then one or two writers of retained messages on `r/…`.
+fn publishers(rng: &mut Rng, client_faults: f64) -> (Vec<PublisherSpec>, u32) {
+    let publisher_count: u32 = rng.range(2..=4);
+    let topics: u32 = rng.range(1..=publisher_count);
+    let mut publishers = Vec::new();
+    for id in 0..publisher_count {
+        publishers.push(PublisherSpec {
+            name: format!("p{id}"),
+            id,
+            protocol: protocol(rng),
+            qos: qos(rng, 0.15),
+            session: durable_or_clean(rng.chance(0.6)),
+            topic: format!("t/{}", id % topics),
+            retain: false,
+            pause_ms: (20, rng.range(100..400)),
+            client_faults,
+        });
+    }
+    let writers: u32 = rng.range(1..=2);
+    for k in 0..writers {
+        let id = publisher_count + k;
+        publishers.push(PublisherSpec {
+            name: format!("w{k}"),
+            id,
+            protocol: protocol(rng),
+            qos: QoS::AtLeastOnce,
+            session: durable_or_clean(rng.chance(0.5)),
+            topic: format!("r/{k}"),
+            retain: true,
+            pause_ms: (100, 800),
+            client_faults,
+        });
+    }
+    (publishers, topics)
+}
+
+/// Two to four subscribers, each on a filter matching the publishers' topics.
+fn subscribers(rng: &mut Rng, topics: u32, client_faults: f64) -> Vec<SubscriberSpec> {
+    let subscriber_count: u32 = rng.range(2..=4);
+    let mut subscribers = Vec::new();
+    for i in 0..subscriber_count {
+        let filter = match rng.range(0..4u32) {
+            0 => "t/#".to_string(),
+            1 => "t/+".to_string(),
+            2 => format!("t/{}", rng.range(0..topics)),
+            _ => "$share/g/t/+".to_string(),
+        };
+        subscribers.push(SubscriberSpec {
+            name: format!("s{i}"),
+            protocol: protocol(rng),
+            session: durable_or_clean(rng.chance(0.75)),
+            filter,
+            qos: qos(rng, 0.1),
+            client_faults,
+        });
+    }
+    subscribers
+}
+
+/// How the nodes sync their logs: always, in batches as they come, or in windows of 1-4 ms.
+fn sync_policy(rng: &mut Rng) -> SyncPolicy {
+    match rng.range(0..3u32) {
+        0 => SyncPolicy::Always,
+        1 => SyncPolicy::Batch {
+            window: Duration::ZERO,
+        },
+        _ => SyncPolicy::Batch {
+            window: Duration::from_millis(rng.range(1..5u64)),
+        },
     }
 }
 

@@ -23,7 +23,7 @@ use super::plan::Plan;
 use keel_oracle::checkers;
 use keel_oracle::client::RunClock;
 use keel_oracle::history::{Entry, Event, History, Violation};
-use keel_oracle::workload::{self, ClientCtx, Disk, Phase};
+use keel_oracle::workload::{self, ClientCtx, Phase, SharedDisk};
 
 /// The wall clock of every node starts here (plus the simulated time of its start), so every
 /// run of a seed reads the same times.
@@ -129,76 +129,18 @@ pub fn run_with(plan: Plan, bugs: Bugs) -> Outcome {
 }
 
 fn run_plan(plan: Plan) -> Outcome {
-    let seed = plan.seed;
-    keel::cluster::seed_thread_rng(seed);
+    keel::cluster::seed_thread_rng(plan.seed);
     let history = History::default();
     let phase = Phase::default();
-    let total_ms = plan.safety_ms + plan.liveness_ms;
     let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(Duration::from_millis(total_ms + 10_000))
+        .rng_seed(plan.seed)
+        .simulation_duration(Duration::from_millis(plan.total_ms() + 10_000))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(plan.max_latency)
         .build();
-
-    let mut stores = BTreeMap::new();
-    let mut slots = Vec::new();
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let store = MemStore::new();
-        store.set_sync_latency(plan.sync_latency);
-        let slot = HubSlot::default();
-        sim.host(
-            node.as_str(),
-            node_host(&plan, i as u64 + 1, store.clone(), slot.clone()),
-        );
-        stores.insert(node.clone(), store);
-        slots.push((node.clone(), slot));
-    }
-    let nudge = workload::Nudge::default();
-    let ctx = |n: u64| ClientCtx {
-        net: SimNet,
-        clock: RunClock::new(super::now_ms),
-        history: history.clone(),
-        phase: phase.clone(),
-        nodes: plan.nodes.clone(),
-        seed: seed.wrapping_mul(31).wrapping_add(n),
-        nudge: nudge.clone(),
-    };
-    let mut n = 0;
-    for spec in &plan.publishers {
-        n += 1;
-        let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
-        sim.host(spec.name.clone().as_str(), move || {
-            let (spec, ctx, disk) = (spec.clone(), ctx.clone(), disk.clone());
-            Box::pin(async move {
-                workload::publisher(spec, ctx, disk).await;
-                Ok(())
-            }) as HostFuture
-        });
-    }
-    for spec in &plan.subscribers {
-        n += 1;
-        let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
-        sim.host(spec.name.clone().as_str(), move || {
-            let (spec, ctx, disk) = (spec.clone(), ctx.clone(), disk.clone());
-            Box::pin(async move {
-                workload::subscriber(spec, ctx, disk).await;
-                Ok(())
-            }) as HostFuture
-        });
-    }
-    for spec in &plan.readers {
-        n += 1;
-        let (ctx, disk, spec) = (ctx(n), Arc::new(Mutex::new(Disk::default())), spec.clone());
-        sim.host(spec.name.clone().as_str(), move || {
-            let (spec, ctx, disk) = (spec.clone(), ctx.clone(), disk.clone());
-            Box::pin(async move {
-                workload::reader(spec, ctx, disk).await;
-                Ok(())
-            }) as HostFuture
-        });
-    }
-
+    // The order of the hosts is part of the seed: nodes, then clients, then the operator.
+    let (stores, slots) = host_nodes(&mut sim, &plan);
+    host_clients(&mut sim, &plan, &history, &phase);
     let orders = Orders::default();
     let clustered = plan.nodes.len() > 1;
     if clustered {
@@ -215,29 +157,112 @@ fn run_plan(plan: Plan) -> Outcome {
         .chain(clustered.then_some("operator"))
         .map(String::from)
         .collect();
-    let mut nemesis = Nemesis::new(
-        plan.faults.clone(),
-        stores,
-        plan.max_latency,
-        hosts,
-        orders.clone(),
-    );
-    let mut violations = Vec::new();
-    // The entry applied at each index, by log id, as the nodes reported it.
-    let mut applied_at: BTreeMap<u64, openraft::LogId<u64>> = BTreeMap::new();
-    let mut diverged = false;
-    let mut admitted_stranger = false;
-    let node_count = plan.nodes.len() as u64;
+    let nemesis = Nemesis::new(plan.faults.clone(), stores, plan.max_latency, hosts, orders);
+    let mut violations = drive(&mut sim, &plan, nemesis, &slots, &history, &phase);
+    violations.extend(replicas_differ(&slots, &mut sim));
+    if std::env::var_os("KEEL_SIM_TRACE").is_some() {
+        for (node, slot) in &slots {
+            if let Some((_, raft)) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                eprintln!("{node}: {}", *raft.metrics().borrow());
+            }
+        }
+    }
+    judge(&plan, &history, violations)
+}
+
+/// Adds a host per node of the plan, each with its own in-memory disk (kept across its
+/// restarts) and the slot through which the harness reads its hub.
+fn host_nodes(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+) -> (BTreeMap<String, MemStore>, Vec<(String, HubSlot)>) {
+    let mut stores = BTreeMap::new();
+    let mut slots = Vec::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let store = MemStore::new();
+        store.set_sync_latency(plan.sync_latency);
+        let slot = HubSlot::default();
+        sim.host(
+            node.as_str(),
+            node_host(plan, i as u64 + 1, store.clone(), slot.clone()),
+        );
+        stores.insert(node.clone(), store);
+        slots.push((node.clone(), slot));
+    }
+    (stores, slots)
+}
+
+/// Adds a host per client of the plan: publishers, then subscribers, then readers, each
+/// numbered in that order for its seed.
+fn host_clients(sim: &mut turmoil::Sim<'_>, plan: &Plan, history: &History, phase: &Phase) {
+    let nudge = workload::Nudge::default();
+    let mut n = 0;
+    let mut ctx = || {
+        n += 1;
+        ClientCtx {
+            net: SimNet,
+            clock: RunClock::new(super::now_ms),
+            history: history.clone(),
+            phase: phase.clone(),
+            nodes: plan.nodes.clone(),
+            seed: plan.seed.wrapping_mul(31).wrapping_add(n),
+            nudge: nudge.clone(),
+        }
+    };
+    for spec in &plan.publishers {
+        host_client(sim, &spec.name, ctx(), spec.clone(), workload::publisher);
+    }
+    for spec in &plan.subscribers {
+        host_client(sim, &spec.name, ctx(), spec.clone(), workload::subscriber);
+    }
+    for spec in &plan.readers {
+        host_client(sim, &spec.name, ctx(), spec.clone(), workload::reader);
+    }
+}
+
+/// Adds one client host running `body`; its disk outlives its restarts.
+fn host_client<S, F, Fut>(
+    sim: &mut turmoil::Sim<'_>,
+    name: &str,
+    ctx: ClientCtx<SimNet>,
+    spec: S,
+    body: F,
+) where
+    S: Clone + 'static,
+    F: Fn(S, ClientCtx<SimNet>, SharedDisk) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let disk = SharedDisk::default();
+    sim.host(name, move || {
+        let run = body(spec.clone(), ctx.clone(), disk.clone());
+        Box::pin(async move {
+            run.await;
+            Ok(())
+        }) as HostFuture
+    });
+}
+
+/// Steps the simulation to its end: faults before each step, the nodes' invariants after
+/// it. Returns what the nodes broke.
+fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    mut nemesis: Nemesis,
+    slots: &[(String, HubSlot)],
+    history: &History,
+    phase: &Phase,
+) -> Vec<Violation> {
+    let mut checks = NodeChecks::new(plan.nodes.len() as u64);
     let mut liveness = false;
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
         if !liveness && now_ms >= plan.safety_ms {
-            nemesis.heal_all(&mut sim, now_ms, &history);
+            nemesis.heal_all(sim, now_ms, history);
             history.record(now_ms, Event::LivenessStarted);
             phase.start_liveness();
             liveness = true;
         }
-        if now_ms >= total_ms {
+        if now_ms >= plan.total_ms() {
             history.record(now_ms, Event::Finished);
             phase.finish();
             break;
@@ -251,71 +276,92 @@ fn run_plan(plan: Plan) -> Outcome {
                 leads.then(|| node.clone())
             })
         };
-        nemesis.tick(&mut sim, now_ms, &history, &leader);
+        nemesis.tick(sim, now_ms, history, &leader);
         if let Err(e) = sim.step() {
-            violations.push(Violation {
+            checks.violations.push(Violation {
                 guarantee: "host failed",
                 detail: format!("at {now_ms} ms: {e}"),
             });
             break;
         }
-        for (node, slot) in &slots {
+        for (node, slot) in slots {
             if !sim.is_host_running(node.as_str()) {
                 continue;
             }
             if let Some((hub, raft)) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 // Panics (a broken invariant) with the seed printed by the caller.
                 hub.lock().broker.validate();
-                let metrics = raft.metrics().borrow().clone();
-                // Only the run's nodes are ever members: a bogus join must be refused.
-                let strangers: Vec<u64> = metrics
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .map(|(id, _)| *id)
-                    .filter(|id| !(1..=node_count).contains(id))
-                    .collect();
-                if !strangers.is_empty() && !admitted_stranger {
-                    admitted_stranger = true;
-                    violations.push(Violation {
-                        guarantee: "membership",
-                        detail: format!(
-                            "node {} has nodes {strangers:?} in its membership, which are not \
-                             nodes of the run (at {now_ms} ms)",
-                            metrics.id
-                        ),
-                    });
-                }
-                // Log matching of what is applied: the entry a node applied at an index is
-                // the entry every node applies there. (Election safety is openraft's own:
-                // by default it orders leaders by term and node id, so two nodes may lead
-                // one term, the higher id superseding the lower.)
-                if let Some(applied) = metrics.last_applied {
-                    let first = *applied_at.entry(applied.index).or_insert(applied);
-                    if first != applied && !diverged {
-                        diverged = true;
-                        violations.push(Violation {
-                            guarantee: "Raft log matching",
-                            detail: format!(
-                                "node {} applied {applied} at index {}, another node {first} \
-                                 (at {now_ms} ms)",
-                                metrics.id, applied.index
-                            ),
-                        });
-                    }
-                }
+                checks.check(&raft.metrics().borrow(), now_ms);
             }
         }
     }
-    violations.extend(replicas_differ(&slots, &mut sim));
-    if std::env::var_os("KEEL_SIM_TRACE").is_some() {
-        for (node, slot) in &slots {
-            if let Some((_, raft)) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                eprintln!("{node}: {}", *raft.metrics().borrow());
-            }
+    checks.violations
+}
+
+/// The checks of the nodes' Raft state after every step; each reports its first breach only.
+struct NodeChecks {
+    node_count: u64,
+    /// The entry applied at each index, by log id, as the nodes reported it.
+    applied_at: BTreeMap<u64, openraft::LogId<u64>>,
+    diverged: bool,
+    admitted_stranger: bool,
+    violations: Vec<Violation>,
+}
+
+impl NodeChecks {
+    fn new(node_count: u64) -> Self {
+        NodeChecks {
+            node_count,
+            applied_at: BTreeMap::new(),
+            diverged: false,
+            admitted_stranger: false,
+            violations: Vec::new(),
         }
     }
 
+    fn check(&mut self, metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>, now_ms: u64) {
+        // Only the run's nodes are ever members: a bogus join must be refused.
+        let strangers: Vec<u64> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !(1..=self.node_count).contains(id))
+            .collect();
+        if !strangers.is_empty() && !self.admitted_stranger {
+            self.admitted_stranger = true;
+            self.violations.push(Violation {
+                guarantee: "membership",
+                detail: format!(
+                    "node {} has nodes {strangers:?} in its membership, which are not \
+                     nodes of the run (at {now_ms} ms)",
+                    metrics.id
+                ),
+            });
+        }
+        // Log matching of what is applied: the entry a node applied at an index is the entry
+        // every node applies there. (Election safety is openraft's own: by default it orders
+        // leaders by term and node id, so two nodes may lead one term, the higher id
+        // superseding the lower.)
+        if let Some(applied) = metrics.last_applied {
+            let first = *self.applied_at.entry(applied.index).or_insert(applied);
+            if first != applied && !self.diverged {
+                self.diverged = true;
+                self.violations.push(Violation {
+                    guarantee: "Raft log matching",
+                    detail: format!(
+                        "node {} applied {applied} at index {}, another node {first} \
+                         (at {now_ms} ms)",
+                        metrics.id, applied.index
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Runs the checkers over the history and hashes it.
+fn judge(plan: &Plan, history: &History, mut violations: Vec<Violation>) -> Outcome {
     let entries = history.entries();
     if std::env::var_os("KEEL_SIM_TRACE").is_some() {
         eprintln!("{plan:#?}");

@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ const NODES: usize = 3;
 const PER_STREAM: u32 = 300;
 /// The longest a leader election may take after the leader is killed.
 const ELECTION_MAX: Duration = Duration::from_secs(10);
+/// How long the subscriber may take to resume its session on a surviving node.
+const RESUME_MAX: Duration = Duration::from_secs(30);
 /// How long one read of the subscriber waits.
 const QUIET: Duration = Duration::from_millis(20);
 
@@ -198,141 +200,116 @@ async fn publish_one(link: &mut Link, stream: u8, seq: u32, packet_id: u16) -> R
     }
 }
 
-#[tokio::test]
-async fn a_cluster_loses_nothing_acknowledged_when_a_node_and_the_leader_die() {
-    let mut nodes = start_cluster().await;
-    let first_leader = leader(&mut nodes).await.expect("an elected leader");
+/// The publisher: connected to one live node at a time, moving on when its node dies.
+struct Publisher {
+    node: usize,
+    link: Option<Link>,
+    packet_id: u16,
+}
 
-    // The persistent subscriber, on node 3.
-    let (mut sub, connack) = Link::connect(nodes[2].addr, persistent("sub"))
-        .await
-        .expect("subscriber connects");
-    assert_eq!(connack.reason_code, ReasonCode::Success);
-    let subscribe = raw::subscribe(1, "c/#", QoS::ExactlyOnce);
-    assert!(sub.send(&Packet::Subscribe(subscribe)).await);
-    match sub.recv(Duration::from_secs(5)).await {
-        Recv::Packet(Packet::SubAck(ack)) => {
-            assert_eq!(ack.reason_codes, [ReasonCode::GrantedQoS2])
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-    let mut got = Received::default();
-
-    // The publisher, on node 1 (another node when its node dies).
-    let mut publisher_node = 0;
-    let mut publisher = None;
-    let mut acked: BTreeMap<(u8, u32), ()> = BTreeMap::new();
-    let mut packet_id = 0u16;
-    let mut killed: Vec<usize> = Vec::new();
-    let mut leader_killed_at: Option<Instant> = None;
-    let mut first_ack_after_leader: Option<Duration> = None;
-    let mut killed_leader = None;
-    let mut election = None;
-    for seq in 1..=PER_STREAM {
-        if seq == PER_STREAM / 4 {
-            nodes[2].kill();
-            killed.push(2);
-        }
-        if seq == PER_STREAM / 2 {
-            // Back on its data directory, so that the cluster survives the next loss too.
-            nodes[2].restart().await;
-            killed.retain(|i| *i != 2);
-        }
-        if seq == 2 * PER_STREAM / 3 {
-            let old = leader(&mut nodes).await.expect("a leader before the kill");
-            let index = old as usize - 1;
-            nodes[index].kill();
-            killed.push(index);
-            let at = Instant::now();
-            leader_killed_at = Some(at);
-            killed_leader = Some(old);
-            // The survivors elect a new leader.
-            loop {
-                if let Some(new) = leader(&mut nodes).await.filter(|new| *new != old) {
-                    election = Some((new, at.elapsed()));
-                    break;
+impl Publisher {
+    /// Publishes `seq` on `stream` until acknowledged, ten attempts at most (a fresh packet id
+    /// after a failure). True when acknowledged.
+    async fn publish(
+        &mut self,
+        nodes: &[KeelProcess],
+        killed: &[usize],
+        stream: u8,
+        seq: u32,
+    ) -> bool {
+        for _attempt in 0..10 {
+            if self.link.is_none() {
+                while killed.contains(&self.node) {
+                    self.node = (self.node + 1) % NODES;
                 }
-                assert!(
-                    at.elapsed() < ELECTION_MAX,
-                    "no new leader after {ELECTION_MAX:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        for stream in [1u8, 2] {
-            // Until acknowledged or given up on (a fresh number is used after a failure).
-            for _attempt in 0..10 {
-                if publisher.is_none() {
-                    while killed.contains(&publisher_node) {
-                        publisher_node = (publisher_node + 1) % NODES;
-                    }
-                    let connect = raw::connect(Protocol::V3_1_1, "pub");
-                    publisher = match Link::connect(nodes[publisher_node].addr, connect).await {
-                        Ok((link, ack)) if ack.reason_code == ReasonCode::Success => Some(link),
-                        _ => {
-                            publisher_node = (publisher_node + 1) % NODES;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    };
-                }
-                packet_id = packet_id % 60_000 + 1;
-                let link = publisher.as_mut().expect("connected");
-                match publish_one(link, stream, seq, packet_id).await {
-                    Ok(true) => {
-                        acked.insert((stream, seq), ());
-                        if let (Some(at), None) = (leader_killed_at, first_ack_after_leader) {
-                            first_ack_after_leader = Some(at.elapsed());
-                        }
-                        break;
-                    }
-                    Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    Err(()) => {
-                        publisher = None;
-                        publisher_node = (publisher_node + 1) % NODES;
-                    }
-                }
-            }
-        }
-        // The subscriber reads what has come meanwhile.
-        if !receive(&mut sub, &mut got, Duration::ZERO).await {
-            // Its node died: it resumes its session on a surviving node.
-            let survivor = (0..NODES)
-                .find(|i| !killed.contains(i))
-                .expect("a survivor");
-            sub = loop {
-                match Link::connect(nodes[survivor].addr, persistent("sub")).await {
+                let connect = raw::connect(Protocol::V3_1_1, "pub");
+                match Link::connect(nodes[self.node].addr, connect).await {
                     Ok((link, ack)) if ack.reason_code == ReasonCode::Success => {
-                        assert!(ack.session_present, "the session survived its node");
-                        break link;
+                        self.link = Some(link)
                     }
-                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    _ => {
+                        self.node = (self.node + 1) % NODES;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+            }
+            self.packet_id = self.packet_id % 60_000 + 1;
+            let link = self.link.as_mut().expect("connected");
+            match publish_one(link, stream, seq, self.packet_id).await {
+                Ok(true) => return true,
+                Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(()) => {
+                    self.link = None;
+                    self.node = (self.node + 1) % NODES;
                 }
+            }
+        }
+        false
+    }
+}
+
+/// Connects the persistent subscriber to the first live node, until it is let in with its
+/// session (for [`RESUME_MAX`] at most).
+async fn resume_subscriber(nodes: &[KeelProcess], killed: &[usize]) -> Link {
+    let survivor = (0..NODES)
+        .find(|i| !killed.contains(i))
+        .expect("a survivor");
+    let since = Instant::now();
+    loop {
+        assert!(
+            since.elapsed() < RESUME_MAX,
+            "the subscriber could not resume its session on node {} in {RESUME_MAX:?}",
+            survivor + 1
+        );
+        match Link::connect(nodes[survivor].addr, persistent("sub")).await {
+            Ok((link, ack)) if ack.reason_code == ReasonCode::Success => {
+                assert!(ack.session_present, "the session survived its node");
+                return link;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The leader's death and its successor's election.
+#[derive(Clone, Copy)]
+struct Election {
+    killed: u64,
+    killed_at: Instant,
+    elected: u64,
+    elected_in: Duration,
+}
+
+/// Kills the leader and waits for the survivors to elect another.
+async fn kill_leader(nodes: &mut [KeelProcess], killed: &mut Vec<usize>) -> Election {
+    let old = leader(nodes).await.expect("a leader before the kill");
+    let index = old as usize - 1;
+    nodes[index].kill();
+    killed.push(index);
+    let at = Instant::now();
+    loop {
+        if let Some(new) = leader(nodes).await.filter(|new| *new != old) {
+            return Election {
+                killed: old,
+                killed_at: at,
+                elected: new,
+                elected_in: at.elapsed(),
             };
         }
+        assert!(
+            at.elapsed() < ELECTION_MAX,
+            "no new leader after {ELECTION_MAX:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
-    // Everything acknowledged arrives, on whichever node the subscriber is now.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = acked
-            .keys()
-            .all(|key| got.deliveries.iter().any(|(s, q, _)| (*s, *q) == *key));
-        if all || Instant::now() >= deadline {
-            break;
-        }
-        if !receive(&mut sub, &mut got, Duration::from_secs(1)).await {
-            let survivor = (0..NODES)
-                .find(|i| !killed.contains(i))
-                .expect("a survivor");
-            if let Ok((link, _)) = Link::connect(nodes[survivor].addr, persistent("sub")).await {
-                sub = link;
-            }
-        }
-    }
-
+/// What the subscriber got wrong: an acknowledged message missing, a QoS 2 one twice, a
+/// stream out of order.
+fn problems(acked: &BTreeSet<(u8, u32)>, got: &Received) -> Vec<String> {
     let mut problems = Vec::new();
-    for (stream, seq) in acked.keys() {
+    for (stream, seq) in acked {
         let copies = got
             .deliveries
             .iter()
@@ -358,15 +335,93 @@ async fn a_cluster_loses_nothing_acknowledged_when_a_node_and_the_leader_die() {
             problems.push(format!("c/{stream} out of order: {firsts:?}"));
         }
     }
+    problems
+}
+
+#[tokio::test]
+async fn a_cluster_loses_nothing_acknowledged_when_a_node_and_the_leader_die() {
+    let mut nodes = start_cluster().await;
+    let first_leader = leader(&mut nodes).await.expect("an elected leader");
+
+    // The persistent subscriber, on node 3.
+    let (mut sub, connack) = Link::connect(nodes[2].addr, persistent("sub"))
+        .await
+        .expect("subscriber connects");
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    let subscribe = raw::subscribe(1, "c/#", QoS::ExactlyOnce);
+    assert!(sub.send(&Packet::Subscribe(subscribe)).await);
+    match sub.recv(Duration::from_secs(5)).await {
+        Recv::Packet(Packet::SubAck(ack)) => {
+            assert_eq!(ack.reason_codes, [ReasonCode::GrantedQoS2])
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    let mut got = Received::default();
+
+    // The publisher, on node 1 (another node when its node dies).
+    let mut publisher = Publisher {
+        node: 0,
+        link: None,
+        packet_id: 0,
+    };
+    let mut acked = BTreeSet::new();
+    let mut killed: Vec<usize> = Vec::new();
+    let mut first_ack_after_leader: Option<Duration> = None;
+    let mut election = None;
+    for seq in 1..=PER_STREAM {
+        if seq == PER_STREAM / 4 {
+            nodes[2].kill();
+            killed.push(2);
+        }
+        if seq == PER_STREAM / 2 {
+            // Back on its data directory, so that the cluster survives the next loss too.
+            nodes[2].restart().await;
+            killed.retain(|i| *i != 2);
+        }
+        if seq == 2 * PER_STREAM / 3 {
+            election = Some(kill_leader(&mut nodes, &mut killed).await);
+        }
+        for stream in [1u8, 2] {
+            if publisher.publish(&nodes, &killed, stream, seq).await {
+                acked.insert((stream, seq));
+                if let (Some(election), None) = (election, first_ack_after_leader) {
+                    first_ack_after_leader = Some(election.killed_at.elapsed());
+                }
+            }
+        }
+        // The subscriber reads what has come meanwhile; when its node died, it resumes its
+        // session on a surviving node.
+        if !receive(&mut sub, &mut got, Duration::ZERO).await {
+            sub = resume_subscriber(&nodes, &killed).await;
+        }
+    }
+
+    // Everything acknowledged arrives, on whichever node the subscriber is now.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = acked
+            .iter()
+            .all(|key| got.deliveries.iter().any(|(s, q, _)| (*s, *q) == *key));
+        if all || Instant::now() >= deadline {
+            break;
+        }
+        if !receive(&mut sub, &mut got, Duration::from_secs(1)).await {
+            sub = resume_subscriber(&nodes, &killed).await;
+        }
+    }
+
+    let problems = problems(&acked, &got);
     let total = acked.len();
-    let (new_leader, elected_in) = election.expect("the leader was killed");
+    let election = election.expect("the leader was killed");
     eprintln!(
         "cluster: {total} acknowledged of {} sent, {} delivered; node 3 killed and restarted; \
-         leader {} killed (first leader {first_leader}), node {new_leader} elected in \
-         {elected_in:?}; first acknowledgement {:?} after the kill",
+         leader {} killed (first leader {first_leader}), node {} elected in {:?}; first \
+         acknowledgement {:?} after the kill",
         2 * PER_STREAM,
         got.deliveries.len(),
-        killed_leader.unwrap_or_default(),
+        election.killed,
+        election.elected,
+        election.elected_in,
         first_ack_after_leader.unwrap_or_default(),
     );
     for node in &nodes {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod link;
 pub mod process;
 pub mod raw;
+pub mod tls;
 pub mod v3;
 pub mod v5;
 

@@ -3,7 +3,6 @@
 //! rcgen.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +13,6 @@ use keel::transport::{
 };
 use rcgen::{CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -81,18 +79,7 @@ impl ServerPki {
         &self,
         client_identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
     ) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.cert_der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let config = match client_identity {
-            Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        TlsConnector::from(Arc::new(config))
+        crate::common::tls::connector(&self.cert_der, client_identity)
     }
 }
 

@@ -320,28 +320,16 @@ async fn await_events(admin: SocketAddr, client_id: &str, kind: &str, count: usi
     .await
 }
 
-#[tokio::test]
-async fn a_client_trace_records_its_packets_and_refusals_until_stopped() {
+/// What the traced test does as clients: `dev` (traced) subscribes, publishes to itself and
+/// leaves; `other` does the same, untraced; then `dev` is refused with a wrong password.
+async fn talk_and_be_refused(addr: std::net::SocketAddr) {
     use common::raw::{self, RawClient};
     use keel::codec::{MqttString, Packet, Protocol, QoS as KeelQoS, ReasonCode};
-
-    let (broker, admin, _dir) = broker().await;
-    let started = call(admin, "POST", "/api/v1/trace/dev", "").await;
-    assert_eq!(started.status, 201, "{started:?}");
-    assert_eq!(started.json()["started"], true);
-    let again = call(admin, "POST", "/api/v1/trace/dev", "").await;
-    assert_eq!(
-        (again.status, again.json()["started"].clone()),
-        (200, false.into())
-    );
-    let listed = get(admin, "/api/v1/trace").await.json();
-    assert_eq!(listed["traces"][0]["client_id"], "dev", "{listed}");
-    assert_eq!(listed["clients_max"], 16);
 
     // The traced client subscribes, publishes to itself and leaves; another client does the
     // same, untraced.
     for client_id in ["dev", "other"] {
-        let mut client = RawClient::connected(broker.addr, Protocol::V5, client_id).await;
+        let mut client = RawClient::connected(addr, Protocol::V5, client_id).await;
         client.subscribe(1, "t/#", KeelQoS::AtLeastOnce).await;
         let publish = raw::publish("t/1", KeelQoS::AtLeastOnce, 2, b"hello");
         client.send(Packet::Publish(publish)).await;
@@ -362,8 +350,26 @@ async fn a_client_trace_records_its_packets_and_refusals_until_stopped() {
     let mut refused = raw::connect(Protocol::V5, "dev");
     refused.username = Some(MqttString::new("admin").unwrap());
     refused.password = Some(bytes::Bytes::from_static(b"wrong"));
-    let (_, connack) = RawClient::connect(broker.addr, refused).await;
+    let (_, connack) = RawClient::connect(addr, refused).await;
     assert_eq!(connack.reason_code, ReasonCode::BadUserNameOrPassword);
+}
+
+#[tokio::test]
+async fn a_client_trace_records_its_packets_and_refusals_until_stopped() {
+    let (broker, admin, _dir) = broker().await;
+    let started = call(admin, "POST", "/api/v1/trace/dev", "").await;
+    assert_eq!(started.status, 201, "{started:?}");
+    assert_eq!(started.json()["started"], true);
+    let again = call(admin, "POST", "/api/v1/trace/dev", "").await;
+    assert_eq!(
+        (again.status, again.json()["started"].clone()),
+        (200, false.into())
+    );
+    let listed = get(admin, "/api/v1/trace").await.json();
+    assert_eq!(listed["traces"][0]["client_id"], "dev", "{listed}");
+    assert_eq!(listed["clients_max"], 16);
+
+    talk_and_be_refused(broker.addr).await;
     await_events(admin, "dev", "closed", 2).await;
 
     let events = trace_events(admin, "dev").await;

@@ -351,7 +351,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 async fn a_tls_client_certificate_names_the_client() {
     use keel::transport::{tls, ClientAuth, TlsSettings, TransportAcceptor};
     use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
 
     let dir = tempfile::tempdir().unwrap();
     let server = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -403,20 +403,7 @@ async fn a_tls_client_certificate_names_the_client() {
     settings.use_identity_as_username = true;
     let broker = TestBroker::start_listening(settings).await;
 
-    let tls_client = |identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(server.cert.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let config = match identity {
-            Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    };
+    let tls_client = |identity| common::tls::connector(server.cert.der(), identity);
     let open = |connector: tokio_rustls::TlsConnector| async move {
         let tcp = tokio::net::TcpStream::connect(broker.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
