@@ -1,35 +1,23 @@
 //! What the broker asks the replicated log to commit, and what it owes a connection once a
 //! request is done.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ClientId, Command, Place};
+use crate::state::{named_number, ClientId, Command, Place};
 
-/// Identifies one network connection of this node. Never reused within one incarnation.
-/// Serialized as the bare number (`transparent`), in the log (inside an [`Origin`]) and in
-/// the connection trace.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct ConnId(pub u64);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+named_number! {
+    /// Identifies one network connection of this node. Never reused within one incarnation.
+    /// Serialized as the bare number (`transparent`), in the log (inside an [`Origin`]) and in
+    /// the connection trace.
+    pub struct ConnId;
 }
 
-/// Names a request of one connection whose reply waits for the broker (a PUBACK, SUBACK,
-/// CONNACK...). Chosen by the session, unique per connection. Serialized as the bare number
-/// (`transparent`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Ticket(pub u64);
+named_number! {
+    /// Names a request of one connection whose reply waits for the broker (a PUBACK, SUBACK,
+    /// CONNACK...). Chosen by the session, unique per connection. Serialized as the bare number
+    /// (`transparent`).
+    pub struct Ticket;
+}
 
 impl Ticket {
     /// Below every ticket a connection hands out: for a request that has no reply (a QoS 0
@@ -41,12 +29,6 @@ impl Ticket {
     /// The ticket handed out after this one.
     pub fn next(self) -> Ticket {
         Ticket(self.0 + 1)
-    }
-}
-
-impl fmt::Display for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 

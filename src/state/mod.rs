@@ -8,6 +8,7 @@
 mod command;
 mod machine;
 mod message;
+mod named_number;
 mod persist;
 mod placement;
 mod session;
@@ -15,6 +16,7 @@ mod session;
 pub use command::{delivery_qos, Applied, Command, DirectDelivery, Qos2Origin, UnplacedShared};
 pub use machine::{GroupTargets, OverflowPolicy, SpreadTargets, State, StateConfig};
 pub use message::{ClientId, Message};
+pub(crate) use named_number::named_number;
 pub use persist::{
     decode_commands, encode_commands, Format, PersistError, Versions, COMMANDS_VERSION,
     COMMANDS_VERSION_OLDEST, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,

@@ -9,7 +9,6 @@
 //! restarts or is declared gone has its sessions cleared in log order.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,18 +16,17 @@ use crate::codec::TopicFilter;
 use crate::router::Router;
 
 use super::message::ClientId;
+use super::named_number::named_number;
 use super::session::Subscription;
 
-/// A node of the cluster, as the replicated state and the broker name it: the same number as
-/// the node's Raft id (openraft's `NodeId`, which stays a plain `u64` for openraft and the
-/// cluster code around it), converted where a Raft id becomes part of a [`Place`] or a
-/// command. Serialized as the bare number (`transparent`): the log and snapshots hold the
-/// same bytes as when this was a `u64`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct NodeId(pub u64);
+named_number! {
+    /// A node of the cluster, as the replicated state and the broker name it: the same number as
+    /// the node's Raft id (openraft's `NodeId`, which stays a plain `u64` for openraft and the
+    /// cluster code around it), converted where a Raft id becomes part of a [`Place`] or a
+    /// command. Serialized as the bare number (`transparent`): the log and snapshots hold the
+    /// same bytes as when this was a `u64`.
+    pub struct NodeId;
+}
 
 impl From<u64> for NodeId {
     fn from(raft_id: u64) -> NodeId {
@@ -42,31 +40,17 @@ impl From<NodeId> for u64 {
     }
 }
 
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+named_number! {
+    /// Which run of a node: counted in the node's store, one more at every start (from 1), so
+    /// that what a run left in the log (its connections, its replies) is told apart from the
+    /// next run's. Serialized as the bare number (`transparent`).
+    pub struct Incarnation;
 }
-
-/// Which run of a node: counted in the node's store, one more at every start (from 1), so
-/// that what a run left in the log (its connections, its replies) is told apart from the
-/// next run's. Serialized as the bare number (`transparent`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Incarnation(pub u64);
 
 impl Incarnation {
     /// Later than every run: a [`super::Command::NodeDown`] up to it ends every run of the
     /// node (a node declared gone).
     pub const MAX: Incarnation = Incarnation(u64::MAX);
-}
-
-impl fmt::Display for Incarnation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
 }
 
 /// A run of a node: where a connection is served. The incarnation grows with every start of

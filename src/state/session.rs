@@ -2,7 +2,6 @@
 //! state and the will.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{PacketId, QoS, SubscriptionOptions, TopicFilter, SHARED_PREFIX};
 
 use super::message::{ClientId, Message};
+use super::named_number::named_number;
 use super::placement::Place;
 
 /// A subscription as the session holds it.
@@ -55,16 +55,14 @@ impl TryFrom<SharedKeyParts> for SharedKey {
     }
 }
 
-/// The position of a message in its session's queue. A session issues them from 1 up
-/// ([`SessionState::next_seq`]), one per message queued, and never again: a seq names one
-/// message of one session for good, across connections and restarts, and the packet id the
-/// message is sent under is derived from it ([`packet_id_for`]). Serialized as the bare number
-/// (`transparent`): the log and snapshots hold the same bytes as when this was a `u64`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Seq(pub u64);
+named_number! {
+    /// The position of a message in its session's queue. A session issues them from 1 up
+    /// ([`SessionState::next_seq`]), one per message queued, and never again: a seq names one
+    /// message of one session for good, across connections and restarts, and the packet id the
+    /// message is sent under is derived from it ([`packet_id_for`]). Serialized as the bare number
+    /// (`transparent`): the log and snapshots hold the same bytes as when this was a `u64`.
+    pub struct Seq;
+}
 
 impl Seq {
     /// Below every seq a session issues: "none yet" for a connection that sent nothing.
@@ -75,12 +73,6 @@ impl Seq {
     /// The seq issued after this one.
     pub fn next(self) -> Seq {
         Seq(self.0 + 1)
-    }
-}
-
-impl fmt::Display for Seq {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 
