@@ -267,11 +267,7 @@ fn take_inbox(ctx: &ConnectionContext, session: &mut Session, inbox: &mut Vec<Ou
     let mut core = ctx.hub.lock();
     let now_ms = ctx.clock.unix_ms();
     for item in inbox.drain(..) {
-        match item {
-            Outgoing::Deliver(delivery) => session.deliver(delivery, &mut core.broker, now_ms),
-            Outgoing::Disconnect(reason) => session.kick(reason),
-            Outgoing::Reply(ticket, completion) => session.on_reply(ticket, completion),
-        }
+        item.hand_to(session, &mut core.broker, now_ms);
     }
     core.dispatch(Some(session), now_ms, &ctx.hub.qos0_dropped);
 }

@@ -179,15 +179,7 @@ impl Core {
                             outbox.drain_into(&mut queued);
                         }
                         for item in queued.into_iter().chain(std::iter::once(outgoing)) {
-                            match item {
-                                Outgoing::Deliver(delivery) => {
-                                    session.deliver(delivery, &mut self.broker, now_ms)
-                                }
-                                Outgoing::Disconnect(reason) => session.kick(reason),
-                                Outgoing::Reply(ticket, completion) => {
-                                    session.on_reply(ticket, completion)
-                                }
-                            }
+                            item.hand_to(session, &mut self.broker, now_ms);
                         }
                     }
                     _ => {

@@ -148,15 +148,7 @@ impl Loopback<'_> {
             let mut core = self.ctx.hub.lock();
             let now_ms = self.ctx.clock.unix_ms();
             for item in self.inbox.drain(..) {
-                match item {
-                    Outgoing::Deliver(delivery) => {
-                        self.session.deliver(delivery, &mut core.broker, now_ms)
-                    }
-                    Outgoing::Disconnect(reason) => self.session.kick(reason),
-                    Outgoing::Reply(ticket, completion) => {
-                        self.session.on_reply(ticket, completion)
-                    }
-                }
+                item.hand_to(&mut self.session, &mut core.broker, now_ms);
             }
             core.dispatch(Some(&mut self.session), now_ms, &self.ctx.hub.qos0_dropped);
         }

@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::broker::{Completion, Delivery, Ticket};
+use crate::broker::{Broker, Completion, Delivery, Ticket};
 use crate::codec::ReasonCode;
+use crate::session::Session;
 
 /// Something for a connection task to do.
 #[derive(Debug)]
@@ -16,6 +17,18 @@ pub enum Outgoing {
     Reply(Ticket, Completion),
     /// Close with this reason (session taken over, server shutting down).
     Disconnect(ReasonCode),
+}
+
+impl Outgoing {
+    /// Hands this to the connection's session (the connection task's, the hub's for the
+    /// connection that is acting, or a loopback client's).
+    pub fn hand_to(self, session: &mut Session, broker: &mut Broker, now_ms: u64) {
+        match self {
+            Outgoing::Deliver(delivery) => session.deliver(delivery, broker, now_ms),
+            Outgoing::Disconnect(reason) => session.kick(reason),
+            Outgoing::Reply(ticket, completion) => session.on_reply(ticket, completion),
+        }
+    }
 }
 
 /// A connection's inbox. Bounded: QoS 1/2 deliveries are bounded by the broker's in-flight
